@@ -1,0 +1,5 @@
+import sys
+
+from graphgen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,35 @@
+"""`graphgen`: build, list and inspect ResNet ONNX graphs. The top level only registers commands."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from graphgen import __version__
+from graphgen.cli import build, info, listing
+from graphgen.cliutil import OneLineParser, run_main
+
+COMMANDS = [build, listing, info]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="graphgen",
+        description="Compile ResNet specs (He et al. 2015) into ONNX graphs; no torch needed.",
+        epilog="Examples:\n"
+        "  graphgen build --depth 152                 # resnet152.onnx, He-initialised\n"
+        "  graphgen build --depth 56 --shortcut C     # CIFAR ResNet-56, projections everywhere\n"
+        "  graphgen build --spec my-net.yaml          # any stage table, block and shortcut\n"
+        "  graphgen list                              # every standard variant: params, MACs\n"
+        "  graphgen info resnet152.onnx               # params, MACs, ops of any ONNX classifier",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"graphgen {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(make_parser, argv)

@@ -1,0 +1,169 @@
+"""`graphgen build`: one spec (a depth, a spec file, or every standard variant) into ONNX files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from graphgen.cliutil import positive_int
+from graphgen.errors import SpecError, UserError
+from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
+from graphgen.onnx_io import build, save
+from graphgen.spec import (
+    BLOCKS,
+    DATASETS,
+    SHORTCUTS,
+    STANDARD_VARIANTS,
+    STRIDE_PLACEMENTS,
+    Spec,
+    load_spec_file,
+    spec_for_depth,
+)
+
+OVERRIDES = ("shortcut", "block", "stride_at", "classes", "image_size")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "build",
+        help="write an ONNX graph for a ResNet depth, a spec file, or every standard variant",
+        description="Build a valid, He-initialised ONNX classifier (input `input` [N,3,S,S], "
+        "output `logits` [N,K]) from the paper's depth tables or your own spec.",
+        epilog="--depth alone means ImageNet for 18/34/50/101/152 and CIFAR-10 for any other "
+        "6n+2 depth (20, 32, 44, 56, 110, 1202, ...). Shortcut defaults follow the paper: B for "
+        "ImageNet, A for CIFAR; 'none' gives the plain baselines.",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
+    what.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
+    what.add_argument("--all", action="store_true", help="every standard variant (see `list`)")
+    p.add_argument("--dataset", choices=DATASETS, help="pick the ImageNet or CIFAR family")
+    p.add_argument(
+        "--shortcut",
+        choices=SHORTCUTS,
+        help="A zero-pad identity, B project where shapes change, C project always, "
+        "none = plain net",
+    )
+    p.add_argument("--block", choices=BLOCKS, help="override the depth table's block type")
+    p.add_argument(
+        "--stride-at",
+        dest="stride_at",
+        choices=STRIDE_PLACEMENTS,
+        help="where a bottleneck strides: 1x1 (the paper) or 3x3 (torchvision v1.5)",
+    )
+    p.add_argument("--classes", type=int, help="output classes (default 1000 / 10)")
+    p.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        help="input height and width (default 224 / 32)",
+    )
+    p.add_argument(
+        "--batch",
+        default="dynamic",
+        help="fixed batch size, or 'dynamic' (default) for a symbolic N",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, 13 up to onnx's newest (default {DEFAULT_OPSET})",
+    )
+    p.add_argument("--dtype", default="float32", help=f"weights and compute: {', '.join(DTYPES)}")
+    p.add_argument(
+        "--io-dtype",
+        dest="io_dtype",
+        default="float32",
+        help="dtype of `input` and `logits` (default float32; with --dtype float16 "
+        "the graph casts at both ends)",
+    )
+    p.add_argument(
+        "--fold-bn",
+        dest="fold_bn",
+        action="store_true",
+        help="fold BatchNorm into conv weights and biases (inference graph)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="weight seed (default 0); same seed, same bytes"
+    )
+    p.add_argument("-o", "--output", type=Path, help="output file (default NAME.onnx here)")
+    p.add_argument(
+        "--out-dir",
+        dest="out_dir",
+        type=Path,
+        default=Path("."),
+        help="folder for --all (default .)",
+    )
+    p.set_defaults(func=run)
+
+
+def _batch(text: str) -> int | None:
+    if text == "dynamic":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise UserError(f"--batch must be a positive integer or 'dynamic', got {text!r}") from None
+
+
+def spec_from_args(args: argparse.Namespace) -> Spec:
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    if args.spec is not None:
+        spec = load_spec_file(args.spec)
+        if args.dataset is not None:
+            raise SpecError("--dataset goes with --depth; put the dataset in the spec file")
+        return spec.replace(**overrides) if overrides else spec
+    if args.depth < 1:
+        raise SpecError(f"unknown depth {args.depth}: depths are positive")
+    return spec_for_depth(args.depth, args.dataset, **overrides)
+
+
+def _suffix(args: argparse.Namespace) -> str:
+    suffix = "-fp16" if args.dtype == "float16" else ""
+    return suffix + ("-folded" if args.fold_bn else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    batch = _batch(args.batch)
+    check_opset(args.opset)
+    check_dtype(args.dtype)
+    check_dtype(args.io_dtype)
+    options = dict(
+        seed=args.seed,
+        batch=batch,
+        dtype=args.dtype,
+        io_dtype=args.io_dtype,
+        opset=args.opset,
+        fold=args.fold_bn,
+    )
+    if args.all:
+        return _build_all(args, options)
+    spec = spec_from_args(args)
+    out = args.output or Path(f"{spec.name}{_suffix(args)}.onnx")
+    model = build(spec, **options)
+    save(model, out)
+    print(
+        f"wrote {out}  ({spec.name}: {model_params(model):,} params, "
+        f"{int(dict((p.key, p.value) for p in model.metadata_props)['graphgen.macs']):,} MACs)"
+    )
+    return 0
+
+
+def model_params(model) -> int:
+    return int({p.key: p.value for p in model.metadata_props}["graphgen.params"])
+
+
+def _build_all(args: argparse.Namespace, options: dict) -> int:
+    from rich.progress import Progress
+
+    if not args.out_dir.is_dir():
+        raise UserError(f"--out-dir {args.out_dir} is not a folder")
+    with Progress(transient=True) as progress:
+        task = progress.add_task("building", total=len(STANDARD_VARIANTS))
+        for name, spec in STANDARD_VARIANTS.items():
+            progress.update(task, description=f"building {name}")
+            out = args.out_dir / f"{name}{_suffix(args)}.onnx"
+            save(build(spec, **options), out)
+            progress.advance(task)
+    print(f"wrote {len(STANDARD_VARIANTS)} models to {args.out_dir}")
+    return 0

@@ -1,0 +1,67 @@
+"""`graphgen info`: params, MACs, op counts and I/O shapes of any ONNX classifier."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from graphgen.cost import graph_cost
+from graphgen.onnx_io import load, metadata
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="params, MACs, op counts and shapes of any ONNX classifier",
+        description="Walk an ONNX graph (graphgen's or anyone's) and count params and MACs. "
+        "For graphgen files the plan's own counts are shown beside the graph walk.",
+    )
+    p.add_argument("model", type=Path, help="an .onnx file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def describe(path: Path) -> dict:
+    model = load(path, load_weights=False)
+    cost = graph_cost(model, name=path.stem).to_dict()
+    meta = metadata(model)
+    info = {
+        **cost,
+        "opset": max(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None
+        ),
+    }
+    if "graphgen.spec" in meta:
+        info["graphgen"] = {
+            "spec": json.loads(meta["graphgen.spec"]),
+            "version": meta.get("graphgen.version"),
+            "plan_params": int(meta["graphgen.params"]),
+            "plan_macs": int(meta["graphgen.macs"]),
+            "dtype": meta.get("graphgen.dtype"),
+            "fold_bn": json.loads(meta.get("graphgen.fold_bn", "false")),
+        }
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    info = describe(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=str(args.model), show_header=False)
+    table.add_row("params", f"{info['params']:,}")
+    table.add_row("MACs (batch 1)", f"{info['macs']:,}")
+    table.add_row("FLOPs (2 x MACs)", f"{info['flops']:,}")
+    table.add_row("input", str(info["input_shape"]))
+    table.add_row("output", str(info["output_shape"]))
+    table.add_row("opset", str(info["opset"]))
+    table.add_row("ops", ", ".join(f"{k} {v}" for k, v in info["op_counts"].items()))
+    if "graphgen" in info:
+        g = info["graphgen"]
+        table.add_row("graphgen spec", json.dumps(g["spec"]))
+    Console().print(table)
+    return 0

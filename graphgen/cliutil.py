@@ -1,0 +1,69 @@
+"""What every command line of the project shares: one-line errors and exit codes.
+
+Exit codes: 0 success, 1 a check failed (parity, regression), 2 bad input. A user mistake never
+prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from graphgen.errors import UserError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run_main(
+    build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None = None
+) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(func(args) or 0)
+    except UserError as err:
+        return fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+
+
+def csv_list(kind: str, convert: Callable[[str], object] = str) -> Callable[[str], list]:
+    """An argparse type for comma-separated lists, with a clear message for bad items."""
+
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty {kind} list")
+        try:
+            return [convert(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad {kind} list {text!r}") from None
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value

@@ -1,0 +1,139 @@
+"""The cost model: params and MACs from a plan, and the same counts by walking any ONNX graph.
+
+Definitions (the README repeats them):
+- `macs`: multiply-accumulates of the conv and fully connected layers at batch 1, what the ResNet
+  paper calls "FLOPs" (He et al. 2015, 3.3: "3.6 billion FLOPs (multiply-adds)").
+- `flops`: 2 x macs, one multiply and one add per MAC; BN, ReLU, additions and pooling are not
+  counted (they are about 1% of a ResNet's arithmetic and vanish when BN is folded).
+- `params`: trainable parameters (conv and fc weights and biases, BN scale and shift); BN running
+  statistics are state, not parameters, as in torch's `parameters()`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from graphgen.errors import GraphError
+from graphgen.plan import Plan
+
+FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+}
+
+
+@dataclass
+class Cost:
+    name: str
+    params: int
+    macs: int
+    input_shape: list[int | str]
+    output_shape: list[int | str]
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["flops"] = self.flops
+        return data
+
+
+def plan_cost(plan: Plan, *, batch: int | str = "N") -> Cost:
+    s = plan.spec
+    kinds = Counter(type(op).__name__ for op in plan.ops)
+    return Cost(
+        s.name,
+        plan.params,
+        plan.macs,
+        [batch, 3, s.image_size, s.image_size],
+        [batch, s.classes],
+        dict(sorted(kinds.items())),
+    )
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
+    """Walk an ONNX classifier: conv and Gemm/MatMul MACs from inferred shapes, params from
+    initializers (BN running mean and variance excluded)."""
+    graph = model.graph
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    except Exception as err:  # shape inference raises several types for broken graphs
+        raise GraphError(f"shape inference failed: {err}") from None
+    shapes = {
+        vi.name: _dims(vi) for vi in [*inferred.value_info, *inferred.input, *inferred.output]
+    }
+    init = {t.name: list(t.dims) for t in graph.initializer}
+    init_types = {t.name: t.data_type for t in graph.initializer}
+    constants = _constant_shapes(graph)
+
+    bn_stats = set()
+    for node in graph.node:
+        if node.op_type == "BatchNormalization":
+            bn_stats.update(node.input[3:5])
+    params = sum(
+        int(np.prod(dims))
+        for n, dims in init.items()
+        if n not in bn_stats and init_types[n] in FLOAT_TYPES
+    )
+
+    macs = 0
+    for node in graph.node:
+        if node.op_type == "Conv":
+            w = init.get(node.input[1]) or shapes.get(node.input[1])
+            out = shapes.get(node.output[0])
+            if not w or not out or len(out) < 3 or not _known(out[2:]) or not _known(w):
+                raise GraphError(f"cannot size Conv node {node.name!r}: shapes not inferred")
+            spatial = int(np.prod(out[2:]))
+            macs += int(w[0]) * spatial * int(np.prod(w[1:]))
+        elif node.op_type in ("Gemm", "MatMul"):
+            a = shapes.get(node.input[0])
+            b = init.get(node.input[1]) or constants.get(node.input[1]) or shapes.get(node.input[1])
+            if not a or not b or not _known(b) or not _known(a[1:]):
+                raise GraphError(f"cannot size {node.op_type} node {node.name!r}")
+            trans_b = any(at.name == "transB" and at.i for at in node.attribute)
+            k = int(b[1] if trans_b else b[0]) if len(b) == 2 else int(b[-2])
+            n_out = int(b[0] if trans_b else b[1]) if len(b) == 2 else int(b[-1])
+            rows = int(np.prod(a[1:-1])) if len(a) > 2 else 1  # per sample (batch 1)
+            macs += rows * k * n_out
+
+    inputs = [i for i in graph.input if i.name not in init]
+    if not inputs or not graph.output:
+        raise GraphError("the graph has no inputs or outputs")
+    counts = Counter(node.op_type for node in graph.node)
+    return Cost(
+        name or graph.name or "model",
+        params,
+        macs,
+        _dims(inputs[0]),
+        _dims(graph.output[0]),
+        dict(sorted(counts.items())),
+    )
+
+
+def _known(dims: list) -> bool:
+    return all(isinstance(d, int) and d > 0 for d in dims)
+
+
+def _constant_shapes(graph: onnx.GraphProto) -> dict[str, list[int]]:
+    shapes = {}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes[node.output[0]] = list(attr.t.dims)
+    return shapes

@@ -1,0 +1,214 @@
+"""The ONNX emitter: walks the plan and writes nodes with onnx.helper (no torch anywhere).
+
+Node names are the plan's op names and initializer names are its parameter names, so a graph's
+initializers are exactly the torch module's `state_dict()` keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from graphgen import __version__
+from graphgen.errors import SpecError
+from graphgen.plan import (
+    INPUT,
+    OUTPUT,
+    Add,
+    BatchNorm,
+    Conv,
+    GlobalAvgPool,
+    Linear,
+    MaxPool,
+    Op,
+    Plan,
+    Relu,
+    ZeroPadShortcut,
+)
+from graphgen.weights import BN_EPS, Weights
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
+NP_DTYPES = {"float32": np.float32, "float16": np.float16}
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def max_opset() -> int:
+    return onnx.defs.onnx_opset_version()
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= max_opset():
+        raise SpecError(
+            f"opset {opset} is out of range; graphgen emits opsets {MIN_OPSET} to {max_opset()} "
+            f"(the newest this onnx {onnx.__version__} knows)"
+        )
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+
+
+def _initializer(name: str, array: np.ndarray) -> TensorProto:
+    """A raw-data TensorProto: one copy of the bytes, no per-element conversion."""
+    tensor = TensorProto()
+    tensor.name = name
+    tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    tensor.raw_data = array.tobytes()
+    return tensor
+
+
+class _Emitter:
+    def __init__(self, plan: Plan, weights: Weights, dtype: str, opset: int) -> None:
+        self.plan = plan
+        self.weights = weights
+        self.np_dtype = NP_DTYPES[dtype]
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+
+    def param(self, name: str) -> str:
+        array = self.weights[name]
+        if array.dtype != self.np_dtype:
+            array = array.astype(self.np_dtype)
+        self.initializers.append(_initializer(name, array))
+        return name
+
+    def const(self, name: str, values: list[int]) -> str:
+        value = helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=value))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs) -> None:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
+
+    def emit(self, op: Op, rename: Callable[[str], str]) -> None:
+        x = rename(getattr(op, "x", ""))
+        out = rename(op.out)
+        if isinstance(op, Conv):
+            inputs = [x, self.param(f"{op.name}.weight")]
+            if op.bias:
+                inputs.append(self.param(f"{op.name}.bias"))
+            self.node(
+                "Conv",
+                inputs,
+                out,
+                op.name,
+                kernel_shape=[op.kernel] * 2,
+                strides=[op.stride] * 2,
+                pads=[op.pad] * 4,
+            )
+        elif isinstance(op, BatchNorm):
+            names = [
+                self.param(f"{op.name}.{k}")
+                for k in ("weight", "bias", "running_mean", "running_var")
+            ]
+            self.node("BatchNormalization", [x, *names], out, op.name, epsilon=BN_EPS)
+        elif isinstance(op, Relu):
+            self.node("Relu", [x], out, op.name)
+        elif isinstance(op, Add):
+            self.node("Add", [rename(op.a), rename(op.b)], out, op.name)
+        elif isinstance(op, MaxPool):
+            self.node(
+                "MaxPool",
+                [x],
+                out,
+                op.name,
+                kernel_shape=[op.kernel] * 2,
+                strides=[op.stride] * 2,
+                pads=[op.pad] * 4,
+            )
+        elif isinstance(op, ZeroPadShortcut):
+            if op.stride != 1:
+                sliced = f"{op.name}.subsample"
+                self.node(
+                    "Slice",
+                    [
+                        x,
+                        self.const(f"{op.name}.starts", [0, 0]),
+                        self.const(f"{op.name}.ends", [INT64_MAX, INT64_MAX]),
+                        self.const(f"{op.name}.axes", [2, 3]),
+                        self.const(f"{op.name}.steps", [op.stride, op.stride]),
+                    ],
+                    sliced,
+                    sliced,
+                )
+                x = sliced
+            if op.cout != op.cin:
+                pads = self.const(
+                    f"{op.name}.pads", [0, op.pad_before, 0, 0, 0, op.pad_after, 0, 0]
+                )
+                self.node("Pad", [x, pads], out, op.name, mode="constant")
+            else:
+                self.node("Identity", [x], out, op.name)
+        elif isinstance(op, GlobalAvgPool):
+            pooled = f"{op.name}.pooled"
+            self.node("GlobalAveragePool", [x], pooled, op.name)
+            self.node("Flatten", [pooled], out, f"{op.name}.flatten", axis=1)
+        elif isinstance(op, Linear):
+            inputs = [x, self.param(f"{op.name}.weight"), self.param(f"{op.name}.bias")]
+            self.node("Gemm", inputs, out, op.name, transB=1)
+        else:  # pragma: no cover - the plan's op union is closed
+            raise TypeError(f"no ONNX emitter for {type(op).__name__}")
+
+
+def emit_model(
+    plan: Plan,
+    weights: Weights,
+    *,
+    batch: int | None = None,
+    dtype: str = "float32",
+    io_dtype: str = "float32",
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, str] | None = None,
+) -> onnx.ModelProto:
+    """Build the ModelProto for a plan: input `input` [N,3,S,S], output `logits` [N,K]."""
+    check_opset(opset)
+    check_dtype(dtype)
+    check_dtype(io_dtype)
+    em = _Emitter(plan, weights, dtype, opset)
+    cast_in = dtype != io_dtype
+    renames = {INPUT: f"{INPUT}.{dtype}", OUTPUT: f"{OUTPUT}.{dtype}"} if cast_in else {}
+
+    if cast_in:
+        em.node("Cast", [INPUT], renames[INPUT], "input.cast", to=DTYPES[dtype])
+    for op in plan.ops:
+        em.emit(op, lambda name: renames.get(name, name))
+    if cast_in:
+        em.node("Cast", [renames[OUTPUT]], OUTPUT, "logits.cast", to=DTYPES[io_dtype])
+
+    n: int | str = batch if batch is not None else "N"
+    s = plan.spec.image_size
+    graph = helper.make_graph(
+        em.nodes,
+        plan.spec.name,
+        [helper.make_tensor_value_info(INPUT, DTYPES[io_dtype], [n, 3, s, s])],
+        [helper.make_tensor_value_info(OUTPUT, DTYPES[io_dtype], [n, plan.spec.classes])],
+        initializer=em.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(
+        graph,
+        producer_name="graphgen",
+        producer_version=__version__,
+        opset_imports=opsets,
+        ir_version=helper.find_min_ir_version_for(opsets),
+    )
+    props = {
+        "graphgen.spec": plan.spec.to_json(),
+        "graphgen.version": __version__,
+        "graphgen.params": str(plan.params),
+        "graphgen.macs": str(plan.macs),
+        "graphgen.fold_bn": json.dumps(plan.folded),
+        "graphgen.dtype": dtype,
+        **(metadata or {}),
+    }
+    helper.set_model_props(model, props)
+    return model

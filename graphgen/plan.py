@@ -1,0 +1,405 @@
+"""The one intermediate representation: a spec expanded into ordered, named, shaped operations.
+
+Every emitter walks this list and nothing else describes the network's structure. Operation
+names are torchvision's module paths (`conv1`, `layer2.0.downsample.0`, `fc`), so parameter
+names (`<name>.weight`, `<name>.running_mean`, ...) are the same in the ONNX graph, the torch
+module and torchvision-style checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from graphgen.spec import Spec
+
+Shape = tuple[int, ...]  # per-sample shape: (C, H, W), or (features,) after pooling
+
+
+@dataclass(frozen=True)
+class Conv:
+    name: str
+    x: str
+    out: str
+    cin: int
+    cout: int
+    kernel: int
+    stride: int
+    pad: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    bias: bool = False  # only after BN folding; the paper's convs have none
+
+    @property
+    def shape(self) -> Shape:
+        return (self.cout, *self.out_hw)
+
+    def params(self) -> dict[str, Shape]:
+        shapes = {f"{self.name}.weight": (self.cout, self.cin, self.kernel, self.kernel)}
+        if self.bias:
+            shapes[f"{self.name}.bias"] = (self.cout,)
+        return shapes
+
+    def buffers(self) -> dict[str, Shape]:
+        return {}
+
+    @property
+    def macs(self) -> int:
+        return self.cout * self.out_hw[0] * self.out_hw[1] * self.cin * self.kernel**2
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    name: str
+    x: str
+    out: str
+    channels: int
+    hw: tuple[int, int]
+
+    @property
+    def shape(self) -> Shape:
+        return (self.channels, *self.hw)
+
+    def params(self) -> dict[str, Shape]:
+        return {f"{self.name}.weight": (self.channels,), f"{self.name}.bias": (self.channels,)}
+
+    def buffers(self) -> dict[str, Shape]:
+        return {
+            f"{self.name}.running_mean": (self.channels,),
+            f"{self.name}.running_var": (self.channels,),
+        }
+
+    macs = 0
+
+
+@dataclass(frozen=True)
+class _Parameterless:
+    def params(self) -> dict[str, Shape]:
+        return {}
+
+    def buffers(self) -> dict[str, Shape]:
+        return {}
+
+    macs = 0
+
+
+@dataclass(frozen=True)
+class Relu(_Parameterless):
+    name: str
+    x: str
+    out: str
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class Add(_Parameterless):
+    """The shortcut's element-wise addition, F(x) + x (He et al. 2015, eq. 1)."""
+
+    name: str
+    a: str
+    b: str
+    out: str
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class MaxPool(_Parameterless):
+    name: str
+    x: str
+    out: str
+    channels: int
+    kernel: int
+    stride: int
+    pad: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+    @property
+    def shape(self) -> Shape:
+        return (self.channels, *self.out_hw)
+
+
+@dataclass(frozen=True)
+class ZeroPadShortcut(_Parameterless):
+    """Option A: identity subsampled by the stride, new channels zero-padded (He et al. 2015, 3.3).
+
+    The paper does not say where the zeros go; like the common CIFAR reimplementations we pad
+    symmetrically, `pad_before` channels in front and `pad_after` behind.
+    """
+
+    name: str
+    x: str
+    out: str
+    cin: int
+    cout: int
+    stride: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+    @property
+    def pad_before(self) -> int:
+        return (self.cout - self.cin) // 2
+
+    @property
+    def pad_after(self) -> int:
+        return self.cout - self.cin - self.pad_before
+
+    @property
+    def shape(self) -> Shape:
+        return (self.cout, *self.out_hw)
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(_Parameterless):
+    """Global average pooling, flattened to a feature vector."""
+
+    name: str
+    x: str
+    out: str
+    channels: int
+    in_hw: tuple[int, int]
+
+    @property
+    def shape(self) -> Shape:
+        return (self.channels,)
+
+
+@dataclass(frozen=True)
+class Linear:
+    name: str
+    x: str
+    out: str
+    in_features: int
+    out_features: int
+
+    @property
+    def shape(self) -> Shape:
+        return (self.out_features,)
+
+    def params(self) -> dict[str, Shape]:
+        return {
+            f"{self.name}.weight": (self.out_features, self.in_features),
+            f"{self.name}.bias": (self.out_features,),
+        }
+
+    def buffers(self) -> dict[str, Shape]:
+        return {}
+
+    @property
+    def macs(self) -> int:
+        return self.in_features * self.out_features
+
+
+Op = Conv | BatchNorm | Relu | Add | MaxPool | ZeroPadShortcut | GlobalAvgPool | Linear
+
+INPUT = "input"
+OUTPUT = "logits"
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: Spec
+    ops: tuple[Op, ...]
+    folded: bool = False
+
+    @property
+    def input_shape(self) -> Shape:
+        return (3, self.spec.image_size, self.spec.image_size)
+
+    @property
+    def output_shape(self) -> Shape:
+        return (self.spec.classes,)
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def param_shapes(self) -> dict[str, Shape]:
+        """Trainable parameters in plan order: the torch module's `parameters()`."""
+        return {k: v for op in self.ops for k, v in op.params().items()}
+
+    def buffer_shapes(self) -> dict[str, Shape]:
+        """BN running statistics: state that is not a parameter."""
+        return {k: v for op in self.ops for k, v in op.buffers().items()}
+
+    def tensor_shapes(self) -> dict[str, Shape]:
+        """Every state tensor in plan order: the graph's initializers, the state_dict's keys."""
+        shapes: dict[str, Shape] = {}
+        for op in self.ops:
+            shapes.update(op.params())
+            shapes.update(op.buffers())
+        return shapes
+
+    @property
+    def params(self) -> int:
+        return sum(_numel(s) for s in self.param_shapes().values())
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the conv and fc layers at batch 1: the paper's "FLOPs"."""
+        return sum(op.macs for op in self.ops)
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+class _Builder:
+    """Appends ops and threads the current tensor through them."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.ops: list[Op] = []
+        self.x = INPUT
+        self.c = 3
+        self.hw = (spec.image_size, spec.image_size)
+
+    def conv(
+        self,
+        name: str,
+        cout: int,
+        kernel: int,
+        stride: int,
+        x: str | None = None,
+        cin: int | None = None,
+        hw: tuple[int, int] | None = None,
+    ) -> str:
+        x, cin, hw = x or self.x, cin or self.c, hw or self.hw
+        pad = kernel // 2
+        out_hw = (_conv_out(hw[0], kernel, stride, pad), _conv_out(hw[1], kernel, stride, pad))
+        self.ops.append(Conv(name, x, name, cin, cout, kernel, stride, pad, hw, out_hw))
+        self.x, self.c, self.hw = name, cout, out_hw
+        return name
+
+    def bn(self, name: str) -> str:
+        self.ops.append(BatchNorm(name, self.x, name, self.c, self.hw))
+        self.x = name
+        return name
+
+    def relu(self, name: str) -> str:
+        self.ops.append(Relu(name, self.x, name, (self.c, *self.hw)))
+        self.x = name
+        return name
+
+
+def expand(spec: Spec) -> Plan:
+    """Expand a spec into the ordered op list (He et al. 2015, Table 1 and section 4.2)."""
+    b = _Builder(spec)
+    if spec.stem == "imagenet":
+        b.conv("conv1", spec.stem_width, 7, 2)
+        b.bn("bn1")
+        b.relu("relu")
+        hw = b.hw
+        out_hw = (_conv_out(hw[0], 3, 2, 1), _conv_out(hw[1], 3, 2, 1))
+        b.ops.append(MaxPool("maxpool", b.x, "maxpool", b.c, 3, 2, 1, hw, out_hw))
+        b.x, b.hw = "maxpool", out_hw
+    else:
+        b.conv("conv1", spec.stem_width, 3, 1)
+        b.bn("bn1")
+        b.relu("relu")
+
+    for stage, (blocks, width) in enumerate(zip(spec.layers, spec.widths, strict=True)):
+        for index in range(blocks):
+            stride = 2 if stage > 0 and index == 0 else 1
+            _block(b, spec, f"layer{stage + 1}.{index}", width, stride)
+
+    b.ops.append(GlobalAvgPool("avgpool", b.x, "avgpool", b.c, b.hw))
+    b.ops.append(Linear("fc", "avgpool", OUTPUT, b.c, spec.classes))
+    return Plan(spec, tuple(b.ops))
+
+
+def _block(b: _Builder, spec: Spec, prefix: str, width: int, stride: int) -> None:
+    x, cin, hw = b.x, b.c, b.hw
+    if spec.block == "basic":
+        cout = width
+        b.conv(f"{prefix}.conv1", width, 3, stride)
+        b.bn(f"{prefix}.bn1")
+        b.relu(f"{prefix}.relu1")
+        b.conv(f"{prefix}.conv2", width, 3, 1)
+        b.bn(f"{prefix}.bn2")
+    else:
+        cout = width * spec.expansion
+        s1, s3 = (stride, 1) if spec.stride_at == "1x1" else (1, stride)
+        b.conv(f"{prefix}.conv1", width, 1, s1)
+        b.bn(f"{prefix}.bn1")
+        b.relu(f"{prefix}.relu1")
+        b.conv(f"{prefix}.conv2", width, 3, s3)
+        b.bn(f"{prefix}.bn2")
+        b.relu(f"{prefix}.relu2")
+        b.conv(f"{prefix}.conv3", cout, 1, 1)
+        b.bn(f"{prefix}.bn3")
+    residual, out_hw = b.x, b.hw
+
+    shortcut = _shortcut(b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw)
+    if shortcut is not None:
+        b.ops.append(Add(f"{prefix}.add", residual, shortcut, f"{prefix}.add", (cout, *out_hw)))
+        b.x = f"{prefix}.add"
+    b.x, b.c, b.hw = b.x, cout, out_hw
+    b.relu(f"{prefix}.relu")
+
+
+def _shortcut(
+    b: _Builder,
+    option: str,
+    prefix: str,
+    x: str,
+    cin: int,
+    cout: int,
+    stride: int,
+    hw: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> str | None:
+    """The shortcut tensor for options A/B/C (He et al. 2015, 3.3), or None for a plain net."""
+    changes = stride != 1 or cin != cout
+    if option == "none":
+        return None
+    if option == "A" or (option == "B" and not changes):
+        if not changes:
+            return x
+        name = f"{prefix}.shortcut"
+        b.ops.append(ZeroPadShortcut(name, x, name, cin, cout, stride, hw, out_hw))
+        return name
+    residual = (b.x, b.c, b.hw)
+    b.conv(f"{prefix}.downsample.0", cout, 1, stride, x=x, cin=cin, hw=hw)
+    b.bn(f"{prefix}.downsample.1")
+    out = b.x
+    b.x, b.c, b.hw = residual
+    return out
+
+
+def fold_bn(plan: Plan) -> Plan:
+    """The same network with every BatchNorm merged into the conv before it (a conv bias)."""
+    if plan.folded:
+        return plan
+    rename: dict[str, str] = {}
+    ops: list[Op] = []
+    for op in plan.ops:
+        if isinstance(op, BatchNorm):
+            rename[op.out] = rename.get(op.x, op.x)
+            continue
+        op = _rename_inputs(op, rename)
+        if isinstance(op, Conv):
+            op = dataclasses.replace(op, bias=True)
+        ops.append(op)
+    return Plan(plan.spec, tuple(ops), folded=True)
+
+
+def _rename_inputs(op: Op, rename: dict[str, str]) -> Op:
+    changes = {
+        k: rename[getattr(op, k)]
+        for k in ("x", "a", "b")
+        if hasattr(op, k) and getattr(op, k) in rename
+    }
+    return dataclasses.replace(op, **changes) if changes else op
+
+
+def bn_producers(plan: Plan) -> dict[str, str]:
+    """BatchNorm name -> the conv it normalises (what folding merges)."""
+    producers = {op.out: op.name for op in plan.ops if isinstance(op, Conv)}
+    return {op.name: producers[op.x] for op in plan.ops if isinstance(op, BatchNorm)}

@@ -1,0 +1,301 @@
+"""The declarative network description: one frozen dataclass and the paper's depth tables.
+
+A `Spec` says *what* network to build; `graphgen.plan.expand` turns it into the ordered list of
+named operations that every emitter (ONNX, torch, cost model) walks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graphgen.errors import SpecError
+
+BLOCKS = ("basic", "bottleneck")
+SHORTCUTS = ("A", "B", "C", "none")
+STEMS = ("imagenet", "cifar")
+STRIDE_PLACEMENTS = ("1x1", "3x3")
+DATASETS = ("imagenet", "cifar10")
+
+# He et al. 2015, Table 1: depth -> (block, blocks per stage).
+IMAGENET_DEPTHS: Mapping[int, tuple[str, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+CIFAR_WIDTHS = (16, 32, 64)  # He et al. 2015, section 4.2: depth 6n+2, three stages of n blocks.
+EXPANSION = {"basic": 1, "bottleneck": 4}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A residual (or plain) network, as the paper's tables describe it.
+
+    `layers[i]` blocks of width `widths[i]` form stage i; stage 0 keeps the stem's resolution and
+    every later stage halves it in its first block. `shortcut="none"` gives the plain baselines.
+    """
+
+    layers: tuple[int, ...]
+    widths: tuple[int, ...]
+    block: str = "basic"
+    stem: str = "imagenet"
+    shortcut: str = "B"
+    stride_at: str = "1x1"
+    classes: int = 1000
+    image_size: int = 224
+    stem_width: int = 64
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        _require(self.block in BLOCKS, "block", self.block, BLOCKS)
+        _require(self.stem in STEMS, "stem", self.stem, STEMS)
+        _require(self.shortcut in SHORTCUTS, "shortcut", self.shortcut, SHORTCUTS)
+        _require(
+            self.stride_at in STRIDE_PLACEMENTS, "stride_at", self.stride_at, STRIDE_PLACEMENTS
+        )
+        if not self.layers:
+            raise SpecError("layers must list at least one stage, e.g. [2, 2, 2, 2]")
+        if len(self.layers) != len(self.widths):
+            raise SpecError(
+                f"layers has {len(self.layers)} stages but widths has {len(self.widths)}: "
+                "give one width per stage"
+            )
+        for key, values in (("layers", self.layers), ("widths", self.widths)):
+            bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+            if bad:
+                raise SpecError(f"{key} must be positive integers, got {list(values)}")
+        for key in ("classes", "image_size", "stem_width"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SpecError(f"{key} must be a positive integer, got {value!r}")
+        if self.image_size < self.total_stride:
+            raise SpecError(
+                f"image size {self.image_size} is too small for this network's stride chain "
+                f"(total stride {self.total_stride}); use at least {self.total_stride}"
+            )
+        if self.shortcut == "A":
+            channels = [self.stem_width] + [w * self.expansion for w in self.widths]
+            if any(b < a for a, b in zip(channels, channels[1:], strict=False)):
+                raise SpecError(
+                    "shortcut A zero-pads channels, so stage widths may not shrink; "
+                    "use shortcut B or C for this stage table"
+                )
+        if not self.name:
+            object.__setattr__(self, "name", default_name(self))
+
+    @property
+    def expansion(self) -> int:
+        return EXPANSION[self.block]
+
+    @property
+    def total_stride(self) -> int:
+        stem = 4 if self.stem == "imagenet" else 1
+        return stem * 2 ** (len(self.layers) - 1)
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers, counted as the paper does (convs on the main path plus the fc)."""
+        per_block = 2 if self.block == "basic" else 3
+        return 1 + per_block * sum(self.layers) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            f.name: (list(v) if isinstance(v, tuple) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def replace(self, **changes: Any) -> Spec:
+        """A copy with fields changed; the name is re-derived unless given."""
+        changes.setdefault("name", "")
+        return dataclasses.replace(self, **changes)
+
+
+def _require(ok: bool, key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if not ok:
+        raise SpecError(f"unknown {key} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def default_name(spec: Spec) -> str:
+    """The standard variant name when the spec is one, else a descriptive one."""
+    for name, std in STANDARD_VARIANTS.items():
+        if _same_arch(spec, std):
+            return name
+    prefix = "cifar-" if spec.stem == "cifar" else ""
+    kind = "plain" if spec.shortcut == "none" else "resnet"
+    name = f"{prefix}{kind}{spec.depth}"
+    default_shortcut = "A" if spec.stem == "cifar" else "B"
+    if spec.shortcut not in ("none", default_shortcut):
+        name += f"-{spec.shortcut}"
+    if spec.block == "bottleneck" and spec.stride_at == "3x3":
+        name += "-v1.5"
+    if spec.stem == "imagenet" and (spec.widths, spec.stem_width) != (IMAGENET_WIDTHS, 64):
+        name += "-custom"
+    if spec.stem == "cifar" and (spec.widths, spec.stem_width) != (CIFAR_WIDTHS, 16):
+        name += "-custom"
+    return name
+
+
+def _same_arch(a: Spec, b: Spec) -> bool:
+    return dataclasses.replace(a, name="x") == dataclasses.replace(b, name="x")
+
+
+def imagenet_spec(depth: int, **overrides: Any) -> Spec:
+    if depth not in IMAGENET_DEPTHS:
+        raise SpecError(unknown_depth_message(depth))
+    block, layers = IMAGENET_DEPTHS[depth]
+    fields = dict(
+        layers=layers,
+        widths=IMAGENET_WIDTHS,
+        block=block,
+        stem="imagenet",
+        shortcut="B",
+        classes=1000,
+        image_size=224,
+        stem_width=64,
+    )
+    fields.update(overrides)
+    return Spec(**fields)
+
+
+def cifar_spec(depth: int, **overrides: Any) -> Spec:
+    if depth < 8 or (depth - 2) % 6:
+        raise SpecError(unknown_depth_message(depth))
+    n = (depth - 2) // 6
+    fields = dict(
+        layers=(n, n, n),
+        widths=CIFAR_WIDTHS,
+        block="basic",
+        stem="cifar",
+        shortcut="A",
+        classes=10,
+        image_size=32,
+        stem_width=16,
+    )
+    fields.update(overrides)
+    return Spec(**fields)
+
+
+def unknown_depth_message(depth: object) -> str:
+    return (
+        f"unknown depth {depth}: ImageNet depths are 18, 34, 50, 101, 152; "
+        "CIFAR depths are 6n+2 for n >= 1 (8, 14, 20, 32, 44, 56, 110, 1202, ...)"
+    )
+
+
+def spec_for_depth(depth: int, dataset: str | None = None, **overrides: Any) -> Spec:
+    """`--depth` alone means ImageNet for the Table 1 depths and CIFAR for any other 6n+2."""
+    if dataset is not None and dataset not in DATASETS:
+        raise SpecError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if dataset is None:
+        dataset = "imagenet" if depth in IMAGENET_DEPTHS else "cifar10"
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if dataset == "imagenet":
+        return imagenet_spec(depth, **overrides)
+    return cifar_spec(depth, **overrides)
+
+
+def _standard_variants() -> dict[str, Spec]:
+    table: dict[str, Spec] = {}
+    for depth in IMAGENET_DEPTHS:
+        table[f"resnet{depth}"] = imagenet_spec(depth, name=f"resnet{depth}")
+    for depth in (18, 34):
+        table[f"plain{depth}"] = imagenet_spec(depth, shortcut="none", name=f"plain{depth}")
+    for depth in (20, 32, 44, 56, 110, 1202):
+        table[f"cifar-resnet{depth}"] = cifar_spec(depth, name=f"cifar-resnet{depth}")
+    for depth in (20, 32, 44, 56, 110):
+        table[f"cifar-plain{depth}"] = cifar_spec(
+            depth, shortcut="none", name=f"cifar-plain{depth}"
+        )
+    return table
+
+
+STANDARD_VARIANTS: Mapping[str, Spec] = {}
+STANDARD_VARIANTS = _standard_variants()
+
+
+def variant(name: str) -> Spec:
+    try:
+        return STANDARD_VARIANTS[name]
+    except KeyError:
+        raise SpecError(
+            f"unknown model {name!r}; standard variants are {', '.join(STANDARD_VARIANTS)}"
+        ) from None
+
+
+SPEC_KEYS = {f.name for f in dataclasses.fields(Spec)} | {"depth", "dataset"}
+
+
+def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
+    """A spec from parsed YAML/JSON: either full fields, or `depth` (+ `dataset`) plus overrides."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping of spec keys, got {type(data).__name__}")
+    unknown = sorted(set(data) - SPEC_KEYS)
+    if unknown:
+        raise SpecError(
+            f"{source}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(SPEC_KEYS))}"
+        )
+    fields = dict(data)
+    for key in ("layers", "widths"):
+        if key in fields:
+            value = fields[key]
+            if not isinstance(value, list | tuple):
+                raise SpecError(f"{source}: key {key!r} must be a list of integers, got {value!r}")
+            fields[key] = tuple(value)
+    depth = fields.pop("depth", None)
+    dataset = fields.pop("dataset", None)
+    try:
+        if depth is not None:
+            if not isinstance(depth, int) or isinstance(depth, bool):
+                raise SpecError(f"key 'depth' must be an integer, got {depth!r}")
+            return spec_for_depth(depth, dataset, **fields)
+        if "layers" not in fields or "widths" not in fields:
+            raise SpecError("give either 'depth' or both 'layers' and 'widths'")
+        if dataset == "cifar10":
+            fields = {
+                "stem": "cifar",
+                "shortcut": "A",
+                "classes": 10,
+                "image_size": 32,
+                "stem_width": 16,
+            } | fields
+        return Spec(**fields)
+    except SpecError as err:
+        raise SpecError(f"{source}: {err}") from None
+    except TypeError as err:
+        raise SpecError(f"{source}: {err}") from None
+
+
+def load_spec_file(path: str | Path) -> Spec:
+    """Read a YAML or JSON spec file; errors name the file and the key or line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError(f"cannot read spec file {path}: {err.strerror or err}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or "syntax error"
+            raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
+    return spec_from_mapping(data, source=str(path))
