@@ -1,0 +1,244 @@
+"""Thin helpers over cuda-python's runtime API: checked calls, device and pinned buffers, streams,
+events. Used by the native TensorRT runner and by the onnxruntime GPU runners for device timing.
+
+Why cuda-python (`cuda.bindings.runtime`) and not PyCUDA: PyCUDA ships only a source
+distribution that compiles against a local CUDA toolkit (no binary wheels), so a plain
+`pip install` fails on a machine that has a driver but no toolkit. cuda-python has binary wheels
+that need only the driver, and NVIDIA's own TensorRT samples moved to it in 10.13/10.14
+(`NVIDIA/TensorRT: CHANGELOG.md`, `samples/python/common_runtime.py`).
+
+Every `cuda.bindings.runtime` call returns a tuple whose first item is a `cudaError_t`; `call`
+checks it and returns the rest. Nothing here imports CUDA at module level: `import runtimes`
+works on a machine without it, and `availability()` says why the GPU path cannot run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from runtimes.base import RunnerError
+
+
+class CudaError(RunnerError):
+    """A CUDA runtime call failed; the message names the call and CUDA's own error text."""
+
+
+@cache
+def cudart() -> ModuleType:
+    """The runtime module: `cuda.bindings.runtime` (cuda-python >= 12.6.1), else the older
+    `cuda.cudart` path of the same bindings."""
+    try:
+        return importlib.import_module("cuda.bindings.runtime")
+    except ImportError:
+        return importlib.import_module("cuda.cudart")
+
+
+def _error_text(rt: ModuleType, err: Any) -> str:
+    try:
+        _, text = rt.cudaGetErrorString(err)
+        return text.decode() if isinstance(text, bytes) else str(text)
+    except Exception:  # the error text is a courtesy; never mask the real failure
+        return str(err)
+
+
+def call(result: Any, what: str) -> Any:
+    """Check a `(cudaError_t, *values)` tuple: return None, the value, or the values."""
+    rt = cudart()
+    if isinstance(result, tuple):
+        err, values = result[0], result[1:]
+    else:
+        err, values = result, ()
+    if err != rt.cudaError_t.cudaSuccess:
+        raise CudaError(
+            f"{what} failed: {err.name if hasattr(err, 'name') else err} ({_error_text(rt, err)})"
+        )
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+# -- availability -----------------------------------------------------------------------------
+def availability(device: int = 0) -> str | None:
+    """None when a CUDA device can be used through cuda-python, else the reason."""
+    try:
+        rt = cudart()
+    except ImportError:
+        return "cuda-python not installed"
+    except Exception as exc:  # a broken install: say so rather than crash `list`
+        return f"cuda-python failed to import: {exc}"
+    err, *rest = rt.cudaGetDeviceCount()
+    if err != rt.cudaError_t.cudaSuccess:
+        return f"no CUDA device ({_error_text(rt, err)})"
+    count = rest[0] if rest else 0
+    if count == 0:
+        return "no CUDA device"
+    if device >= count:
+        return f"no CUDA device {device} (found {count})"
+    return None
+
+
+def device_info(device: int = 0) -> dict[str, Any]:
+    """Name, compute capability, memory and versions: what an engine cache is keyed on."""
+    rt = cudart()
+    prop = call(rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+    return {
+        "device": device,
+        "name": name.rstrip("\x00").strip(),
+        "compute_capability": f"{prop.major}.{prop.minor}",
+        "total_memory_bytes": int(prop.totalGlobalMem),
+        "driver_version": call(rt.cudaDriverGetVersion(), "cudaDriverGetVersion"),
+        "runtime_version": call(rt.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion"),
+    }
+
+
+def set_device(device: int) -> None:
+    call(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
+
+
+def used_device_memory() -> int:
+    """Bytes in use on the current device (all processes): total minus free."""
+    free, total = call(cudart().cudaMemGetInfo(), "cudaMemGetInfo")
+    return int(total) - int(free)
+
+
+# -- streams and events -----------------------------------------------------------------------
+class Stream:
+    """A non-blocking CUDA stream; `handle` is the integer TensorRT and onnxruntime take."""
+
+    def __init__(self) -> None:
+        rt = cudart()
+        self._stream = call(
+            rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
+        )
+
+    @property
+    def raw(self) -> Any:
+        return self._stream
+
+    @property
+    def handle(self) -> int:
+        return int(self._stream)
+
+    def synchronize(self) -> None:
+        call(cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def destroy(self) -> None:
+        if self._stream is not None:
+            call(cudart().cudaStreamDestroy(self._stream), "cudaStreamDestroy")
+            self._stream = None
+
+
+class EventTimer:
+    """Two CUDA events around work enqueued on one stream: device time, not host time."""
+
+    def __init__(self, stream: Stream) -> None:
+        rt = cudart()
+        self.stream = stream
+        self._start = call(rt.cudaEventCreate(), "cudaEventCreate")
+        self._end = call(rt.cudaEventCreate(), "cudaEventCreate")
+
+    def start(self) -> None:
+        call(cudart().cudaEventRecord(self._start, self.stream.raw), "cudaEventRecord")
+
+    def stop_seconds(self) -> float:
+        """Record the end event, wait for it, return the elapsed device time in seconds."""
+        rt = cudart()
+        call(rt.cudaEventRecord(self._end, self.stream.raw), "cudaEventRecord")
+        call(rt.cudaEventSynchronize(self._end), "cudaEventSynchronize")
+        ms = call(rt.cudaEventElapsedTime(self._start, self._end), "cudaEventElapsedTime")
+        return float(ms) * 1e-3
+
+    def destroy(self) -> None:
+        rt = cudart()
+        for event in (self._start, self._end):
+            if event is not None:
+                call(rt.cudaEventDestroy(event), "cudaEventDestroy")
+        self._start = self._end = None
+
+
+# -- memory -----------------------------------------------------------------------------------
+class DeviceBuffer:
+    """`nbytes` of device memory from cudaMalloc; `ptr` is what set_tensor_address takes."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = int(nbytes)
+        self._ptr = call(cudart().cudaMalloc(max(self.nbytes, 1)), f"cudaMalloc({nbytes})")
+
+    @property
+    def ptr(self) -> int:
+        return int(self._ptr)
+
+    def copy_from_host(self, array: np.ndarray, stream: Stream) -> None:
+        """Async host-to-device copy of a C-contiguous array that fits the buffer. The array
+        must stay alive until the stream is synchronised."""
+        _check_fits(array, self.nbytes)
+        rt = cudart()
+        call(
+            rt.cudaMemcpyAsync(
+                self.ptr,
+                array.ctypes.data,
+                array.nbytes,
+                rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                stream.raw,
+            ),
+            "cudaMemcpyAsync(host to device)",
+        )
+
+    def copy_to_host(self, array: np.ndarray, stream: Stream) -> None:
+        """Async device-to-host copy of `array.nbytes` into a C-contiguous, writable array."""
+        _check_fits(array, self.nbytes)
+        rt = cudart()
+        call(
+            rt.cudaMemcpyAsync(
+                array.ctypes.data,
+                self.ptr,
+                array.nbytes,
+                rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                stream.raw,
+            ),
+            "cudaMemcpyAsync(device to host)",
+        )
+
+    def free(self) -> None:
+        if self._ptr is not None:
+            call(cudart().cudaFree(self._ptr), "cudaFree")
+            self._ptr = None
+
+
+class PinnedArray:
+    """A numpy array over page-locked host memory (cudaMallocHost), so end-to-end timing
+    measures DMA copies the way trtexec does, not pageable-memory staging."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        nbytes = max(count * dtype.itemsize, 1)
+        self._ptr = call(cudart().cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})")
+        raw = (ctypes.c_byte * nbytes).from_address(int(self._ptr))
+        self.array = np.frombuffer(raw, dtype=np.uint8, count=nbytes)[: count * dtype.itemsize]
+        self.array = self.array.view(dtype).reshape(shape)
+
+    def view(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The first prod(shape) elements, reshaped: a smaller batch in a max-size buffer."""
+        count = int(np.prod(shape, dtype=np.int64))
+        return self.array.reshape(-1)[:count].reshape(shape)
+
+    def free(self) -> None:
+        if self._ptr is not None:
+            self.array = None  # type: ignore[assignment]
+            call(cudart().cudaFreeHost(self._ptr), "cudaFreeHost")
+            self._ptr = None
+
+
+def _check_fits(array: np.ndarray, nbytes: int) -> None:
+    if not array.flags.c_contiguous:
+        raise ValueError("CUDA copies need a C-contiguous array")
+    if array.nbytes > nbytes:
+        raise ValueError(f"array of {array.nbytes} bytes does not fit a {nbytes}-byte buffer")
