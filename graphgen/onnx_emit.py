@@ -75,7 +75,9 @@ class _Emitter:
         self.initializers: list[TensorProto] = []
 
     def param(self, name: str) -> str:
-        array = self.weights[name]
+        # Popped, not read: the caller hands its arrays over, so each weight lives once at a time
+        # (array, then the initializer's bytes), which keeps peak memory near the model's size.
+        array = self.weights.pop(name)
         if array.dtype != self.np_dtype:
             array = array.astype(self.np_dtype)
         self.initializers.append(_initializer(name, array))
@@ -169,7 +171,10 @@ def emit_model(
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
 ) -> onnx.ModelProto:
-    """Build the ModelProto for a plan: input `input` [N,3,S,S], output `logits` [N,K]."""
+    """Build the ModelProto for a plan: input `input` [N,3,S,S], output `logits` [N,K].
+
+    `weights` is consumed: each array is removed from the dict once its bytes are in the graph.
+    """
     check_opset(opset)
     check_dtype(dtype)
     check_dtype(io_dtype)

@@ -37,8 +37,7 @@ def build(
 ) -> onnx.ModelProto:
     """Spec -> plan -> (seeded or given) weights -> ModelProto."""
     plan = expand(spec)
-    if weights is None:
-        weights = init_weights(plan, seed)
+    weights = init_weights(plan, seed) if weights is None else dict(weights)
     if fold:
         weights = fold_weights(plan, weights)
         plan = fold_bn(plan)
@@ -80,8 +79,10 @@ def save(model: onnx.ModelProto, path: str | Path, *, check: bool = True) -> Pat
         else:
             if check:
                 validate(model)
+            data = model.SerializeToString()
             with open(tmp, "wb") as f:
-                f.write(model.SerializeToString())
+                f.write(data)
+            del data
         os.replace(tmp, path)
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None

@@ -9,6 +9,7 @@ from graphgen.cliutil import positive_int
 from graphgen.errors import SpecError, UserError
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.onnx_io import build, save
+from graphgen.plan import expand
 from graphgen.spec import (
     BLOCKS,
     DATASETS,
@@ -140,17 +141,10 @@ def run(args: argparse.Namespace) -> int:
         return _build_all(args, options)
     spec = spec_from_args(args)
     out = args.output or Path(f"{spec.name}{_suffix(args)}.onnx")
-    model = build(spec, **options)
-    save(model, out)
-    print(
-        f"wrote {out}  ({spec.name}: {model_params(model):,} params, "
-        f"{int(dict((p.key, p.value) for p in model.metadata_props)['graphgen.macs']):,} MACs)"
-    )
+    save(build(spec, **options), out)
+    plan = expand(spec)
+    print(f"wrote {out}  ({spec.name}: {plan.params:,} params, {plan.macs:,} MACs)")
     return 0
-
-
-def model_params(model) -> int:
-    return int({p.key: p.value for p in model.metadata_props}["graphgen.params"])
 
 
 def _build_all(args: argparse.Namespace, options: dict) -> int:
