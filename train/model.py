@@ -61,10 +61,10 @@ class PlanNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {"input": x}
         for op in self.plan.ops:
-            values[op.out] = self._apply(op, values)
+            values[op.out] = self._run_op(op, values)
         return values["logits"]
 
-    def _apply(self, op: object, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _run_op(self, op: object, values: dict[str, torch.Tensor]) -> torch.Tensor:
         if isinstance(op, Add):
             return values[op.a] + values[op.b]
         x = values[op.x]

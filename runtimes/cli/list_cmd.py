@@ -1,0 +1,42 @@
+"""`bench-runtimes list`: every engine the suite knows, whether it runs here, and if not, why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "list",
+        help="every engine, whether it can run here and why not",
+        description="List the registered engines with their device and precisions; an engine "
+        'that cannot run here says why ("tensorrt not installed", "no CUDA device").',
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtimes.registry import engines
+
+    infos = engines()
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="engines")
+    for column in ("runtime", "usable", "device", "precisions", "why not"):
+        table.add_column(column)
+    for info in infos:
+        table.add_row(
+            info.name,
+            "[green]yes[/]" if info.available else "[red]no[/]",
+            info.device or "-",
+            ", ".join(info.precisions) or "-",
+            info.reason or "",
+        )
+    Console().print(table)
+    return 0

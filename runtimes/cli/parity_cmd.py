@@ -1,0 +1,121 @@
+"""`bench-runtimes parity`: the same seeded inputs through each engine, compared with torch in
+float64; exit 1 when any engine disagrees beyond its precision's tolerance (made for CI)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from graphgen.cliutil import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int
+from runtimes.parity import DEFAULT_TOLERANCES, REFERENCE, REFERENCE_PRECISION, ParityReport
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    tol = ", ".join(f"{p} rtol {t.rtol:g} atol {t.atol:g}" for p, t in DEFAULT_TOLERANCES.items())
+    p = subparsers.add_parser(
+        "parity",
+        help="check that engines agree on seeded inputs (exit 1 when they do not)",
+        description=f"Run each model on each engine and compare with {REFERENCE} in "
+        f"{REFERENCE_PRECISION} on the same file. Inputs: uniform pixels normalised with the "
+        "ImageNet mean/std, seeded. An engine passes when its relative L2 error <= rtol, cosine "
+        ">= 1 - rtol and max |diff| <= atol + rtol * max |reference|.",
+        epilog=f"Defaults: {tol}. Exit 0: all agree; 1: a disagreement or an engine failed; "
+        "2: bad input, or no usable engine among those asked for.",
+    )
+    p.add_argument(
+        "--models", type=csv_list("model"), required=True, help="variant names or .onnx paths"
+    )
+    p.add_argument(
+        "--runtimes",
+        type=csv_list("runtime"),
+        help="engines to check (default: every engine but torch-compile; see `list`)",
+    )
+    p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
+    p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
+    p.add_argument("--precision", choices=tuple(DEFAULT_TOLERANCES), default="fp32")
+    p.add_argument("--atol", type=_non_negative_float, help="absolute floor of the max-diff bound")
+    p.add_argument("--rtol", type=_non_negative_float, help="relative L2 (and cosine) bound")
+    p.add_argument("--seed", type=int, default=1, help="input seed (default 1)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtimes.parity import check_parity
+
+    report = check_parity(
+        args.models,
+        args.runtimes,
+        batch=args.batch,
+        image_size=args.image_size,
+        precision=args.precision,
+        atol=args.atol,
+        rtol=args.rtol,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report)
+    return EXIT_OK if report else EXIT_CHECK_FAILED
+
+
+STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "skipped": "yellow"}
+
+
+def print_report(report: ParityReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # CI logs: keep each engine's row on one line
+    for model in report.models:
+        t = model.tolerance
+        table = Table(
+            title=f"{model.model}  {model.precision}  batch {model.batch}  "
+            f"{model.image_size}x{model.image_size}  seed {model.seed}  vs {model.reference}  "
+            f"(rtol {t.rtol:g}, atol {t.atol:g})",
+            title_justify="left",
+        )
+        for column in (
+            "runtime",
+            "status",
+            "rel L2",
+            "1 - cos",
+            "max abs",
+            "max rel",
+            "top-1",
+            "top-5",
+        ):
+            table.add_column(column, justify="left" if column in ("runtime", "status") else "right")
+        table.add_column("note")
+        for r in model.results:
+            cells = ["", "", "", "", "", ""]
+            if r.comparison is not None:
+                m = r.comparison.metrics
+                cells = [
+                    f"{m.rel_l2:.2e}",
+                    f"{1 - m.cosine:.1e}",
+                    f"{m.max_abs:.2e}",
+                    f"{m.max_rel:.2e}",
+                    f"{m.top1:.0%}",
+                    f"{m.top5:.0%}",
+                ]
+            status = f"[{STYLE[r.status]}]{r.status}[/]"
+            table.add_row(r.runtime, status, *cells, r.reason or "")
+        console.print(table)
+        if model.structure is not None:
+            console.print(f"[bold red]structure check failed:[/] {model.structure}")
+    verdict = "[green]PASSED[/]" if report else "[bold red]FAILED[/]"
+    console.print(f"parity {verdict}")

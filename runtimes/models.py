@@ -1,0 +1,210 @@
+"""Turn a model argument (a standard variant name, a Spec, or an .onnx path) into a file to run.
+
+Variants are built once per (spec, precision, fold, seed, opset, graphgen version) into a cache
+folder and reused, so a sweep over engines and batch sizes builds each graph once. Graphs have a
+dynamic batch dimension: one file serves every batch size. fp16 means graphgen's float16 graph
+with float32 I/O (precision comes from the graph for TensorRT 11 and the onnxruntime CPU EP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from graphgen import __version__ as graphgen_version
+from graphgen.cost import graph_cost
+from graphgen.errors import GraphError, UserError
+from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
+from graphgen.onnx_io import build, load, metadata, plan_of, save, weights_of
+from graphgen.plan import Plan, expand, fold_bn
+from graphgen.spec import STANDARD_VARIANTS, Spec, variant
+from graphgen.weights import fold_weights
+
+DTYPE_OF = {"fp32": "float32", "fp16": "float16"}
+PRECISION_OF = {v: k for k, v in DTYPE_OF.items()}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model file ready to hand to a runner, with what the harness needs to know about it."""
+
+    path: Path
+    name: str
+    plan: Plan | None  # None for files graphgen did not make
+    macs: int | None  # per sample (batch 1); None when the graph cannot be sized
+    precision: str
+    image_size: int
+    input_name: str = "input"
+    output_name: str = "logits"
+
+    @property
+    def is_graphgen(self) -> bool:
+        return self.plan is not None
+
+    def macs_at(self, batch: int) -> int | None:
+        return None if self.macs is None else self.macs * batch
+
+
+def default_cache_dir() -> Path:
+    """$GRAPHGEN_CACHE, else $XDG_CACHE_HOME/graphgen, else ~/.cache/graphgen."""
+    if os.environ.get("GRAPHGEN_CACHE"):
+        return Path(os.environ["GRAPHGEN_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "graphgen"
+
+
+def resolve(
+    model: str | Path | Spec,
+    *,
+    precision: str = "fp32",
+    image_size: int | None = None,
+    fold: bool = False,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> ResolvedModel:
+    """The built file for `model` at this precision, image size and BN folding.
+
+    A path to a graphgen file is rebuilt (same weights) into the cache only when the request
+    differs from the file (precision, image size, or fold=True on an unfolded file); fold=False
+    leaves a folded file as it is. A foreign file is used as it is and must already match.
+    """
+    if precision not in DTYPE_OF:
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(DTYPE_OF)}")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if isinstance(model, Spec):
+        return _from_spec(model, precision, image_size, fold, seed, cache)
+    text = str(model)
+    if isinstance(model, str) and text in STANDARD_VARIANTS:
+        return _from_spec(variant(text), precision, image_size, fold, seed, cache)
+    if isinstance(model, str) and not text.endswith(".onnx") and not Path(text).exists():
+        raise UserError(
+            f"unknown model {text!r}: give a path to an .onnx file or a standard variant "
+            f"({', '.join(list(STANDARD_VARIANTS)[:6])}, ...; see `graphgen list`)"
+        )
+    return _from_path(Path(model), precision, image_size, fold, cache)
+
+
+def _sized(spec: Spec, image_size: int | None) -> Spec:
+    if image_size is None or image_size == spec.image_size:
+        return spec
+    try:
+        return spec.replace(image_size=image_size, name=spec.name)
+    except UserError as err:
+        raise UserError(f"{spec.name} cannot take image size {image_size}: {err}") from None
+
+
+def _cache_path(cache: Path, name: str, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return (
+        cache
+        / f"{name}-{key['image_size']}px-{key['precision']}{'-folded' if key['fold'] else ''}-{digest}.onnx"
+    )
+
+
+def _ensure_cache(cache: Path) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create model cache {cache}: {err.strerror or err}") from None
+
+
+def _from_spec(
+    spec: Spec, precision: str, image_size: int | None, fold: bool, seed: int, cache: Path
+) -> ResolvedModel:
+    spec = _sized(spec, image_size)
+    key = {
+        "spec": spec.to_json(),
+        "precision": precision,
+        "image_size": spec.image_size,
+        "fold": fold,
+        "seed": seed,
+        "opset": DEFAULT_OPSET,
+        "graphgen": graphgen_version,
+    }
+    path = _cache_path(cache, spec.name, key)
+    if not path.is_file():
+        _ensure_cache(cache)
+        save(build(spec, seed=seed, dtype=DTYPE_OF[precision], fold=fold), path)
+    plan = fold_bn(expand(spec)) if fold else expand(spec)
+    return ResolvedModel(path, spec.name, plan, plan.macs, precision, spec.image_size)
+
+
+def _from_path(
+    path: Path, precision: str, image_size: int | None, fold: bool, cache: Path
+) -> ResolvedModel:
+    model = load(path)
+    meta = metadata(model)
+    if "graphgen.spec" not in meta:
+        return _foreign(model, path, precision, image_size)
+    plan = plan_of(model, source=str(path))
+    spec = _sized(plan.spec, image_size)
+    file_precision = PRECISION_OF.get(meta.get("graphgen.dtype", "float32"), "fp32")
+    refold = fold and not plan.folded
+    if spec == plan.spec and precision == file_precision and not refold:
+        return ResolvedModel(path, spec.name, plan, plan.macs, precision, spec.image_size)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    key = {
+        "source": digest,
+        "precision": precision,
+        "image_size": spec.image_size,
+        "fold": plan.folded or fold,
+        "graphgen": graphgen_version,
+    }
+    out = _cache_path(cache, spec.name, key)
+    new_plan = expand(spec)
+    weights = {k: v.astype("float32") for k, v in weights_of(model).items()}
+    if plan.folded:
+        new_plan = fold_bn(new_plan)
+    elif refold:
+        weights = fold_weights(new_plan, weights)
+        new_plan = fold_bn(new_plan)
+    if not out.is_file():
+        _ensure_cache(cache)
+        extra = {k: v for k, v in meta.items() if k == "graphgen.seed"}
+        save(emit_model(new_plan, weights, dtype=DTYPE_OF[precision], metadata=extra), out)
+    return ResolvedModel(out, spec.name, new_plan, new_plan.macs, precision, spec.image_size)
+
+
+def _foreign(
+    model: onnx.ModelProto, path: Path, precision: str, image_size: int | None
+) -> ResolvedModel:
+    """A file graphgen did not make: run it as it is, if it matches what was asked."""
+    init = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    if len(inputs) != 1 or not model.graph.output:
+        raise GraphError(f"{path}: expected one image input and an output, found {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if len(shape) != 4:
+        raise GraphError(f"{path}: input {inputs[0].name!r} is not NCHW (rank {len(shape)})")
+    size = shape[2] or shape[3]
+    if image_size is not None and size is not None and image_size != size:
+        raise UserError(f"{path} takes {size}x{size} images, not {image_size}")
+    if size is None and image_size is None:
+        raise UserError(f"{path} has a dynamic image size: pass --image-size")
+    half = sum(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    file_precision = "fp16" if half * 2 > len(model.graph.initializer) else "fp32"
+    if precision != file_precision:
+        raise UserError(
+            f"{path} is an {file_precision} graph not made by graphgen, which cannot convert it "
+            f"to {precision}; pass an {precision} file"
+        )
+    try:
+        macs: int | None = graph_cost(model).macs
+    except GraphError:
+        macs = None
+    return ResolvedModel(
+        path,
+        path.stem,
+        None,
+        macs,
+        precision,
+        image_size or size,
+        inputs[0].name,
+        model.graph.output[0].name,
+    )

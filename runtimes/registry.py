@@ -1,0 +1,170 @@
+"""Every engine the suite knows, by name, stored as "module:Class" so nothing imports an engine
+until a runner is asked for (timm's registry pattern; Polygraphy's lazy backends).
+
+A runner module that is not installed yet (the GPU runners ship separately) is not an error:
+its engine is listed as unavailable, with the engine's own reason when a probe can tell.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphgen.errors import UserError
+from runtimes.base import Runner
+
+
+class UnknownRuntimeError(UserError):
+    """A runtime name the registry does not know."""
+
+
+class UnavailableError(UserError):
+    """A known engine that cannot run here; the message says why."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str  # "module:Class"
+    probe: Callable[[], str | None] | None = None  # reason used when the module is missing
+
+
+def _probe_ort_provider(provider: str) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        from runtimes.ort import provider_reason
+
+        return provider_reason(provider)
+
+    return probe
+
+
+def _probe_tensorrt() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt not installed"
+    return None
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(
+    name: str,
+    target: str,
+    *,
+    probe: Callable[[], str | None] | None = None,
+    replace: bool = False,
+) -> None:
+    """Add an engine; a duplicate name is an error unless `replace` says otherwise."""
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"runtime {name!r} is already registered as {_REGISTRY[name].target}")
+    if ":" not in target:
+        raise ValueError(f"target must be 'module:Class', got {target!r}")
+    _REGISTRY[name] = Entry(target, probe)
+
+
+register("ort-cpu", "runtimes.ort:OrtCpuRunner")
+register(
+    "ort-cuda", "runtimes.ort_gpu:OrtCudaRunner", probe=_probe_ort_provider("CUDAExecutionProvider")
+)
+register(
+    "ort-trt",
+    "runtimes.ort_gpu:OrtTrtRunner",
+    probe=_probe_ort_provider("TensorrtExecutionProvider"),
+)
+register("trt", "runtimes.trt:TrtRunner", probe=_probe_tensorrt)
+register("torch", "runtimes.torch_runner:TorchRunner")
+register("torch-compile", "runtimes.torch_runner:TorchCompileRunner")
+register("openvino", "runtimes.openvino_runner:OpenVinoRunner")
+register("onnx-ref", "runtimes.onnx_ref:OnnxRefRunner")
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def _entry(name: str) -> Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownRuntimeError(
+            f"unknown runtime {name!r}; known runtimes are {', '.join(_REGISTRY)}"
+        ) from None
+
+
+def _load(name: str) -> tuple[type[Runner] | None, str | None]:
+    """The runner class, or None and why not (its module is not installed)."""
+    entry = _entry(name)
+    module_name, class_name = entry.target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not module_name.startswith(err.name):
+            raise
+        reason = entry.probe() if entry.probe is not None else None
+        return None, reason or f"runner module {module_name} is not installed"
+    return getattr(module, class_name), None
+
+
+def runner_class(name: str) -> type[Runner]:
+    """The class behind a name; raises UnavailableError when its module is missing."""
+    cls, reason = _load(name)
+    if cls is None:
+        raise UnavailableError(f"{name} is not available here: {reason}")
+    return cls
+
+
+def availability(name: str) -> str | None:
+    """None when `name` can run here, else the reason."""
+    cls, reason = _load(name)
+    return reason if cls is None else cls.availability()
+
+
+def create(name: str, model_path: Any, **kwargs: Any) -> Runner:
+    """A runner for `name`, after checking it can run here (UnavailableError says why not)."""
+    cls = runner_class(name)
+    reason = cls.availability()
+    if reason is not None:
+        raise UnavailableError(f"{name} is not available here: {reason}")
+    return cls(model_path, **kwargs)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    available: bool
+    reason: str | None
+    device: str | None
+    precisions: tuple[str, ...]
+    target: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "available": self.available,
+            "reason": self.reason,
+            "device": self.device,
+            "precisions": list(self.precisions),
+            "target": self.target,
+        }
+
+
+def engines() -> list[EngineInfo]:
+    """Every registered engine, usable here or not (the `list` command)."""
+    infos = []
+    for name, entry in _REGISTRY.items():
+        cls, reason = _load(name)
+        if cls is not None:
+            reason = cls.availability()
+        infos.append(
+            EngineInfo(
+                name,
+                reason is None,
+                reason,
+                getattr(cls, "device", None),
+                tuple(getattr(cls, "precisions", ())),
+                entry.target,
+            )
+        )
+    return infos

@@ -1,0 +1,125 @@
+"""`bench-runtimes parity` and `list` end to end: exit codes, one-line errors, tampered graphs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from runtimes import registry
+from runtimes.cli import main
+from runtimes.models import resolve
+from runtimes.parity import structure_check
+
+
+@pytest.fixture(autouse=True)
+def _cache(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(model_cache))
+
+
+@pytest.fixture(scope="module")
+def tampered(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CIFAR ResNet-20 whose first shortcut is rewired: the block adds its residual to itself."""
+    model = onnx.load(resolve("cifar-resnet20", cache_dir=model_cache).path)
+    (add,) = [n for n in model.graph.node if n.name == "layer1.0.add"]
+    add.input[1] = add.input[0]
+    path = tmp_path_factory.mktemp("tampered") / "tampered.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], match: str) -> None:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err, err
+
+
+def test_list_shows_every_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(registry.names())
+    assert all(r["available"] or r["reason"] for r in rows.values())
+    assert main(["list"]) == 0 and "ort-cpu" in capsys.readouterr().out
+
+
+def test_parity_passes_with_exit_0_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["parity", "--models", "cifar-resnet20", "--runtimes", "ort-cpu,openvino", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    (model,) = report["models"]
+    assert report["passed"] and model["reference"] == "torch (fp64)" and model["seed"] == 1
+    assert [r["status"] for r in model["results"]] == ["pass", "pass"]
+
+
+def test_table_lists_unavailable_engines_as_skipped(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["parity", "--models", "cifar-resnet20", "--runtimes", "ort-cpu,trt"]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED" in out and ("skipped" in out or registry.availability("trt") is None)
+
+
+def test_tampered_graph_fails_structure_and_numbers(
+    tampered: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "layer1.0.add" in structure_check(tampered)
+    argv = ["parity", "--models", str(tampered), "--runtimes", "ort-cpu,openvino", "--json"]
+    assert main(argv) == 1
+    (model,) = json.loads(capsys.readouterr().out)["models"]
+    assert model["structure"] != "ok"
+    assert [r["status"] for r in model["results"]] == ["fail", "fail"]
+
+
+def test_tolerance_override_decides(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["parity", "--models", "cifar-resnet20", "--runtimes", "ort-cpu", "--rtol", "1e-12"]
+    assert main([*argv, "--atol", "0"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_foreign_file_runs_on_onnx_engines(
+    foreign_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["parity", "--models", str(foreign_model), "--runtimes", "ort-cpu,openvino", "--json"]
+    assert main(argv) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"]
+    assert model["reference"] == "ort-cpu"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--models", "nowhere/missing.onnx", "--runtimes", "ort-cpu"], "no such file"),
+        (["--models", "FOREIGN", "--runtimes", "torch"], "torch cannot rebuild"),
+        (["--models", "cifar-resnet20", "--runtimes", "tensorflow"], "known runtimes are"),
+        (
+            ["--models", "cifar-resnet20", "--runtimes", "onnx-ref", "--precision", "fp16"],
+            "does not support precision 'fp16'",
+        ),
+        (["--models", "resnet18", "--runtimes", "ort-cpu", "--image-size", "16"], "image size"),
+        (["--models", "resnet19", "--runtimes", "ort-cpu"], "unknown model"),
+        (["--models", "cifar-resnet110", "--runtimes", "onnx-ref", "--batch", "8"], "MMAC limit"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str],
+    message: str,
+    foreign_model: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [str(foreign_model) if a == "FOREIGN" else a for a in argv]
+    assert main(["parity", *argv]) == 2
+    _one_error_line(capsys, message)
+
+
+def test_usage_errors_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["parity", "--models", "cifar-resnet20", "--precision", "fp8"])
+    assert exit_info.value.code == 2
+    _one_error_line(capsys, "invalid choice")
+
+
+def test_only_unavailable_engines_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    gpu = [n for n in ("ort-cuda", "ort-trt", "trt") if registry.availability(n) is not None]
+    if not gpu:
+        pytest.skip("every GPU engine is usable here")
+    assert main(["parity", "--models", "cifar-resnet20", "--runtimes", ",".join(gpu)]) == 2
+    _one_error_line(capsys, "no usable engine")

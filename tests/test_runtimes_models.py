@@ -1,0 +1,70 @@
+"""Resolving model arguments into built files: cache, precision, image size, foreign files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from graphgen.errors import UserError
+from graphgen.spec import variant
+from runtimes.models import resolve
+
+
+def test_variant_is_built_once_into_the_cache(model_cache: Path) -> None:
+    first = resolve("cifar-resnet20", cache_dir=model_cache)
+    stamp = first.path.stat().st_mtime_ns
+    again = resolve("cifar-resnet20", cache_dir=model_cache)
+    assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
+    assert first.path.parent == model_cache
+    assert first.name == "cifar-resnet20" and first.plan is not None
+    assert first.macs == first.plan.macs
+
+
+def test_fp16_is_a_float16_graph_with_float32_io(model_cache: Path) -> None:
+    model = onnx.load(resolve("cifar-resnet20", precision="fp16", cache_dir=model_cache).path)
+    assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_image_size_changes_the_spec_not_the_name(model_cache: Path) -> None:
+    resolved = resolve("resnet18", image_size=64, cache_dir=model_cache)
+    assert resolved.name == "resnet18" and resolved.image_size == 64
+    assert resolved.plan.spec.image_size == 64
+
+
+def test_an_image_size_the_model_cannot_take_is_a_user_error(model_cache: Path) -> None:
+    with pytest.raises(UserError, match="resnet18 cannot take image size 16"):
+        resolve("resnet18", image_size=16, cache_dir=model_cache)
+
+
+def test_a_spec_and_a_graphgen_path_resolve(model_cache: Path) -> None:
+    spec = variant("cifar-resnet20").replace(shortcut="B")
+    built = resolve(spec, cache_dir=model_cache)
+    assert built.plan.spec.shortcut == "B"
+    again = resolve(built.path, cache_dir=model_cache)
+    assert again.path == built.path and again.plan == built.plan
+
+
+def test_a_graphgen_path_is_rebuilt_for_another_precision(model_cache: Path) -> None:
+    fp32 = resolve("cifar-resnet20", cache_dir=model_cache)
+    fp16 = resolve(fp32.path, precision="fp16", cache_dir=model_cache)
+    assert fp16.path != fp32.path and fp16.precision == "fp16"
+
+
+def test_missing_file_and_unknown_name_are_user_errors(model_cache: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        resolve("nowhere/model.onnx", cache_dir=model_cache)
+    with pytest.raises(UserError, match="unknown model 'resnet19'"):
+        resolve("resnet19", cache_dir=model_cache)
+
+
+def test_a_foreign_file_runs_as_it_is(foreign_model: Path, model_cache: Path) -> None:
+    resolved = resolve(foreign_model, cache_dir=model_cache)
+    assert resolved.plan is None and resolved.path == foreign_model
+    assert resolved.image_size == 32 and resolved.macs and resolved.macs > 0
+    with pytest.raises(UserError, match="takes 32x32 images"):
+        resolve(foreign_model, image_size=64, cache_dir=model_cache)
+    with pytest.raises(UserError, match="cannot convert"):
+        resolve(foreign_model, precision="fp16", cache_dir=model_cache)
