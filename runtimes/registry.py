@@ -75,6 +75,7 @@ register(
 )
 register("trt", "runtimes.trt:TrtRunner", probe=_probe_tensorrt)
 register("torch", "runtimes.torch_runner:TorchRunner")
+register("torch-cuda", "runtimes.torch_runner:TorchCudaRunner")
 register("torch-compile", "runtimes.torch_runner:TorchCompileRunner")
 register("openvino", "runtimes.openvino_runner:OpenVinoRunner")
 register("onnx-ref", "runtimes.onnx_ref:OnnxRefRunner")

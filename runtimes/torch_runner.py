@@ -96,3 +96,86 @@ class TorchCompileRunner(TorchRunner):
         import torch
 
         return torch.compile(model)
+
+
+class TorchCudaRunner(TorchRunner):
+    """Eager PyTorch on the first CUDA device; timed with CUDA events on device-resident inputs.
+
+    fp16 here is the module in half precision (cuDNN's fp16 kernels), float32 I/O as elsewhere.
+    """
+
+    name = "torch-cuda"
+    device = "cuda"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "fp64")
+
+    def __init__(self, *args: Any, timing: str = "device", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if timing not in ("device", "end-to-end"):
+            raise ValueError(f"timing must be 'device' or 'end-to-end', got {timing!r}")
+        self.timing = timing
+
+    @classmethod
+    def availability(cls) -> str | None:
+        reason = super().availability()
+        if reason is not None:
+            return reason
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA device (torch.cuda.is_available() is False)"
+        return None
+
+    def prepare(self, model: Any) -> Any:
+        import torch
+
+        # TF32 off, as for the other engines' parity runs (torch enables it for cuDNN convs).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        return model.to("cuda")
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        (array,) = feeds.values()
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(array)).to("cuda", self.dtype)
+            y = self.model(x)
+        out = y.double() if self.precision == "fp64" else y.float()
+        return {"logits": out.cpu().numpy()}
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> None:
+        import torch
+
+        super().bind(feeds)
+        (array,) = feeds.values()
+        self._x = torch.from_numpy(np.ascontiguousarray(array)).to("cuda", self.dtype)
+
+    def timed_run(self) -> float:
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with torch.inference_mode():
+            if self.timing == "end-to-end":
+                (array,) = self._bound.values()
+                start.record()
+                x = torch.from_numpy(array).to("cuda", self.dtype, non_blocking=False)
+                self.model(x).float().cpu()
+                end.record()
+            else:
+                start.record()
+                self.model(self._x)
+                end.record()
+        end.synchronize()
+        return start.elapsed_time(end) * 1e-3
+
+    def peak_device_memory_bytes(self) -> int:
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        info = super().describe()
+        info.update(timing=self.timing, gpu=torch.cuda.get_device_name(0), tf32=False)
+        return info
