@@ -1,0 +1,52 @@
+"""Two reports -> per-result latency ratios, and whether NEW regressed beyond a threshold.
+
+Results match on (model, runtime, precision, batch, image size) and, when both reports name the
+same machines, on the machine too; with one machine on each side, the machine is ignored (the
+usual "same sweep, before and after" case on a CI runner whose hostname changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reports.schema import record_key
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    machine: str
+    old_ms: float
+    new_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.new_ms / self.old_ms if self.old_ms > 0 else float("inf")
+
+
+def _index(report: Mapping[str, Any], with_machine: bool) -> dict[tuple[str, str], Any]:
+    return {
+        (r["machine"] if with_machine else "", record_key(r)): r
+        for r in report["records"]
+        if r["status"] == "ok"
+    }
+
+
+def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    """Median-latency changes for every result present and ok in both reports."""
+    with_machine = not (len(old["machines"]) == 1 and len(new["machines"]) == 1)
+    before, after = _index(old, with_machine), _index(new, with_machine)
+    changes = []
+    for key in sorted(before.keys() & after.keys()):
+        o, n = before[key], after[key]
+        changes.append(
+            Change(key[1], n["machine"], o["latency_ms"]["median"], n["latency_ms"]["median"])
+        )
+    return changes
+
+
+def regressions(changes: list[Change], threshold: float) -> list[Change]:
+    """Changes where NEW is slower than OLD by more than `threshold` (0.05 = 5%)."""
+    return [c for c in changes if c.ratio > 1 + threshold]

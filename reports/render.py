@@ -1,0 +1,167 @@
+"""Result folders -> report.json, report.md and a self-contained report.html.
+
+Several folders (one per machine) merge into one report; each folder's environment names its
+machine. The HTML embeds its plots as base64 PNGs and escapes every text it shows (model names
+and error messages come from users and engines), so it opens offline and runs no script.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from graphgen.errors import UserError
+from reports import tables
+from reports.plots import all_plots
+from reports.results import ResultFolder, read_folder
+from reports.schema import SCHEMA_VERSION, make_report
+
+
+def merge(folders: Sequence[ResultFolder]) -> dict[str, Any]:
+    """One report over several folders; a machine name used twice gets its folder appended."""
+    machines: dict[str, dict[str, Any]] = {}
+    records = []
+    for folder in folders:
+        name = folder.machine
+        if name in machines:
+            name = f"{name} ({folder.path})"
+        machines[name] = {**folder.environment, "machine": name}
+        records += [{**r, "machine": name} for r in folder.records]
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return make_report(machines, records, generated_at=now, sources=[str(f.path) for f in folders])
+
+
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- markdown -----------------------------------------------------------------------------------
+def _md_cell(text: str) -> str:
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "_none_\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_md_cell(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(report: Mapping[str, Any]) -> str:
+    parts = [
+        "# bench-runtimes report",
+        f"Schema version {SCHEMA_VERSION}; generated {report['generated_at']}. Latencies in ms "
+        "(median, nearest-rank percentiles); throughput = batch / mean latency; GFLOP/s = "
+        "2 x MACs x batch / median; % peak is against the machine's measured fp32 matmul peak.",
+        "## Machines",
+        _md_table(tables.environment_rows(report)),
+        "## MLPerf-style view",
+        "SingleStream: p90 latency at batch 1. Offline: throughput at the largest batch run.",
+        _md_table(tables.mlperf_rows(report)),
+        "## Results",
+        _md_table(tables.result_rows(report)),
+    ]
+    unstable = tables.unstable_records(report)
+    if unstable:
+        parts += [
+            "## Warnings",
+            "\n".join(
+                f"- unstable: {_md_cell(r['model'])} on {_md_cell(r['runtime'])} "
+                f"batch {r['batch']} @ {_md_cell(r['machine'])}: CoV "
+                f"{r['stability']['cov']:.1%} > 2.5%"
+                for r in unstable
+            ),
+        ]
+    return "\n\n".join(parts) + "\n"
+
+
+# -- html ---------------------------------------------------------------------------------------
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
+    "th{background:#f0f0f0}.failed{background:#fde2e2}.skipped{color:#888}"
+    ".warn{color:#a40}img{max-width:100%;margin:1em 0}"
+)
+
+
+def _html_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "<p><em>none</em></p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cls = html.escape(r.get("status", ""), quote=True)
+        cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols)
+        body.append(f'<tr class="{cls}">{cells}</tr>')
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
+    e = html.escape
+    unstable = tables.unstable_records(report)
+    warnings = "".join(
+        f'<li class="warn">unstable: {e(r["model"])} on {e(r["runtime"])} batch {r["batch"]} '
+        f"@ {e(r['machine'])}: CoV {r['stability']['cov']:.1%} &gt; 2.5%</li>"
+        for r in unstable
+    )
+    images = "".join(
+        f'<h3>{e(name.replace("_", " "))}</h3><img alt="{e(name)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        for name, png in plots.items()
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        "<title>bench-runtimes report</title>"
+        f"<style>{_CSS}</style></head><body>"
+        "<h1>bench-runtimes report</h1>"
+        f"<p>Schema version {SCHEMA_VERSION}; generated {e(report['generated_at'])}. "
+        "Latencies in ms; throughput = batch / mean latency; GFLOP/s = 2 × MACs × batch / "
+        "median.</p>"
+        f"<h2>Machines</h2>{_html_table(tables.environment_rows(report))}"
+        "<h2>MLPerf-style view</h2><p>SingleStream: p90 latency at batch 1. "
+        "Offline: throughput at the largest batch run.</p>"
+        f"{_html_table(tables.mlperf_rows(report))}"
+        f"<h2>Results</h2>{_html_table(tables.result_rows(report))}"
+        + (f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else "")
+        + f"<h2>Plots</h2>{images or '<p><em>no data to plot</em></p>'}"
+        "</body></html>\n"
+    )
+
+
+def render(dirs: Sequence[str | Path], *, out: str | Path) -> dict[str, Path]:
+    """Read, merge and write the three report files into `out`; returns their paths."""
+    folders = [read_folder(d) for d in dirs]
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot write to --out {out}: {err.strerror or err}") from None
+    report = merge(folders)
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+    _write_atomic(paths["json"], json.dumps(report, indent=2) + "\n")
+    _write_atomic(paths["md"], to_markdown(report))
+    _write_atomic(paths["html"], to_html(report, all_plots(report)))
+    return paths
+
+
+def warnings_of(dirs: Sequence[str | Path]) -> list[str]:
+    return [w for d in dirs for w in read_folder(d).warnings]

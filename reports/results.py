@@ -1,0 +1,72 @@
+"""Reading result folders: `results.jsonl` (one record a line) and `environment.json`.
+
+A sweep killed mid-write leaves at most one broken line. Readers skip such a line with a warning
+and keep every good one; nothing here ever rewrites the file, so a bad line is never lost either.
+When a key appears twice (a re-run without --resume), the later record wins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graphgen.errors import UserError
+from reports.schema import ENVIRONMENT_FILE, RESULTS_FILE, SchemaError, check_record, record_key
+
+
+@dataclass
+class ResultFolder:
+    path: Path
+    environment: dict[str, Any]
+    records: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def machine(self) -> str:
+        return str(self.environment.get("machine") or self.path.name)
+
+
+def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Good records in file order (last one per key wins), and a warning per skipped line."""
+    path = Path(path)
+    by_key: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    if not path.exists():
+        return [], warnings
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = check_record(json.loads(line))
+            except (json.JSONDecodeError, SchemaError) as err:
+                why = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+                warnings.append(f"{path}:{number}: skipped a corrupt result line ({why})")
+                continue
+            by_key.pop(record_key(record), None)
+            by_key[record_key(record)] = record
+    return list(by_key.values()), warnings
+
+
+def read_folder(path: str | Path) -> ResultFolder:
+    """A result folder written by `bench-runtimes run`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"no such result folder: {path}")
+    results = path / RESULTS_FILE
+    if not results.is_file():
+        raise UserError(f"{path} holds no {RESULTS_FILE}: not a bench-runtimes result folder")
+    env_path = path / ENVIRONMENT_FILE
+    environment: dict[str, Any] = {}
+    if env_path.is_file():
+        try:
+            environment = json.loads(env_path.read_text())
+        except json.JSONDecodeError:
+            environment = {}
+    records, warnings = read_records(results)
+    if not environment:
+        warnings.append(f"{env_path} missing or unreadable; machine named after the folder")
+        environment = {"machine": path.resolve().name}
+    return ResultFolder(path, environment, records, warnings)

@@ -1,0 +1,183 @@
+"""The report's tables as plain rows, shared by Markdown, HTML and the terminal summary.
+
+Every table carries the machine as a column, so a merged report (one folder per host) reads
+side by side. The MLPerf-style view: SingleStream = p90 latency at batch 1 (LoadGen's
+`single_stream_target_latency_percentile = 0.90`); Offline = throughput at the largest batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runtimes.bench import UNSTABLE_COV
+
+RESULT_COLUMNS = (
+    "machine",
+    "model",
+    "runtime",
+    "precision",
+    "batch",
+    "status",
+    "median ms",
+    "95% CI ms",
+    "p90 ms",
+    "p99 ms",
+    "CoV",
+    "img/s",
+    "GFLOP/s",
+    "% peak",
+    "load s",
+    "first ms",
+    "RSS MB",
+    "parity",
+    "note",
+)
+MLPERF_COLUMNS = (
+    "machine",
+    "model",
+    "runtime",
+    "precision",
+    "SingleStream p90 ms (batch 1)",
+    "Offline img/s",
+    "Offline batch",
+)
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def parity_cell(parity: Mapping[str, Any] | None) -> str:
+    """A short parity summary: relative L2 and top-1 agreement where the metrics exist."""
+    if not parity:
+        return "-"
+    if "error" in parity:
+        return f"error: {parity['error']}"
+    metrics = parity.get("metrics", parity)
+    parts = []
+    for key in ("rel_l2", "relative_l2"):
+        if isinstance(metrics.get(key), (int, float)):
+            parts.append(f"relL2 {metrics[key]:.1e}")
+            break
+    for key in ("top1", "top1_agreement"):
+        if isinstance(metrics.get(key), (int, float)):
+            parts.append(f"top1 {metrics[key]:.0%}")
+            break
+    verdict = parity.get("passed", parity.get("ok"))
+    if isinstance(verdict, bool):
+        parts.append("pass" if verdict else "FAIL")
+    return " ".join(parts) or "-"
+
+
+def parity_value(parity: Mapping[str, Any] | None) -> float | None:
+    """The relative L2 error, the number the heatmap colours by."""
+    if not parity or "error" in parity:
+        return None
+    metrics = parity.get("metrics", parity)
+    for key in ("rel_l2", "relative_l2"):
+        if isinstance(metrics.get(key), (int, float)):
+            return float(metrics[key])
+    return None
+
+
+def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for r in report["records"]:
+        env = report["machines"].get(r["machine"], {})
+        peak = env.get("matmul_peak_gflops")
+        row = {k: "-" for k in RESULT_COLUMNS}
+        row.update(
+            machine=r["machine"],
+            model=r["model"],
+            runtime=r["runtime"],
+            precision=r["precision"],
+            batch=str(r["batch"]),
+            status=r["status"],
+        )
+        if r["status"] == "ok":
+            lat, stab = r["latency_ms"], r.get("stability", {})
+            ci = stab.get("median_ci95_ms")
+            gflops = r.get("gflops")
+            row.update(
+                {
+                    "median ms": _f(lat["median"], 3),
+                    "95% CI ms": f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "-",
+                    "p90 ms": _f(lat["p90"], 3),
+                    "p99 ms": _f(lat["p99"], 3),
+                    "CoV": f"{stab['cov']:.1%}" if "cov" in stab else "-",
+                    "img/s": _f(r.get("throughput_ips"), 1),
+                    "GFLOP/s": _f(gflops, 1),
+                    "% peak": f"{gflops / peak:.0%}" if gflops and peak else "-",
+                    "load s": _f(r.get("load_time_s"), 2),
+                    "first ms": _f(r.get("first_inference_ms"), 1),
+                    "RSS MB": _f(r.get("peak_host_rss_mb"), 0),
+                    "parity": parity_cell(r.get("parity")),
+                    "note": "unstable (CoV > 2.5%)" if stab.get("cov", 0) > UNSTABLE_COV else "",
+                }
+            )
+        else:
+            row["note"] = r.get("reason") or ""
+        rows.append(row)
+    return rows
+
+
+def mlperf_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in report["records"]:
+        if r["status"] == "ok":
+            key = (r["machine"], r["model"], r["runtime"], r["precision"])
+            groups.setdefault(key, []).append(r)
+    rows = []
+    for (machine, model, runtime, precision), records in groups.items():
+        single = [r for r in records if r["batch"] == 1]
+        largest = max(records, key=lambda r: r["batch"])
+        rows.append(
+            dict(
+                zip(
+                    MLPERF_COLUMNS,
+                    (
+                        machine,
+                        model,
+                        runtime,
+                        precision,
+                        _f(single[0]["latency_ms"]["p90"], 3) if single else "-",
+                        _f(largest.get("throughput_ips"), 1),
+                        str(largest["batch"]),
+                    ),
+                    strict=True,
+                )
+            )
+        )
+    return rows
+
+
+def unstable_records(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [
+        r
+        for r in report["records"]
+        if r["status"] == "ok" and r.get("stability", {}).get("cov", 0) > UNSTABLE_COV
+    ]
+
+
+def environment_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for machine, env in report["machines"].items():
+        cpu = env.get("cpu", {})
+        gpus = ", ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", []))
+        pkgs = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
+        rows.append(
+            {
+                "machine": machine,
+                "CPU": f"{cpu.get('model', '?')} ({cpu.get('usable', '?')} cores)",
+                "GPU": gpus or "none",
+                "OS / Python": f"{env.get('os', '?')} / {env.get('python', '?')}",
+                "fp32 matmul peak GFLOP/s": _f(env.get("matmul_peak_gflops"), 1),
+                "packages": pkgs,
+            }
+        )
+    return rows

@@ -1,0 +1,309 @@
+"""Timing one runner: warm-up, a timed loop, and the statistics every record carries.
+
+Percentiles use the nearest-rank rule (trtexec's: sort, drop the top (1-p)N, take the next), the
+median averages the two middle samples, and the median's 95% confidence interval comes from order
+statistics (binomial ranks), so it needs no distributional assumption. CPU runners are timed with
+`perf_counter_ns` inside `Runner.timed_run`; GPU runners time themselves with device events
+("device" mode) unless the harness is asked for "end-to-end" timing, host clock around `infer`.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from runtimes.base import Runner
+
+PERCENTILES = (90, 95, 99)
+UNSTABLE_COV = 0.025  # trtexec: "coefficient of variance > 2.5%" -> unstable
+TIMING_MODES = ("device", "end-to-end")
+MIN_DURATION_ITERATIONS = 10  # trtexec's --iterations default: "at least" this many
+
+
+# -- statistics ---------------------------------------------------------------------------------
+def percentile(sorted_samples: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already-sorted samples: the smallest x with >= p% at or below."""
+    n = len(sorted_samples)
+    if n == 0:
+        raise ValueError("percentile of no samples")
+    rank = math.ceil(round(p * n / 100, 9))  # round: 90 * 10 / 100 must be exactly 9
+    return sorted_samples[min(max(rank, 1), n) - 1]
+
+
+def median(sorted_samples: Sequence[float]) -> float:
+    n = len(sorted_samples)
+    if n == 0:
+        raise ValueError("median of no samples")
+    mid = n // 2
+    if n % 2:
+        return sorted_samples[mid]
+    return (sorted_samples[mid - 1] + sorted_samples[mid]) / 2
+
+
+EXACT_CI_MAX_N = 5000  # exact binomial ranks up to here; the normal approximation beyond
+
+
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
+    """1-based ranks (j, n+1-j) with P(x_(j) <= true median <= x_(n+1-j)) >= confidence.
+
+    Coverage of [x_(j), x_(n+1-j)] is 1 - 2 P(B <= j-1) for B ~ Binomial(n, 1/2); take the
+    largest such j. None when even [min, max] falls short (n < 6 at 95%)."""
+    if n < 1:
+        return None
+    alpha = (1 - confidence) / 2
+    if n > EXACT_CI_MAX_N:
+        z = math.sqrt(2) * _erfinv(1 - 2 * alpha)
+        j = math.floor(n / 2 - z * math.sqrt(n) / 2)
+        return max(j, 1), n + 1 - max(j, 1)
+    a = Fraction(alpha).limit_denominator(10**6)
+    budget = a.numerator * 2**n  # compare tail / 2^n <= alpha in exact integers
+    term, tail, j = 1, 0, 0  # tail = sum_{i < j} C(n, i); term = C(n, j)
+    while j < (n + 1) // 2:
+        if (
+            tail + term
+        ) * a.denominator > budget:  # taking rank j+1 would leave too little coverage
+            break
+        tail += term
+        term = term * (n - j) // (j + 1)
+        j += 1
+    return None if j == 0 else (j, n + 1 - j)
+
+
+def _erfinv(y: float) -> float:
+    """Inverse error function by Newton steps (only for the large-n normal approximation)."""
+    x = 0.0
+    for _ in range(60):
+        x -= (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
+    return x
+
+
+def median_ci(sorted_samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free CI of the median; [min, max] when there are too few samples for it."""
+    ranks = median_ci_ranks(len(sorted_samples), confidence)
+    if ranks is None:
+        return sorted_samples[0], sorted_samples[-1]
+    return sorted_samples[ranks[0] - 1], sorted_samples[ranks[1] - 1]
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency statistics in milliseconds, plus stability measures."""
+
+    n: int
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    min: float
+    max: float
+    std: float
+    cov: float
+    median_ci95: tuple[float, float]
+    median_ci_exact: bool  # False: too few samples, the interval is [min, max] with < 95%
+
+    @property
+    def unstable(self) -> bool:
+        return self.cov > UNSTABLE_COV
+
+    def latency_dict(self) -> dict[str, float]:
+        keys = ("mean", "median", "p90", "p95", "p99", "min", "max", "std")
+        return {k: getattr(self, k) for k in keys}
+
+
+def summarize(samples_ms: Sequence[float]) -> LatencyStats:
+    """Statistics of latency samples (ms). std is the sample std (ddof=1); CoV = std / mean."""
+    if len(samples_ms) == 0:
+        raise ValueError("no latency samples")
+    xs = sorted(float(x) for x in samples_ms)
+    n = len(xs)
+    mean = math.fsum(xs) / n
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+    p90, p95, p99 = (percentile(xs, p) for p in PERCENTILES)
+    return LatencyStats(
+        n=n,
+        mean=mean,
+        median=median(xs),
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        min=xs[0],
+        max=xs[-1],
+        std=std,
+        cov=std / mean if mean > 0 else 0.0,
+        median_ci95=median_ci(xs),
+        median_ci_exact=median_ci_ranks(n) is not None,
+    )
+
+
+# -- memory -------------------------------------------------------------------------------------
+def reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark (Linux: clear_refs 5) so the peak is per record."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Process peak resident set since the last reset (VmHWM), else since start (ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def peak_device_mb(runner: Runner) -> float | None:
+    """GPU runners may expose `peak_device_memory_bytes()`; CPU runners have no device memory."""
+    hook: Callable[[], int | None] | None = getattr(runner, "peak_device_memory_bytes", None)
+    if runner.device == "cpu" or hook is None:
+        return None
+    value = hook()
+    return None if value is None else value / 2**20
+
+
+# -- the loop -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoopConfig:
+    """How long to warm up and to time: by count or by duration (trtexec: 200 ms, then 3 s)."""
+
+    warmup: int | None = None
+    warmup_s: float | None = 0.5
+    iterations: int | None = None
+    duration_s: float | None = 3.0
+    timing: str = "device"  # GPU runners only; CPU runners are always host-timed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Measurement:
+    """What one timed run produced, before it is turned into a record."""
+
+    samples_ms: list[float]
+    stats: LatencyStats
+    first_inference_ms: float
+    load_time_s: float
+    warmup_iterations: int
+    timed_s: float
+    timing_mode: str
+    clock: str
+    peak_host_rss_mb: float
+    peak_device_mb: float | None
+
+
+def bound_step(runner: Runner) -> Callable[[], float]:
+    """One timed inference on bound inputs, in ms: the harness's whole per-iteration cost."""
+    timed_run = runner.timed_run
+
+    def run_once() -> float:
+        return timed_run() * 1e3
+
+    return run_once
+
+
+def timed_loop(
+    run_once: Callable[[], float], count: int | None, seconds: float | None, minimum: int = 1
+) -> list[float]:
+    """The loop `measure` times with (public for benchmarks/harness_overhead.py)."""
+    return _loop(run_once, count, seconds, minimum)
+
+
+def _loop(run_once: Callable[[], float], count: int | None, seconds: float | None, minimum: int):
+    """Call `run_once` `count` times, or for `seconds` (and at least `minimum` times)."""
+    samples: list[float] = []
+    append = samples.append
+    if count is not None:
+        for _ in range(count):
+            append(run_once())
+        return samples
+    deadline = time.perf_counter() + (seconds or 0.0)
+    while len(samples) < minimum or time.perf_counter() < deadline:
+        append(run_once())
+    return samples
+
+
+def measure(
+    runner: Runner,
+    feeds: dict[str, np.ndarray],
+    config: LoopConfig,
+    *,
+    on_active: Callable[[Runner], None] | None = None,
+) -> Measurement:
+    """Activate, time the first inference, warm up, time the loop, deactivate.
+
+    The runner is deactivated even when it fails, so a crash of one engine frees its memory
+    before the sweep moves on. `on_active` runs after timing, before deactivation (parity)."""
+    reset_peak_rss()
+    try:
+        runner.activate()
+        start = time.perf_counter_ns()
+        runner.infer(feeds)
+        first_ms = (time.perf_counter_ns() - start) * 1e-6
+        end_to_end = runner.device != "cpu" and config.timing == "end-to-end"
+        if end_to_end:
+
+            def run_once() -> float:
+                t0 = time.perf_counter_ns()
+                runner.infer(feeds)
+                return (time.perf_counter_ns() - t0) * 1e-6
+
+        else:
+            runner.bind(feeds)
+            run_once = bound_step(runner)
+
+        warm = _loop(run_once, config.warmup, config.warmup_s, minimum=1)
+        t0 = time.perf_counter()
+        samples = _loop(run_once, config.iterations, config.duration_s, MIN_DURATION_ITERATIONS)
+        timed_s = time.perf_counter() - t0
+        device_mb = peak_device_mb(runner)
+        if on_active is not None:
+            on_active(runner)
+    finally:
+        runner.deactivate()
+    if runner.device == "cpu":
+        mode, clock = "host", "perf_counter_ns"
+    elif end_to_end:
+        mode, clock = "end-to-end", "perf_counter_ns"
+    else:
+        mode, clock = "device", str(getattr(runner, "clock", "device events"))
+    return Measurement(
+        samples_ms=samples,
+        stats=summarize(samples),
+        first_inference_ms=first_ms,
+        load_time_s=float(runner.load_time_s or 0.0),
+        warmup_iterations=len(warm),
+        timed_s=timed_s,
+        timing_mode=mode,
+        clock=clock,
+        peak_host_rss_mb=peak_rss_mb(),
+        peak_device_mb=device_mb,
+    )
+
+
+def throughput_ips(stats: LatencyStats, batch: int) -> float:
+    """Images per second of the sequential loop: batch x iterations / total timed latency."""
+    return batch / (stats.mean * 1e-3) if stats.mean > 0 else 0.0
+
+
+def achieved_gflops(macs_per_image: int | None, batch: int, median_ms: float) -> float | None:
+    """The cost model's 2 x MACs x batch over the median latency, in GFLOP/s."""
+    if not macs_per_image or median_ms <= 0:
+        return None
+    return 2 * macs_per_image * batch / (median_ms * 1e-3) / 1e9

@@ -1,0 +1,164 @@
+"""`bench-runtimes run`: sweep models x runtimes x batches x precisions, stream, render, summarise.
+
+Defaults are sized for the README's main command to finish in a few minutes on a small CPU box:
+ResNet-18 and ResNet-50 at batch 1 on every usable engine, 0.5 s warm-up, 3 s timed (trtexec's
+defaults are 200 ms and 3 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from graphgen.cliutil import csv_list, positive_int
+from graphgen.errors import UserError
+from runtimes import bench_adapters as adapters
+from runtimes.bench import TIMING_MODES, LoopConfig
+from runtimes.sweep import Sweep, SweepConfig
+
+DEFAULT_OUT = Path("bench-results")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="benchmark latency and throughput across engines; write results and reports",
+        description="Time each (model, runtime, precision, batch): warm-up, then a timed loop. "
+        "Results stream to OUT/results.jsonl; OUT/report.{json,md,html} are rendered at the end.",
+        epilog="With no arguments: resnet18 and resnet50 at batch 1 on every engine usable here. "
+        "CPU engines are timed with perf_counter_ns; GPU engines with device events on "
+        "device-resident buffers (--timing device) or host clock including copies "
+        "(--timing end-to-end).",
+    )
+    p.add_argument("--models", type=csv_list("model"), help="variant names or .onnx paths")
+    p.add_argument("--runtimes", type=csv_list("runtime"), help="engines (see `list`)")
+    p.add_argument("--batch", type=csv_list("batch", positive_int), default=[1], help="batch sizes")
+    p.add_argument("--precision", type=csv_list("precision"), default=["fp32"])
+    p.add_argument("--image-size", dest="image_size", type=positive_int)
+    warm = p.add_mutually_exclusive_group()
+    warm.add_argument("--warmup", type=positive_int, help="warm-up iterations")
+    warm.add_argument("--warmup-s", dest="warmup_s", type=_positive_float, help="(default 0.5)")
+    timed = p.add_mutually_exclusive_group()
+    timed.add_argument("--iterations", type=positive_int, help="timed iterations")
+    timed.add_argument(
+        "--duration-s", dest="duration_s", type=_positive_float, help="(default 3, >= 10 runs)"
+    )
+    p.add_argument("--threads", type=positive_int, help="intra-op threads per engine")
+    p.add_argument("--timing", choices=TIMING_MODES, default="device", help="GPU engines only")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
+    p.add_argument("--resume", action="store_true", help="skip results already in OUT")
+    p.add_argument("--no-parity", dest="parity", action="store_false", help="skip parity")
+    p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
+    p.add_argument("--seed", type=int, default=1, help="input seed (default 1)")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, str]]:
+    """The sweep config and the engines skipped before it starts ({engine: why})."""
+    if args.models is not None:
+        adapters.check_models(args.models)
+    adapters.check_precisions(args.precision)
+    skipped: dict[str, str] = {}
+    if args.runtimes is not None:
+        adapters.check_runtimes(args.runtimes)
+        runtimes = args.runtimes
+    else:
+        runtimes, skipped = adapters.usable_runtimes()
+        if not runtimes:
+            raise UserError("no engine is usable here; see `bench-runtimes list`")
+    loop = LoopConfig(
+        warmup=args.warmup,
+        warmup_s=None if args.warmup else (args.warmup_s or 0.5),
+        iterations=args.iterations,
+        duration_s=None if args.iterations else (args.duration_s or 3.0),
+        timing=args.timing,
+    )
+    config = SweepConfig(
+        models=list(args.models or adapters.DEFAULT_MODELS),
+        runtimes=runtimes,
+        batches=list(dict.fromkeys(args.batch)),
+        precisions=list(dict.fromkeys(args.precision)),
+        image_size=args.image_size,
+        loop=loop,
+        threads=args.threads,
+        out=args.out,
+        resume=args.resume,
+        parity=args.parity,
+        seed=args.seed,
+    )
+    return config, skipped
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from runtimes import environment
+    from runtimes.sweep import prepare_out
+
+    config, skipped = config_from_args(args)
+    prepare_out(config.out)
+    console = Console(stderr=True)
+    for name, why in skipped.items():
+        console.print(f"[yellow]skipped[/] {name}: {why}")
+    env = environment.collect(machine=args.machine, threads=args.threads)
+    sweep = Sweep(config)
+    records = _run_with_progress(sweep, env, console)
+    for warning in getattr(sweep, "warnings", []):
+        console.print(f"[yellow]warning[/] {warning}")
+    from reports.render import render
+    from reports.schema import load_report
+    from reports.summary import print_summary
+
+    written = render([config.out], out=config.out)
+    print_summary(
+        load_report(written["json"]), console=Console(width=None if sys.stdout.isatty() else 180)
+    )
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    print(f"{len(records)} result(s) this run; results: {config.out / 'results.jsonl'}")
+    print(f"report: {written['md']}, {written['html']}")
+    return 0
+
+
+def _run_with_progress(sweep: Sweep, env: dict, console: Any) -> list[dict[str, Any]]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from runtimes.sweep import jobs
+
+    total = sum(1 for _ in jobs(sweep.config))
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=not sys.stderr.isatty(),
+    )
+    with progress:
+        task = progress.add_task("starting", total=total)
+        return sweep.run(
+            on_start=lambda job: progress.update(task, description=job.label),
+            on_record=lambda job, record: progress.advance(task),
+            environment=env,
+        )

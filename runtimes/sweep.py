@@ -1,0 +1,290 @@
+"""A sweep: models x runtimes x precisions x batch sizes, one record streamed per combination.
+
+Each record is appended to `results.jsonl` the moment it exists (flush + fsync), so a sweep
+killed at any point loses at most the combination in flight, and `--resume` skips every key
+already there. One engine failing (load error, out of memory, its own crash) becomes a "failed"
+record and the sweep goes on; engines that cannot run here become "skipped" with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphgen.errors import UserError
+from reports.results import read_records
+from reports.schema import ENVIRONMENT_FILE, RESULTS_FILE, new_record, record_key
+from runtimes import bench_adapters as adapters
+from runtimes.bench import LoopConfig, Measurement, achieved_gflops, measure, throughput_ips
+
+
+@dataclass
+class SweepConfig:
+    models: list[str]
+    runtimes: list[str]
+    batches: list[int] = field(default_factory=lambda: [1])
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    image_size: int | None = None
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    threads: int | None = None
+    out: Path = Path("bench-results")
+    resume: bool = False
+    parity: bool = True
+    seed: int = 1  # runtimes.inputs.DEFAULT_SEED
+    model_cache: Path | None = None  # None: runtimes.models' shared cache
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    runtime: str
+    precision: str
+    batch: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} · {self.runtime} · {self.precision} · batch {self.batch}"
+
+
+# -- results file -------------------------------------------------------------------------------
+class ResultsWriter:
+    """Appends one JSON line per record, flushed and fsync'd before the sweep moves on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "a+b")  # noqa: SIM115 - held open for the sweep's lifetime
+        self._file.seek(0, os.SEEK_END)
+        if self._file.tell() > 0:  # a killed writer may have left a line without its newline
+            self._file.seek(-1, os.SEEK_END)
+            if self._file.read(1) != b"\n":
+                self._file.write(b"\n")
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(_finite(record), allow_nan=False, default=_jsonable) + "\n"
+        self._file.write(line.encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _finite(value: Any) -> Any:
+    """NaN and Inf become null: JSON has no such numbers, and a record must always be written."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Temporary file in the same folder, fsync, rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=_jsonable)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def prepare_out(out: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to --out {out}: {err.strerror or err}") from None
+
+
+# -- the sweep ----------------------------------------------------------------------------------
+def jobs(config: SweepConfig) -> Iterator[Job]:
+    for model in config.models:
+        for precision in config.precisions:
+            for runtime in config.runtimes:
+                for batch in config.batches:
+                    yield Job(model, runtime, precision, batch)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(err).__name__}: {first}"[:500] if first else type(err).__name__
+
+
+class Sweep:
+    """Runs the jobs of a config, streaming records; `progress` is told about each job."""
+
+    def __init__(self, config: SweepConfig) -> None:
+        self.config = config
+        self.models: dict[tuple[str, str], adapters.Model | Exception] = {}
+        self.references: dict[tuple[str, str, int], dict[str, np.ndarray] | None] = {}
+
+    def done_keys(self) -> set[str]:
+        records, self.warnings = read_records(self.config.out / RESULTS_FILE)
+        return {record_key(r) for r in records}
+
+    def run(
+        self,
+        *,
+        on_start: Callable[[Job], None] = lambda job: None,
+        on_record: Callable[[Job, dict[str, Any]], None] = lambda job, rec: None,
+        environment: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        config = self.config
+        prepare_out(config.out)
+        if environment is not None:
+            write_json_atomic(config.out / ENVIRONMENT_FILE, environment)
+        results = config.out / RESULTS_FILE
+        if not config.resume and results.exists():
+            results.unlink()  # a fresh sweep; --resume keeps what is there
+        done = self.done_keys() if config.resume else set()
+        writer = ResultsWriter(results)
+        records = []
+        try:
+            for job in jobs(config):
+                key = self._key(job)
+                if key is not None and key in done:
+                    on_record(job, {})
+                    continue
+                on_start(job)
+                record = self.run_job(job)
+                writer.append(record)
+                records.append(record)
+                on_record(job, record)
+        finally:
+            writer.close()
+        return records
+
+    def _key(self, job: Job) -> str | None:
+        model = self._model(job.model, job.precision)
+        size = model.image_size if isinstance(model, adapters.Model) else self.config.image_size
+        return record_key({**job.__dict__, "image_size": size})
+
+    def _model(self, name: str, precision: str) -> adapters.Model | Exception:
+        key = (name, precision)
+        if key not in self.models:
+            try:
+                self.models[key] = adapters.resolve_model(
+                    name,
+                    precision=precision,
+                    image_size=self.config.image_size,
+                    cache=self.config.model_cache,
+                )
+            except Exception as err:  # recorded as a failed result for every job of the model
+                self.models[key] = err
+        return self.models[key]
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        model = self._model(job.model, job.precision)
+        base = {
+            "model": job.model,
+            "runtime": job.runtime,
+            "precision": job.precision,
+            "batch": job.batch,
+        }
+        if isinstance(model, Exception):
+            size = self.config.image_size or 0
+            return new_record(**base, image_size=size, status="failed", reason=_reason(model))
+        base |= {"image_size": model.image_size}
+        info = {"depth": model.depth, "macs": model.macs, "params": model.params}
+        skip = adapters.skip_reason(job.runtime, job.precision, model)
+        if skip is not None:
+            return new_record(**base, status="skipped", reason=skip, **info)
+        feeds = adapters.make_inputs(model, job.batch, seed=self.config.seed)
+        parity_box: dict[str, Any] = {}
+
+        def check(runner: Any) -> None:
+            parity_box["runner"] = runner.describe()  # while active: what actually ran
+            if self.config.parity:
+                parity_box["parity"] = self._parity(runner, model, job, feeds)
+
+        try:
+            runner = adapters.make_runner(
+                job.runtime,
+                model,
+                precision=job.precision,
+                batch=job.batch,
+                threads=self.config.threads,
+                timing=self.config.loop.timing,
+            )
+            too_big = adapters.size_reason(runner)
+            if too_big is not None:
+                return new_record(**base, status="skipped", reason=too_big, **info)
+            m = measure(runner, feeds, self.config.loop, on_active=check)
+        except Exception as err:
+            return new_record(
+                **base,
+                status="failed",
+                reason=_reason(err),
+                traceback=traceback.format_exc(limit=-3),
+                **info,
+            )
+        return new_record(
+            **base, status="ok", **info, **self._measured(m, model, job), runner=parity_box.get("runner"),
+            parity=parity_box.get("parity"),
+        )  # fmt: skip
+
+    def _measured(self, m: Measurement, model: adapters.Model, job: Job) -> dict[str, Any]:
+        s = m.stats
+        return {
+            "latency_ms": s.latency_dict(),
+            "stability": {
+                "cov": s.cov,
+                "median_ci95_ms": list(s.median_ci95),
+                "median_ci_exact": s.median_ci_exact,
+                "unstable": s.unstable,
+            },
+            "throughput_ips": throughput_ips(s, job.batch),
+            "gflops": achieved_gflops(model.macs, job.batch, s.median),
+            "load_time_s": m.load_time_s,
+            "first_inference_ms": m.first_inference_ms,
+            "peak_host_rss_mb": m.peak_host_rss_mb,
+            "peak_device_mb": m.peak_device_mb,
+            "timing": {
+                "mode": m.timing_mode,
+                "clock": m.clock,
+                "warmup_iterations": m.warmup_iterations,
+                "iterations": s.n,
+                "timed_s": m.timed_s,
+                "config": self.config.loop.to_dict(),
+            },
+        }
+
+    def _parity(self, runner: Any, model: adapters.Model, job: Job, feeds: dict) -> dict | None:
+        key = (job.model, job.precision, job.batch)
+        try:
+            if key not in self.references:
+                self.references[key] = adapters.reference_outputs(model, feeds)
+            reference = self.references[key]
+            if reference is None:
+                return None
+            return adapters.parity_metrics(runner.infer(feeds), reference, job.precision)
+        except Exception as err:
+            return {"error": _reason(err)}

@@ -1,0 +1,50 @@
+"""`bench-runtimes compare`: exit 0 (no regression), 1 (regression), 2 (another schema)."""
+
+import json
+
+import pytest
+
+from reports.render import render
+from runtimes.cli import main
+from tests.test_reports_render import folder, sample_records
+
+
+@pytest.fixture
+def reports(tmp_path):
+    old = render([folder(tmp_path / "old", "ci-1", sample_records())], out=tmp_path / "old")
+    same = render([folder(tmp_path / "same", "ci-2", sample_records())], out=tmp_path / "same")
+    slow = render([folder(tmp_path / "slow", "ci-3", sample_records(1.2))], out=tmp_path / "slow")
+    return old["json"], same["json"], slow["json"]
+
+
+def test_no_regression_exits_0(reports, capsys):
+    old, same, _ = reports
+    assert main(["compare", str(old), str(same)]) == 0
+
+
+def test_regression_beyond_threshold_exits_1(reports, capsys):
+    old, _, slow = reports
+    assert main(["compare", str(old), str(slow)]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    assert main(["compare", str(old), str(slow), "--threshold", "25%"]) == 0
+
+
+def test_faster_is_not_a_regression(reports):
+    old, _, slow = reports
+    assert main(["compare", str(slow), str(old)]) == 0
+
+
+def test_other_schema_version_exits_2_with_one_line(reports, tmp_path, capsys):
+    old, _, _ = reports
+    data = json.loads(old.read_text())
+    data["schema_version"] = 999
+    other = tmp_path / "v999.json"
+    other.write_text(json.dumps(data))
+    assert main(["compare", str(old), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "schema version 999" in err and err.count("\n") == 1
+
+
+def test_folder_argument_reads_its_report(reports):
+    old, same, _ = reports
+    assert main(["compare", str(old.parent), str(same.parent)]) == 0

@@ -1,0 +1,99 @@
+"""Rendering and merging result folders; no engines run here (records are written by hand)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reports.render import render
+from reports.schema import SCHEMA_VERSION, load_report, new_record
+from runtimes.bench import summarize
+
+EVIL = "<script>alert(1)</script>"
+
+
+def record(model: str, runtime: str, batch: int, ms: float, **kw) -> dict:
+    s = summarize([ms, ms * 1.01, ms * 0.99, ms * 1.02, ms, ms, ms * 1.5])
+    fields = dict(
+        latency_ms=s.latency_dict(),
+        stability={"cov": s.cov, "median_ci95_ms": list(s.median_ci95), "unstable": s.unstable},
+        throughput_ips=batch / s.mean * 1e3,
+        gflops=1.0,
+        depth=kw.pop("depth", 20),
+        macs=40_000_000,
+        parity={"rel_l2": 3e-7, "top1": 1.0, "passed": True},
+    )
+    fields.update(kw)
+    return new_record(
+        model=model, runtime=runtime, precision="fp32", batch=batch, image_size=32,
+        status="ok", **fields,
+    )  # fmt: skip
+
+
+def folder(path: Path, machine: str, records: list[dict]) -> Path:
+    path.mkdir(parents=True)
+    (path / "environment.json").write_text(
+        json.dumps({"machine": machine, "cpu": {"model": "x"}, "matmul_peak_gflops": 50.0})
+    )
+    with open(path / "results.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+def sample_records(scale: float = 1.0) -> list[dict]:
+    return [
+        record("cifar-resnet20", "ort-cpu", 1, 1.0 * scale),
+        record("cifar-resnet20", "ort-cpu", 8, 5.0 * scale),
+        record("cifar-resnet56", "ort-cpu", 1, 3.0 * scale, depth=56),
+        record(EVIL, "openvino", 1, 2.0 * scale),
+        new_record(
+            model="cifar-resnet20",
+            runtime="openvino",
+            precision="fp32",
+            batch=1,
+            image_size=32,
+            status="failed",
+            reason=f"RunnerError: <b>{EVIL}</b> & co",
+        ),  # fmt: skip
+    ]
+
+
+def test_render_writes_three_files_with_inline_plots_and_escaped_text(tmp_path):
+    out = folder(tmp_path / "a", "host-a", sample_records())
+    paths = render([out], out=out)
+    report = load_report(paths["json"])
+    assert report["schema_version"] == SCHEMA_VERSION and len(report["records"]) == 5
+    page = paths["html"].read_text()
+    assert "<script" not in page.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("data:image/png;base64,") >= 3  # depth, batch, MACs, parity heatmap
+    assert "http://" not in page and "https://" not in page  # opens offline
+    md = paths["md"].read_text()
+    assert "| machine | model |" in md and "SingleStream" in md and "Offline" in md
+    assert "<script>" not in md
+    assert "unstable" in md  # CoV of the samples above is > 2.5%
+
+
+def test_merge_makes_machine_a_dimension(tmp_path):
+    a = folder(tmp_path / "a", "host-a", sample_records())
+    b = folder(tmp_path / "b", "host-b", sample_records(scale=2.0))
+    paths = render([a, b], out=tmp_path / "merged")
+    report = load_report(paths["json"])
+    assert set(report["machines"]) == {"host-a", "host-b"}
+    assert {r["machine"] for r in report["records"]} == {"host-a", "host-b"}
+    md = paths["md"].read_text()
+    assert "| host-a |" in md and "| host-b |" in md
+
+
+def test_same_machine_name_twice_is_kept_apart(tmp_path):
+    a = folder(tmp_path / "a", "ci", sample_records())
+    b = folder(tmp_path / "b", "ci", sample_records())
+    report = load_report(render([a, b], out=tmp_path / "m")["json"])
+    assert len(report["machines"]) == 2
+
+
+def test_render_of_a_non_result_folder_is_a_user_error(tmp_path):
+    from graphgen.errors import UserError
+
+    with pytest.raises(UserError, match="results.jsonl"):
+        render([tmp_path], out=tmp_path)
