@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Sequence
 
 from graphgen import __version__
-from graphgen.cli import build, info, listing
+from graphgen.cli import build, info, inject, listing
 from graphgen.cliutil import OneLineParser, run_main
 
-COMMANDS = [build, listing, info]
+COMMANDS = [build, listing, info, inject]
 
 
 def make_parser() -> argparse.ArgumentParser:

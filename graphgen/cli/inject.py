@@ -1,0 +1,39 @@
+"""`graphgen inject`: trained weights (safetensors, npz, torch state_dict) into a graphgen graph."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from graphgen.inject import WEIGHT_FORMATS, inject, read_weights
+from graphgen.onnx_io import load, save
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "inject",
+        help="write trained weights into a graph built from the same spec",
+        description="Replace a graphgen graph's initializers with trained weights, by name "
+        "(the names are torchvision's state_dict keys). A mismatch is refused with the missing, "
+        "unexpected and wrongly-shaped names, and nothing is written.",
+        epilog="Example: graphgen inject cifar-resnet56.onnx --weights runs/r56/best.safetensors "
+        "-o trained.onnx",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL.onnx", help="a graph from `graphgen build`")
+    p.add_argument(
+        "--weights", type=Path, required=True, metavar="FILE", help=f"one of {WEIGHT_FORMATS}"
+    )
+    p.add_argument(
+        "--fold-bn", dest="fold_bn", action="store_true", help="fold BatchNorm into the convs"
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="output ONNX file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load(args.model)
+    weights = read_weights(args.weights)
+    out = inject(model, weights, fold=args.fold_bn, source=str(args.weights))
+    save(out, args.output)
+    print(f"wrote {args.output}  ({len(weights)} tensors from {args.weights})")
+    return 0

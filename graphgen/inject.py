@@ -1,0 +1,158 @@
+"""Trained weights into graphgen graphs, by name: no torch, no mapping tables.
+
+Weight names are the plan's tensor names, which equal torchvision's state_dict keys, so a
+safetensors file from `resnet-train`, a torchvision-layout `.pt` state_dict or an `.npz` injects
+as is. Torch's `num_batches_tracked` counters are not weights and are ignored. A mismatch is
+refused with the missing, unexpected and wrongly-shaped names; nothing is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from graphgen.errors import GraphError, UserError
+from graphgen.onnx_emit import DTYPES, NP_DTYPES, emit_model
+from graphgen.onnx_io import metadata, plan_of
+from graphgen.plan import Plan, expand, fold_bn
+from graphgen.weights import Weights, fold_weights
+
+IGNORED_SUFFIXES = (".num_batches_tracked",)
+WEIGHT_FORMATS = ".safetensors, .npz, .pt/.pth (torch, loaded with weights_only=True)"
+
+
+def read_weights(path: str | Path) -> Weights:
+    """Name -> array from safetensors, npz, or (when torch is installed) a torch state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such weights file: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return dict(load_file(str(path)))
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        if suffix in (".pt", ".pth"):
+            return _read_torch(path)
+    except UserError:
+        raise
+    except ImportError as err:
+        raise UserError(f"cannot read {path}: {err.name} is not installed") from None
+    except Exception as err:  # each format raises its own errors for garbage
+        raise GraphError(f"{path} is not a readable {suffix} weights file ({err})") from None
+    raise UserError(f"unknown weights format {path.name!r}; use {WEIGHT_FORMATS}")
+
+
+def _read_torch(path: Path) -> Weights:
+    try:
+        import torch
+    except ImportError:
+        raise UserError(
+            f"{path}: reading torch files needs torch; use .safetensors or .npz"
+        ) from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise GraphError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    out: Weights = {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise GraphError(f"{path}: {name!r} is a {type(value).__name__}, not a tensor")
+        out[str(name).removeprefix("module.")] = value.detach().cpu().float().numpy()
+    return out
+
+
+def check_weights(plan: Plan, weights: Weights, *, source: str = "weights") -> Weights:
+    """The weights the plan needs, in plan order as float32; refuse any mismatch, listing it all."""
+    expected = plan.tensor_shapes()
+    given = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
+    missing = [k for k in expected if k not in given]
+    unexpected = sorted(k for k in given if k not in expected)
+    wrong = [
+        f"{k} {tuple(np.shape(given[k]))} != {tuple(s)}"
+        for k, s in expected.items()
+        if k in given and tuple(np.shape(given[k])) != tuple(s)
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)):
+            if names:
+                shown = ", ".join(names[:8]) + (
+                    f", ... ({len(names)} in all)" if len(names) > 8 else ""
+                )
+                parts.append(f"{label}: {shown}")
+        raise GraphError(
+            f"{source} does not fit {plan.spec.name or 'the graph'}: " + "; ".join(parts)
+        )
+    return {k: np.ascontiguousarray(given[k], dtype=np.float32) for k in expected}
+
+
+def inject(
+    model: onnx.ModelProto, weights: Weights, *, fold: bool = False, source: str = "weights"
+) -> onnx.ModelProto:
+    """A copy of `model` carrying `weights`; with `fold`, BN is folded into the convs.
+
+    Unfolded weights (a state_dict) fit any graph built from the same spec, folded or not; folded
+    weights fit a folded graph. The input graph's batch, dtypes and opset are kept.
+    """
+    plan = plan_of(model, source=source)
+    base = expand(plan.spec)
+    if plan.folded and not _fits(base, weights) and _fits(plan, weights):
+        new = check_weights(plan, weights, source=source)
+    else:
+        new = check_weights(base, weights, source=source)
+        if plan.folded or fold:
+            new = fold_weights(base, new)
+    props = metadata(model)
+    props.pop("graphgen.seed", None)
+    props["graphgen.weights"] = Path(source).name
+    if fold and not plan.folded:
+        return _rebuild(model, fold_bn(base), new, props)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    dtype = NP_DTYPES[props.get("graphgen.dtype", "float32")]
+    by_name = {t.name: i for i, t in enumerate(out.graph.initializer)}
+    for name, value in new.items():
+        if name not in by_name:
+            raise GraphError(f"{source}: the graph has no initializer {name!r}")
+        out.graph.initializer[by_name[name]].CopyFrom(
+            numpy_helper.from_array(value.astype(dtype), name)
+        )
+    onnx.helper.set_model_props(out, props)
+    return out
+
+
+def _fits(plan: Plan, weights: Weights) -> bool:
+    names = {k for k in weights if not k.endswith(IGNORED_SUFFIXES)}
+    return names == set(plan.tensor_shapes())
+
+
+def _rebuild(
+    model: onnx.ModelProto, plan: Plan, weights: Weights, props: dict[str, str]
+) -> onnx.ModelProto:
+    """Emit the folded graph with the original's batch, dtypes and opset."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    elem = model.graph.input[0].type.tensor_type.elem_type
+    io_dtype = {v: k for k, v in DTYPES.items()}.get(elem, "float32")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    keep = {k: v for k, v in props.items() if not k.startswith("graphgen.") or k in _CARRIED}
+    return emit_model(
+        plan,
+        weights,
+        batch=batch,
+        dtype=props.get("graphgen.dtype", "float32"),
+        io_dtype=io_dtype,
+        opset=opset,
+        metadata=keep,
+    )
+
+
+_CARRIED = ("graphgen.weights",)

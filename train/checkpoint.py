@@ -1,0 +1,109 @@
+"""Atomic checkpoints and weight files.
+
+Everything is written to a temporary file in the target folder, flushed to disk, then renamed:
+a run killed with SIGKILL leaves the previous checkpoint intact. Checkpoints are read back with
+`torch.load(weights_only=True)` only, so they hold tensors and plain containers, nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from graphgen.errors import UserError
+
+LAST = "last.pt"
+BEST_WEIGHTS = "best.safetensors"
+LAST_WEIGHTS = "last.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise UserError(
+            f"no checkpoint at {path}: nothing to resume (the run never finished an epoch)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__})") from None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def model_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict as the graph's initializers: no `num_batches_tracked`, fp32, contiguous."""
+    return {
+        k: v.detach().to("cpu", torch.float32).contiguous()
+        for k, v in unwrap(model).state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+
+
+def save_weights(path: Path, model: nn.Module, metadata: dict[str, str]) -> None:
+    """safetensors, name -> tensor, names equal to the graph's initializer names."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, save(model_weights(model), metadata=metadata))
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states in weights_only-loadable form."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

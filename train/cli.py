@@ -1,0 +1,243 @@
+"""`resnet-train`: fit a graphgen network with the paper's recipe; `--export` writes the graph.
+
+Flat flags train one run. A first argument naming a subcommand in `SUBCOMMANDS` (for example
+`experiment`, added later) dispatches to it instead, so the flat form never breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from graphgen.cli.build import spec_from_args
+from graphgen.cliutil import EXIT_CHECK_FAILED, OneLineParser, csv_list, fail, positive_int
+from graphgen.errors import UserError
+from graphgen.spec import BLOCKS, SHORTCUTS, STRIDE_PLACEMENTS, Spec
+from train.data import DATASETS
+
+
+def _experiment(argv: Sequence[str]) -> int:
+    from train.experiment_cli import main
+
+    return main(argv)
+
+
+# name -> main(argv) for subcommands that take over the command line (issue 7: `experiment`).
+SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"experiment": _experiment}
+# resnet-train's --dataset -> graphgen's spec family (the CIFAR nets for small images).
+SPEC_FAMILY = {"synthetic": "cifar10", "cifar10": "cifar10", "imagefolder": "imagenet"}
+RESUME_OVERRIDES = ("epochs", "export", "export_fold_bn", "workers", "device", "progress")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="resnet-train",
+        description="Train a ResNet from graphgen's spec with the paper's recipe (He et al. 2015, "
+        "sections 3.4 and 4.2) on CPU, GPU or torchrun; write safetensors and, with --export, a "
+        "verified ONNX graph.",
+        epilog="Examples:\n"
+        "  resnet-train --depth 20 --dataset synthetic --epochs 3 --out runs/demo\n"
+        "  resnet-train --depth 56 --dataset cifar10 --data DIR --out runs/r56\n"
+        "  resnet-train --depth 50 --dataset imagefolder --data DIR --out runs/r50\n"
+        "  resnet-train --resume runs/r56\n"
+        "  torchrun --nproc_per_node 2 -m train --depth 20 --dataset synthetic --out runs/ddp\n"
+        + (
+            f"Subcommands: {', '.join(SUBCOMMANDS)} (resnet-train NAME --help)\n"
+            if SUBCOMMANDS
+            else ""
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    net = p.add_argument_group("network (the options of `graphgen build`)")
+    net.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
+    net.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
+    net.add_argument(
+        "--family",
+        choices=("imagenet", "cifar10"),
+        help="depth table to use (default: cifar10 for synthetic/cifar10, imagenet for imagefolder)",
+    )
+    net.add_argument("--shortcut", choices=SHORTCUTS, help="A, B, C, or none (plain net)")
+    net.add_argument("--block", choices=BLOCKS)
+    net.add_argument("--stride-at", dest="stride_at", choices=STRIDE_PLACEMENTS)
+    net.add_argument("--classes", type=positive_int, help="default: from the data")
+    net.add_argument(
+        "--image-size", dest="image_size", type=positive_int, help="default 32 / 224 by family"
+    )
+
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    data.add_argument("--data", metavar="DIR", help="CIFAR-10 python batches or ImageFolder root")
+    data.add_argument("--val-split", dest="val_split", type=int, help="CIFAR val images (5000)")
+    data.add_argument("--synthetic-train", dest="synthetic_train", type=positive_int, default=2000)
+    data.add_argument("--synthetic-val", dest="synthetic_val", type=positive_int, default=500)
+    data.add_argument("--no-augment", dest="augment", action="store_false")
+    data.add_argument("--workers", type=int, default=2, help="ImageFolder decoding processes")
+
+    rec = p.add_argument_group("recipe (paper defaults; every value can be overridden)")
+    rec.add_argument(
+        "--epochs", type=positive_int, help="train this many epochs (milestones scale)"
+    )
+    rec.add_argument("--max-iters", dest="max_iters", type=positive_int)
+    rec.add_argument("--batch-size", dest="batch_size", type=positive_int, help="global batch")
+    rec.add_argument("--lr", type=float)
+    rec.add_argument("--momentum", type=float)
+    rec.add_argument("--weight-decay", dest="weight_decay", type=float)
+    rec.add_argument("--schedule", choices=("step", "plateau", "constant"))
+    rec.add_argument(
+        "--milestones", type=csv_list("milestone", int), help="iterations, e.g. 32000,48000"
+    )
+    rec.add_argument("--gamma", type=float, help="lr factor at each drop (0.1)")
+    rec.add_argument("--warmup-lr", dest="warmup_lr", type=float, help="(ResNet-110: 0.01)")
+    rec.add_argument("--plateau-patience", dest="plateau_patience", type=positive_int)
+    rec.add_argument("--seed", type=int, default=0)
+
+    run = p.add_argument_group("run")
+    run.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, weights)")
+    run.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder")
+    run.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    run.add_argument(
+        "--sync-bn", dest="sync_bn", action="store_true", help="SyncBatchNorm (GPU DDP)"
+    )
+    run.add_argument(
+        "--bn-replicas",
+        dest="bn_replicas",
+        type=positive_int,
+        default=1,
+        help="one process computing BN per sub-batch, as K DDP processes do",
+    )
+    run.add_argument(
+        "--export", type=Path, metavar="MODEL.onnx", help="build, inject, verify, write"
+    )
+    run.add_argument("--export-fold-bn", dest="export_fold_bn", action="store_true")
+    run.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
+    return p
+
+
+def spec_for(args: argparse.Namespace, *, classes: int | None = None) -> Spec:
+    """graphgen's spec from the network flags; `--dataset` picks the family, the data the classes."""
+    ns = argparse.Namespace(**vars(args))
+    if ns.spec is None and ns.depth is None:
+        raise UserError("give --depth N or --spec FILE (or --resume RUN)")
+    if ns.spec is not None and ns.depth is not None:
+        raise UserError("give --depth or --spec, not both")
+    ns.dataset = None if ns.spec is not None else (ns.family or SPEC_FAMILY[args.dataset])
+    if ns.classes is None:
+        ns.classes = classes
+    return spec_from_args(ns)
+
+
+def _classes_of(args: argparse.Namespace) -> int | None:
+    if args.classes is not None or args.dataset != "imagefolder" or args.data is None:
+        return args.classes
+    from train.data import load_data
+
+    return load_data("imagefolder", args.data, image_size=args.image_size or 224).classes
+
+
+def config_from_args(args: argparse.Namespace):
+    from train.loop import TrainConfig
+    from train.recipe import cifar_recipe, imagenet_recipe
+
+    if args.out is None:
+        raise UserError("give --out RUN_FOLDER (or --resume RUN_FOLDER)")
+    spec = spec_for(args, classes=_classes_of(args))
+    recipe = imagenet_recipe() if spec.stem == "imagenet" else cifar_recipe(spec.depth)
+    if args.dataset == "synthetic":
+        recipe = recipe.replace(val_split=0)
+    recipe = recipe.replace(
+        **{
+            k: getattr(args, k)
+            for k in (
+                "batch_size",
+                "lr",
+                "momentum",
+                "weight_decay",
+                "schedule",
+                "milestones",
+                "gamma",
+                "warmup_lr",
+                "plateau_patience",
+                "val_split",
+                "epochs",
+                "max_iters",
+            )
+        }  # fmt: skip
+    )
+    if args.max_iters is not None and args.epochs is None:
+        recipe = recipe.replace(epochs=None) if recipe.epochs else recipe
+    return TrainConfig(
+        spec=spec,
+        dataset=args.dataset,
+        out=args.out,
+        recipe=recipe,
+        data=args.data,
+        seed=args.seed,
+        workers=args.workers,
+        device=args.device,
+        augment=args.augment,
+        sync_bn=args.sync_bn,
+        bn_replicas=args.bn_replicas,
+        synthetic_train=args.synthetic_train,
+        synthetic_val=args.synthetic_val,
+        export=args.export,
+        export_fold_bn=args.export_fold_bn,
+        progress=args.progress,
+    )
+
+
+def resume_config(args: argparse.Namespace):
+    import dataclasses
+    import json
+
+    from train.loop import CONFIG, TrainConfig
+
+    path = args.resume / CONFIG
+    if not path.is_file():
+        raise UserError(f"--resume {args.resume}: no {CONFIG} there, so it is not a run folder")
+    try:
+        config = TrainConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{path} is not a readable run config ({err})") from None
+    changes = {"out": args.resume}
+    if args.epochs is not None:
+        changes["recipe"] = config.recipe.replace(epochs=args.epochs)
+    for key in RESUME_OVERRIDES[1:]:
+        value = getattr(args, key)
+        if value is not None and value != make_parser().get_default(key):
+            changes[key] = value
+    return dataclasses.replace(config, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from train.export import ExportCheckFailed
+    from train.loop import fit
+
+    config = resume_config(args) if args.resume else config_from_args(args)
+    try:
+        result = fit(config, resume=args.resume is not None)
+    except ExportCheckFailed as err:
+        return fail(str(err), EXIT_CHECK_FAILED)
+    if result.records and config.progress:
+        line = f"run folder {result.run_dir}: best val error {100 * result.best_val_error:.2f}%"
+        if result.test_error is not None:
+            line += f", test error {100 * result.test_error:.2f}%"
+        if result.verification:
+            line += f"; exported {config.export} (rel L2 {result.verification['rel_l2']:.1e})"
+        print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as err:
+        return fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
