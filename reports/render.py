@@ -11,13 +11,12 @@ import base64
 import datetime as dt
 import html
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from graphgen.errors import UserError
+from graphgen.fileio import atomic_write_bytes
 from reports import tables
 from reports.plots import all_plots
 from reports.results import ResultFolder, read_folder
@@ -39,15 +38,7 @@ def merge(folders: Sequence[ResultFolder]) -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, data: str | bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
 
 
 # -- markdown -----------------------------------------------------------------------------------

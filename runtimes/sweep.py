@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from graphgen.errors import UserError
+from graphgen.fileio import atomic_write_text
 from reports.results import read_records
 from reports.schema import ENVIRONMENT_FILE, RESULTS_FILE, new_record, record_key
 from runtimes import bench_adapters as adapters
@@ -98,19 +99,7 @@ def _jsonable(value: object) -> object:
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Temporary file in the same folder, fsync, rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_jsonable)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
 
 
 def prepare_out(out: Path) -> None:

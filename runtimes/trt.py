@@ -24,7 +24,6 @@ import importlib
 import importlib.util
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from graphgen.fileio import atomic_write_bytes
 from runtimes.base import Runner, RunnerError, UnsupportedError
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30
@@ -141,20 +141,6 @@ def default_cache_dir() -> Path:
     return base
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class EngineCache:
     """Serialized engines on disk, one `<key>.engine` with a `<key>.json` sidecar holding the
     key, the plan's sha256 and its size. `load` returns None (and removes the entry) when the
@@ -193,8 +179,10 @@ class EngineCache:
             "sha256": hashlib.sha256(plan).hexdigest(),
             **info,
         }
-        _atomic_write(plan_path, plan)  # the plan first: a sidecar never points at nothing
-        _atomic_write(meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+        atomic_write_bytes(plan_path, plan)  # the plan first: a sidecar never points at nothing
+        atomic_write_bytes(
+            meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode()
+        )
 
     def remove(self, key: str) -> None:
         for path in self.paths(key):
@@ -380,7 +368,7 @@ class TensorRTRunner(Runner):
                 f"TensorRT failed to build {self.model_path.name}: "
                 + ("; ".join(errors) or "build_serialized_network returned None")
             )
-        _atomic_write(timing_path, bytes(config.get_timing_cache().serialize()))
+        atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
         return bytes(plan)
 
     def _timing_cache_path(self) -> Path:
