@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -55,24 +56,28 @@ def check_dtype(dtype: str) -> None:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
 
 
-def _initializer(name: str, array: np.ndarray) -> TensorProto:
-    """A raw-data TensorProto: one copy of the bytes, no per-element conversion."""
+def _initializer(name: str, array: np.ndarray, *, embed: bool = True) -> TensorProto:
+    """A raw-data TensorProto (one copy of the bytes), or without data when `embed` is False:
+    the streaming writer then appends the array's bytes itself."""
     tensor = TensorProto()
     tensor.name = name
     tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
     tensor.dims.extend(array.shape)
-    tensor.raw_data = array.tobytes()
+    if embed:
+        tensor.raw_data = array.tobytes()
     return tensor
 
 
 class _Emitter:
-    def __init__(self, plan: Plan, weights: Weights, dtype: str, opset: int) -> None:
+    def __init__(self, plan: Plan, weights: Weights, dtype: str, opset: int, embed: bool) -> None:
         self.plan = plan
         self.weights = weights
         self.np_dtype = NP_DTYPES[dtype]
         self.opset = opset
+        self.embed = embed
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
+        self.arrays: list[np.ndarray] = []  # the data of data-less initializers, in order
 
     def param(self, name: str) -> str:
         # Popped, not read: the caller hands its arrays over, so each weight lives once at a time
@@ -80,7 +85,9 @@ class _Emitter:
         array = self.weights.pop(name)
         if array.dtype != self.np_dtype:
             array = array.astype(self.np_dtype)
-        self.initializers.append(_initializer(name, array))
+        self.initializers.append(_initializer(name, array, embed=self.embed))
+        if not self.embed:
+            self.arrays.append(np.ascontiguousarray(array))
         return name
 
     def const(self, name: str, values: list[int]) -> str:
@@ -161,24 +168,38 @@ class _Emitter:
             raise TypeError(f"no ONNX emitter for {type(op).__name__}")
 
 
-def emit_model(
+def emit_model(plan: Plan, weights: Weights, **options: Any) -> onnx.ModelProto:
+    """Build the ModelProto for a plan: input `input` [N,3,S,S], output `logits` [N,K].
+
+    `weights` is consumed: each array is removed from the dict once its bytes are in the graph.
+    Options: batch (None = symbolic N), dtype, io_dtype, opset, metadata.
+    """
+    return _emit(plan, weights, embed=True, **options)[0]
+
+
+def emit_skeleton(
+    plan: Plan, weights: Weights, **options: Any
+) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """The same model with data-less initializers, plus their arrays in initializer order, for
+    `graphgen.onnx_io.write_streamed` (which never holds the model's bytes twice)."""
+    return _emit(plan, weights, embed=False, **options)
+
+
+def _emit(
     plan: Plan,
     weights: Weights,
     *,
+    embed: bool,
     batch: int | None = None,
     dtype: str = "float32",
     io_dtype: str = "float32",
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
-) -> onnx.ModelProto:
-    """Build the ModelProto for a plan: input `input` [N,3,S,S], output `logits` [N,K].
-
-    `weights` is consumed: each array is removed from the dict once its bytes are in the graph.
-    """
+) -> tuple[onnx.ModelProto, list[np.ndarray]]:
     check_opset(opset)
     check_dtype(dtype)
     check_dtype(io_dtype)
-    em = _Emitter(plan, weights, dtype, opset)
+    em = _Emitter(plan, weights, dtype, opset, embed)
     cast_in = dtype != io_dtype
     renames = {INPUT: f"{INPUT}.{dtype}", OUTPUT: f"{OUTPUT}.{dtype}"} if cast_in else {}
 
@@ -216,4 +237,4 @@ def emit_model(
         **(metadata or {}),
     }
     helper.set_model_props(model, props)
-    return model
+    return model, em.arrays

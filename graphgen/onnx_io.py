@@ -8,20 +8,34 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from graphgen.errors import GraphError, SpecError, UserError
-from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
+from graphgen.fileio import atomic_write_bytes
+from graphgen.onnx_emit import DEFAULT_OPSET, emit_model, emit_skeleton
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import Spec, spec_from_mapping
 from graphgen.weights import Weights, fold_weights, init_weights
 
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26  # protobuf's 2 GiB ceiling, with room for the graph
+
+
+def _plan_and_weights(
+    spec: Spec, seed: int, fold: bool, weights: Weights | None
+) -> tuple[Plan, Weights]:
+    plan = expand(spec)
+    weights = init_weights(plan, seed) if weights is None else dict(weights)
+    if fold:
+        weights = fold_weights(plan, weights)
+        plan = fold_bn(plan)
+    return plan, weights
 
 
 def build(
@@ -35,16 +49,154 @@ def build(
     fold: bool = False,
     weights: Weights | None = None,
 ) -> onnx.ModelProto:
-    """Spec -> plan -> (seeded or given) weights -> ModelProto."""
-    plan = expand(spec)
-    weights = init_weights(plan, seed) if weights is None else dict(weights)
-    if fold:
-        weights = fold_weights(plan, weights)
-        plan = fold_bn(plan)
+    """Spec -> plan -> (seeded or given) weights -> ModelProto, all in memory."""
+    plan, weights = _plan_and_weights(spec, seed, fold, weights)
     extra = {"graphgen.seed": str(seed)}
     return emit_model(
         plan, weights, batch=batch, dtype=dtype, io_dtype=io_dtype, opset=opset, metadata=extra
     )
+
+
+def build_file(
+    spec: Spec,
+    path: str | Path,
+    *,
+    seed: int = 0,
+    fold: bool = False,
+    weights: Weights | None = None,
+    check: bool = True,
+    **options: Any,
+) -> Path:
+    """Spec -> plan -> weights -> a validated file, streamed: the weights are written straight
+    from their arrays, so the model's bytes are never held twice (peak memory near 1x the model).
+    Options as for `build`: batch, dtype, io_dtype, opset."""
+    plan, weights = _plan_and_weights(spec, seed, fold, weights)
+    metadata = {"graphgen.seed": str(seed)}
+    skeleton, arrays = emit_skeleton(plan, weights, metadata=metadata, **options)
+    return write_streamed(skeleton, arrays, path, check=check)
+
+
+def _target(path: str | Path) -> tuple[Path, Path]:
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write {path}: folder {folder} is not writable")
+    return path, folder
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, length: int) -> bytes:
+    """A length-delimited protobuf field's key and length."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+GRAPH_FIELD, INITIALIZER_FIELD, RAW_DATA_FIELD = 7, 5, 9  # ModelProto, GraphProto, TensorProto
+
+
+def _set_external(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", offset), ("length", length)):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, str(value)
+
+
+def _check_skeleton(skeleton: onnx.ModelProto, arrays: list[np.ndarray], folder: Path) -> None:
+    """onnx's full check on the skeleton, its data stood in for by a sparse file of the right
+    size: the checker sees every initializer's dims and type without reading 200 MB."""
+    model = onnx.ModelProto()
+    model.CopyFrom(skeleton)
+    offset = 0
+    for tensor, array in zip(model.graph.initializer, arrays, strict=True):
+        _set_external(tensor, "check.data", offset, array.nbytes)
+        offset += array.nbytes
+    (folder / "check.onnx").write_bytes(model.SerializeToString())
+    with open(folder / "check.data", "wb") as f:
+        f.truncate(offset)
+    try:
+        validate(folder / "check.onnx")
+    finally:
+        (folder / "check.onnx").unlink()
+        (folder / "check.data").unlink()
+
+
+def _stream_single_file(f: BinaryIO, skeleton: onnx.ModelProto, arrays: list[np.ndarray]) -> None:
+    """Write skeleton + arrays as one ModelProto. The graph field goes last and its initializers
+    after its other fields: protobuf readers accept fields in any order, and the parsed model is
+    identical to the in-memory one (a test checks this)."""
+    head = onnx.ModelProto()
+    head.CopyFrom(skeleton)
+    head.ClearField("graph")
+    graph = onnx.GraphProto()
+    graph.CopyFrom(skeleton.graph)
+    graph.ClearField("initializer")
+    graph_bytes = graph.SerializeToString()
+    prefixes = []
+    size = len(graph_bytes)
+    for stub, array in zip(skeleton.graph.initializer, arrays, strict=True):
+        stub_bytes = stub.SerializeToString()
+        raw_header = _field(RAW_DATA_FIELD, array.nbytes)
+        tensor_len = len(stub_bytes) + len(raw_header) + array.nbytes
+        prefix = _field(INITIALIZER_FIELD, tensor_len) + stub_bytes + raw_header
+        prefixes.append(prefix)
+        size += len(prefix) + array.nbytes
+    f.write(head.SerializeToString())
+    f.write(_field(GRAPH_FIELD, size))
+    f.write(graph_bytes)
+    for prefix, array in zip(prefixes, arrays, strict=True):
+        f.write(prefix)
+        f.write(memoryview(array).cast("B"))
+
+
+def write_streamed(
+    skeleton: onnx.ModelProto, arrays: list[np.ndarray], path: str | Path, *, check: bool = True
+) -> Path:
+    """Validate the skeleton, then write it with its arrays atomically: one file, or the model
+    plus `<name>.data` external data when it would pass protobuf's 2 GB."""
+    if sys.byteorder != "little":  # pragma: no cover - ONNX raw data is little-endian
+        arrays = [a.astype(a.dtype.newbyteorder("<")) for a in arrays]
+    path, folder = _target(path)
+    total = sum(a.nbytes for a in arrays)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
+    try:
+        if check:
+            _check_skeleton(skeleton, arrays, tmpdir)
+        tmp = tmpdir / path.name
+        if total > EXTERNAL_DATA_THRESHOLD:
+            data_name = f"{path.name}.data"
+            model = onnx.ModelProto()
+            model.CopyFrom(skeleton)
+            with open(tmpdir / data_name, "wb") as f:
+                for tensor, array in zip(model.graph.initializer, arrays, strict=True):
+                    _set_external(tensor, data_name, f.tell(), array.nbytes)
+                    f.write(memoryview(array).cast("B"))
+                f.flush()
+                os.fsync(f.fileno())
+            atomic_write_bytes(tmp, model.SerializeToString())
+            os.replace(tmpdir / data_name, folder / data_name)
+        else:
+            with open(tmp, "wb") as f:
+                _stream_single_file(f, skeleton, arrays)
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        for leftover in tmpdir.iterdir():
+            leftover.unlink()
+        tmpdir.rmdir()
+    return path
 
 
 def initializer_bytes(model: onnx.ModelProto) -> int:
@@ -53,12 +205,7 @@ def initializer_bytes(model: onnx.ModelProto) -> int:
 
 def save(model: onnx.ModelProto, path: str | Path, *, check: bool = True) -> Path:
     """Validate and write atomically; external data when the model would pass protobuf's 2 GB."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"cannot write {path}: folder {folder} is not writable")
+    path, folder = _target(path)
     external = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
     try:

@@ -20,7 +20,7 @@ from graphgen import __version__ as graphgen_version
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError, UserError
 from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
-from graphgen.onnx_io import build, load, metadata, plan_of, save, weights_of
+from graphgen.onnx_io import build_file, load, metadata, plan_of, save, weights_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, variant
 from graphgen.weights import fold_weights
@@ -129,7 +129,7 @@ def _from_spec(
     path = _cache_path(cache, spec.name, key)
     if not path.is_file():
         _ensure_cache(cache)
-        save(build(spec, seed=seed, dtype=DTYPE_OF[precision], fold=fold), path)
+        build_file(spec, path, seed=seed, dtype=DTYPE_OF[precision], fold=fold)
     plan = fold_bn(expand(spec)) if fold else expand(spec)
     return ResolvedModel(path, spec.name, plan, plan.macs, precision, spec.image_size)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from graphgen.cliutil import positive_int
 from graphgen.errors import SpecError, UserError
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
-from graphgen.onnx_io import build, save
+from graphgen.onnx_io import build_file
 from graphgen.plan import expand
 from graphgen.spec import (
     BLOCKS,
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         return _build_all(args, options)
     spec = spec_from_args(args)
     out = args.output or Path(f"{spec.name}{_suffix(args)}.onnx")
-    save(build(spec, **options), out)
+    build_file(spec, out, **options)
     plan = expand(spec)
     print(f"wrote {out}  ({spec.name}: {plan.params:,} params, {plan.macs:,} MACs)")
     return 0
@@ -157,7 +157,7 @@ def _build_all(args: argparse.Namespace, options: dict) -> int:
         for name, spec in STANDARD_VARIANTS.items():
             progress.update(task, description=f"building {name}")
             out = args.out_dir / f"{name}{_suffix(args)}.onnx"
-            save(build(spec, **options), out)
+            build_file(spec, out, **options)
             progress.advance(task)
     print(f"wrote {len(STANDARD_VARIANTS)} models to {args.out_dir}")
     return 0
