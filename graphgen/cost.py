@@ -90,26 +90,26 @@ def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
         for n, dims in init.items()
         if n not in bn_stats and init_types[n] in FLOAT_TYPES
     )
+    # Weights some exporters put in Constant nodes instead of initializers.
+    weight_inputs = {
+        name
+        for node in graph.node
+        if node.op_type in ("Conv", "Gemm", "MatMul")
+        for name in node.input[1:3]
+    }
+    params += sum(int(np.prod(constants[n])) for n in weight_inputs if n in constants)
 
     macs = 0
     for node in graph.node:
         if node.op_type == "Conv":
-            w = init.get(node.input[1]) or shapes.get(node.input[1])
+            w = init.get(node.input[1]) or constants.get(node.input[1]) or shapes.get(node.input[1])
             out = shapes.get(node.output[0])
             if not w or not out or len(out) < 3 or not _known(out[2:]) or not _known(w):
                 raise GraphError(f"cannot size Conv node {node.name!r}: shapes not inferred")
             spatial = int(np.prod(out[2:]))
             macs += int(w[0]) * spatial * int(np.prod(w[1:]))
         elif node.op_type in ("Gemm", "MatMul"):
-            a = shapes.get(node.input[0])
-            b = init.get(node.input[1]) or constants.get(node.input[1]) or shapes.get(node.input[1])
-            if not a or not b or not _known(b) or not _known(a[1:]):
-                raise GraphError(f"cannot size {node.op_type} node {node.name!r}")
-            trans_b = any(at.name == "transB" and at.i for at in node.attribute)
-            k = int(b[1] if trans_b else b[0]) if len(b) == 2 else int(b[-2])
-            n_out = int(b[0] if trans_b else b[1]) if len(b) == 2 else int(b[-1])
-            rows = int(np.prod(a[1:-1])) if len(a) > 2 else 1  # per sample (batch 1)
-            macs += rows * k * n_out
+            macs += _matmul_macs(node, shapes, init, constants)
 
     inputs = [i for i in graph.input if i.name not in init]
     if not inputs or not graph.output:
@@ -123,6 +123,26 @@ def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
         _dims(graph.output[0]),
         dict(sorted(counts.items())),
     )
+
+
+def _matmul_macs(node: onnx.NodeProto, shapes: dict, init: dict, constants: dict) -> int:
+    """Per-sample MACs of a Gemm or MatMul: the batch (Gemm's M, MatMul's leading dim) is 1."""
+    a = shapes.get(node.input[0])
+    b = init.get(node.input[1]) or constants.get(node.input[1]) or shapes.get(node.input[1])
+    if not a or not b or not _known(b[-2:]):
+        raise GraphError(f"cannot size {node.op_type} node {node.name!r}: shapes not inferred")
+    attrs = {at.name: at.i for at in node.attribute}
+    if node.op_type == "Gemm":
+        k, n_out = (b[1], b[0]) if attrs.get("transB") else (b[0], b[1])
+        return int(k) * int(n_out)
+    if len(b) == 1:  # matrix-vector: [..., K] x [K]
+        k, n_out = b[0], 1
+    else:
+        k, n_out = b[-2], b[-1]
+    rows = a[1:-1] if len(a) > 2 else []  # rows per sample beyond the batch dimension
+    if not _known(rows):
+        raise GraphError(f"cannot size MatMul node {node.name!r}: shapes not inferred")
+    return int(np.prod(rows, dtype=np.int64)) * int(k) * int(n_out)
 
 
 def _known(dims: list) -> bool:

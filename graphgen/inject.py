@@ -8,6 +8,8 @@ refused with the missing, unexpected and wrongly-shaped names; nothing is writte
 
 from __future__ import annotations
 
+import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,10 @@ from graphgen.plan import Plan, expand, fold_bn
 from graphgen.weights import Weights, fold_weights
 
 IGNORED_SUFFIXES = (".num_batches_tracked",)
+# Keys under which checkpoints nest their state_dict (resnet-train's last.pt uses "model").
+STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
+# Input normalisation (JSON lists on the 0..1 pixel scale) in the graph's metadata_props.
+NORMALIZE_MEAN, NORMALIZE_STD = "graphgen.normalize_mean", "graphgen.normalize_std"
 WEIGHT_FORMATS = ".safetensors, .npz, .pt/.pth (torch, loaded with weights_only=True)"
 
 
@@ -56,9 +62,15 @@ def _read_torch(path: Path) -> Weights:
         raise UserError(
             f"{path}: reading torch files needs torch; use .safetensors or .npz"
         ) from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise GraphError(
+            f"{path} holds non-tensor objects; refused (torch.load weights_only=True)"
+        ) from None
+    if isinstance(state, dict):
+        key = next((k for k in STATE_DICT_KEYS if isinstance(state.get(k), dict)), None)
+        state = state[key] if key is not None else state
     if not isinstance(state, dict):
         raise GraphError(f"{path} holds a {type(state).__name__}, not a state_dict")
     out: Weights = {}
@@ -67,6 +79,25 @@ def _read_torch(path: Path) -> Weights:
             raise GraphError(f"{path}: {name!r} is a {type(value).__name__}, not a tensor")
         out[str(name).removeprefix("module.")] = value.detach().cpu().float().numpy()
     return out
+
+
+def read_normalisation(path: str | Path) -> dict[str, str]:
+    """Metadata props for the input normalisation a resnet-train safetensors file records.
+
+    Empty when the file is not safetensors or carries none; never an error (it is optional).
+    """
+    if Path(path).suffix.lower() != ".safetensors":
+        return {}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        norm = json.loads(meta.get("normalisation", "null"))
+        mean, std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
+    except Exception:  # no metadata, not JSON, or another shape: nothing to carry
+        return {}
+    return {NORMALIZE_MEAN: json.dumps(mean), NORMALIZE_STD: json.dumps(std)}
 
 
 def check_weights(plan: Plan, weights: Weights, *, source: str = "weights") -> Weights:
@@ -95,12 +126,18 @@ def check_weights(plan: Plan, weights: Weights, *, source: str = "weights") -> W
 
 
 def inject(
-    model: onnx.ModelProto, weights: Weights, *, fold: bool = False, source: str = "weights"
+    model: onnx.ModelProto,
+    weights: Weights,
+    *,
+    fold: bool = False,
+    source: str = "weights",
+    extra_props: dict[str, str] | None = None,
 ) -> onnx.ModelProto:
     """A copy of `model` carrying `weights`; with `fold`, BN is folded into the convs.
 
     Unfolded weights (a state_dict) fit any graph built from the same spec, folded or not; folded
-    weights fit a folded graph. The input graph's batch, dtypes and opset are kept.
+    weights fit a folded graph. The input graph's batch, dtypes and opset are kept. `extra_props`
+    (for example `read_normalisation(path)`) go into the graph's metadata_props.
     """
     plan = plan_of(model, source=source)
     base = expand(plan.spec)
@@ -113,6 +150,7 @@ def inject(
     props = metadata(model)
     props.pop("graphgen.seed", None)
     props["graphgen.weights"] = Path(source).name
+    props.update(extra_props or {})
     if fold and not plan.folded:
         return _rebuild(model, fold_bn(base), new, props)
     out = onnx.ModelProto()
@@ -155,4 +193,4 @@ def _rebuild(
     )
 
 
-_CARRIED = ("graphgen.weights",)
+_CARRIED = ("graphgen.weights", NORMALIZE_MEAN, NORMALIZE_STD)

@@ -190,6 +190,9 @@ def write_streamed(
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        stale = folder / f"{path.name}.data"
+        if total <= EXTERNAL_DATA_THRESHOLD and stale.is_file():
+            stale.unlink()  # an earlier, larger build's external data: no longer referenced
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
@@ -204,40 +207,19 @@ def initializer_bytes(model: onnx.ModelProto) -> int:
 
 
 def save(model: onnx.ModelProto, path: str | Path, *, check: bool = True) -> Path:
-    """Validate and write atomically; external data when the model would pass protobuf's 2 GB."""
-    path, folder = _target(path)
-    external = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
-    try:
-        tmp = tmpdir / path.name
-        if external:
-            data_name = f"{path.name}.data"
-            onnx.save_model(
-                model,
-                tmp,
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data_name,
-                size_threshold=1024,
-            )
-            if check:
-                validate(tmp)
-            os.replace(tmpdir / data_name, folder / data_name)
-        else:
-            if check:
-                validate(model)
-            data = model.SerializeToString()
-            with open(tmp, "wb") as f:
-                f.write(data)
-            del data
-        os.replace(tmp, path)
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        for leftover in tmpdir.iterdir():
-            leftover.unlink()
-        tmpdir.rmdir()
-    return path
+    """Validate and write an in-memory model atomically, through the same writer as
+    `build_file` (external data past 2 GB); the caller's model is left untouched."""
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer]
+    skeleton = onnx.ModelProto()
+    skeleton.CopyFrom(model)
+    stubs = []
+    for tensor in skeleton.graph.initializer:
+        stub = onnx.TensorProto(name=tensor.name, data_type=tensor.data_type)
+        stub.dims.extend(tensor.dims)
+        stubs.append(stub)
+    del skeleton.graph.initializer[:]
+    skeleton.graph.initializer.extend(stubs)
+    return write_streamed(skeleton, arrays, path, check=check)
 
 
 def validate(model: onnx.ModelProto | Path) -> None:
@@ -288,7 +270,3 @@ def weights_of(model: onnx.ModelProto) -> Weights:
 def read_graphgen_model(path: str | Path) -> tuple[Plan, Weights]:
     model = load(path)
     return plan_of(model, source=str(path)), weights_of(model)
-
-
-def as_float32(weights: Weights) -> Weights:
-    return {k: v.astype(np.float32) for k, v in weights.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ SHORTCUTS = ("A", "B", "C", "none")
 STEMS = ("imagenet", "cifar")
 STRIDE_PLACEMENTS = ("1x1", "3x3")
 DATASETS = ("imagenet", "cifar10")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 # He et al. 2015, Table 1: depth -> (block, blocks per stage).
 IMAGENET_DEPTHS: Mapping[int, tuple[str, tuple[int, ...]]] = {
@@ -89,6 +91,12 @@ class Spec:
                 )
         if not self.name:
             object.__setattr__(self, "name", default_name(self))
+        elif not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
+            # The name becomes the default file name: no paths, no surprises.
+            raise SpecError(
+                f"name must be letters, digits, '.', '_' or '-' (not starting with '.'), "
+                f"got {self.name!r}"
+            )
 
     @property
     def expansion(self) -> int:
@@ -254,6 +262,10 @@ def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
             fields[key] = tuple(value)
     depth = fields.pop("depth", None)
     dataset = fields.pop("dataset", None)
+    if dataset is not None and dataset not in DATASETS:
+        raise SpecError(
+            f"{source}: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}"
+        )
     try:
         if depth is not None:
             if not isinstance(depth, int) or isinstance(depth, bool):

@@ -176,8 +176,9 @@ def fold_weights(plan: Plan, weights: Weights) -> Weights:
     """Merge each BN into its conv: w' = w * g / sqrt(v + eps), b' = beta - mean * g / sqrt(v + eps)."""
     folded: Weights = {}
     bn_of = {conv: bn for bn, conv in bn_producers(plan).items()}
+    bns = set(bn_of.values())
     for name, value in weights.items():
-        if name.rsplit(".", 1)[0] in bn_of.values():
+        if name.rsplit(".", 1)[0] in bns:
             continue
         folded[name] = value
     for conv, bn in bn_of.items():

@@ -1,5 +1,6 @@
 """The graphgen command line: files it writes, and one-line errors with exit code 2."""
 
+import contextlib
 import json
 
 import onnx
@@ -101,27 +102,26 @@ BAD = [
     (["build", "--depth", "20", "--classes", "0"], "classes must be a positive integer"),
     (["build", "--depth", "20", "--classes", "-3"], "classes must be a positive integer"),
     (["build", "--depth", "20", "--batch", "0"], "--batch"),
+    (["build", "--all", "--shortcut", "C"], "--all builds the standard variants"),
+    (["build", "--all", "-o", "x.onnx"], "--all builds the standard variants"),
+    (["build", "--depth", "20", "--out-dir", "."], "--out-dir goes with --all"),
 ]
 
 
 @pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[1:]) for a, _ in BAD])
 def test_bad_arguments(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) if "invalid choice" in message else _nullcontext() as exc:
+    with (
+        pytest.raises(SystemExit)
+        if "invalid choice" in message
+        else contextlib.nullcontext() as exc
+    ):
         code = main(argv)
     code = exc.value.code if exc is not None and hasattr(exc, "value") else code
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @pytest.mark.parametrize(
@@ -160,6 +160,35 @@ def test_unwritable_output(tmp_path, capsys):
         locked.chmod(0o700)
     assert main(["build", "--depth", "20", "-o", str(tmp_path / "nope" / "m.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_spec_name_and_dataset_are_checked(tmp_path, capsys):
+    for text, message in [
+        ("name: ../escaped\ndepth: 20\n", "name must be"),
+        ("name: 5\ndepth: 20\n", "name must be"),
+        ("layers: [1]\nwidths: [8]\ndataset: foo\n", "unknown dataset"),
+    ]:
+        spec = tmp_path / "s.yaml"
+        spec.write_text(text)
+        assert main(["build", "--spec", str(spec), "-o", str(tmp_path / "m.onnx")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+    assert not (tmp_path.parent / "escaped.onnx").exists()
+
+
+def test_info_on_corrupt_graphgen_metadata(tmp_path, capsys):
+    import onnx
+
+    from graphgen.onnx_io import build
+    from graphgen.spec import cifar_spec
+
+    model = build(cifar_spec(20))
+    for prop in model.metadata_props:
+        if prop.key == "graphgen.params":
+            prop.value = "lots"
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    assert main(["info", str(tmp_path / "m.onnx")]) == 2
+    assert "corrupt graphgen metadata" in capsys.readouterr().err
 
 
 def test_info_on_non_onnx(tmp_path, capsys):

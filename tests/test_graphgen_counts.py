@@ -73,3 +73,47 @@ def test_graph_walk_on_folded_and_fixed_batch_graphs():
     assert walked.macs == expand(spec).macs
     assert walked.input_shape == [4, 3, 32, 32]
     assert "BatchNormalization" not in walked.op_counts
+
+
+def _foreign(nodes, inputs, outputs, initializers=()):
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "foreign", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_graph_walk_on_foreign_graphs():
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = TensorProto.FLOAT
+    # Conv weights from a Constant node, grouped, with bias; Gemm with transA; MatMul with a
+    # 1-D right operand and one of two activations with a symbolic batch.
+    w = numpy_helper.from_array(np.zeros((8, 2, 3, 3), np.float32), "w")
+    nodes = [
+        helper.make_node("Constant", [], ["w"], value=w),
+        helper.make_node("Conv", ["x", "w", "bias"], ["c"], group=2, pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Transpose", ["f"], ["ft"]),
+        helper.make_node("Gemm", ["ft", "g"], ["y"], transA=1),
+        helper.make_node("MatMul", ["y", "v"], ["z"]),
+        helper.make_node("MatMul", ["s", "t"], ["u"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.zeros(8, np.float32), "bias"),
+        numpy_helper.from_array(np.zeros((8, 5), np.float32), "g"),
+        numpy_helper.from_array(np.zeros(5, np.float32), "v"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", f32, ["N", 4, 6, 6]),
+        helper.make_tensor_value_info("s", f32, ["N", 4, 5]),
+        helper.make_tensor_value_info("t", f32, ["N", 5, 6]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("z", f32, None),
+        helper.make_tensor_value_info("u", f32, None),
+    ]
+    cost = graph_cost(_foreign(nodes, inputs, outputs, inits))
+    assert cost.params == 8 * 2 * 9 + 8 + 40 + 5
+    assert cost.macs == 8 * 36 * 2 * 9 + 8 * 5 + 5 + 4 * 5 * 6

@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out-dir",
         dest="out_dir",
         type=Path,
-        default=Path("."),
+        default=None,
         help="folder for --all (default .)",
     )
     p.set_defaults(func=run)
@@ -138,7 +138,17 @@ def run(args: argparse.Namespace) -> int:
         fold=args.fold_bn,
     )
     if args.all:
+        given = [f"--{k.replace('_', '-')}" for k in (*OVERRIDES, "dataset") if getattr(args, k)]
+        if args.output is not None:
+            given.append("-o")
+        if given:
+            raise UserError(
+                f"--all builds the standard variants as published; {', '.join(given)} "
+                "cannot apply (use --depth or --spec for a variant of your own)"
+            )
         return _build_all(args, options)
+    if args.out_dir is not None:
+        raise UserError("--out-dir goes with --all; use -o PATH for a single model")
     spec = spec_from_args(args)
     out = args.output or Path(f"{spec.name}{_suffix(args)}.onnx")
     build_file(spec, out, **options)
@@ -150,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
 def _build_all(args: argparse.Namespace, options: dict) -> int:
     from rich.progress import Progress
 
+    args.out_dir = args.out_dir or Path(".")
     if not args.out_dir.is_dir():
         raise UserError(f"--out-dir {args.out_dir} is not a folder")
     with Progress(transient=True) as progress:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from graphgen.cost import graph_cost
+from graphgen.errors import GraphError
 from graphgen.onnx_io import load, metadata
 
 
@@ -33,14 +34,17 @@ def describe(path: Path) -> dict:
         ),
     }
     if "graphgen.spec" in meta:
-        info["graphgen"] = {
-            "spec": json.loads(meta["graphgen.spec"]),
-            "version": meta.get("graphgen.version"),
-            "plan_params": int(meta["graphgen.params"]),
-            "plan_macs": int(meta["graphgen.macs"]),
-            "dtype": meta.get("graphgen.dtype"),
-            "fold_bn": json.loads(meta.get("graphgen.fold_bn", "false")),
-        }
+        try:
+            info["graphgen"] = {
+                "spec": json.loads(meta["graphgen.spec"]),
+                "version": meta.get("graphgen.version"),
+                "plan_params": int(meta["graphgen.params"]),
+                "plan_macs": int(meta["graphgen.macs"]),
+                "dtype": meta.get("graphgen.dtype"),
+                "fold_bn": json.loads(meta.get("graphgen.fold_bn", "false")),
+            }
+        except (KeyError, ValueError) as err:  # JSONDecodeError is a ValueError
+            raise GraphError(f"{path}: corrupt graphgen metadata ({err})") from None
     return info
 
 

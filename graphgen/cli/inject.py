@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graphgen.inject import WEIGHT_FORMATS, inject, read_weights
+from graphgen.inject import WEIGHT_FORMATS, inject, read_normalisation, read_weights
 from graphgen.onnx_io import load, save
 
 
@@ -33,7 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load(args.model)
     weights = read_weights(args.weights)
-    out = inject(model, weights, fold=args.fold_bn, source=str(args.weights))
+    out = inject(
+        model,
+        weights,
+        fold=args.fold_bn,
+        source=str(args.weights),
+        extra_props=read_normalisation(args.weights),
+    )
     save(out, args.output)
     print(f"wrote {args.output}  ({len(weights)} tensors from {args.weights})")
     return 0
