@@ -2,7 +2,8 @@
 
 Results match on (model, runtime, precision, batch, image size) and, when both reports name the
 same machines, on the machine too; with one machine on each side, the machine is ignored (the
-usual "same sweep, before and after" case on a CI runner whose hostname changes).
+usual "same sweep, before and after" case on a CI runner whose hostname changes). A result ok in
+OLD that NEW has as failed or skipped, or lacks, is listed too and fails the comparison.
 """
 
 from __future__ import annotations
@@ -26,17 +27,53 @@ class Change:
         return self.new_ms / self.old_ms if self.old_ms > 0 else float("inf")
 
 
-def _index(report: Mapping[str, Any], with_machine: bool) -> dict[tuple[str, str], Any]:
+@dataclass(frozen=True)
+class Lost:
+    """A result that was ok in OLD and is not ok in NEW: failed, skipped, or missing."""
+
+    key: str
+    machine: str
+    new_status: str  # "failed", "skipped" or "missing"
+    reason: str | None
+
+    @property
+    def describe(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"ok -> {self.new_status}{why}"
+
+
+def _index(
+    report: Mapping[str, Any], with_machine: bool, *, ok_only: bool = True
+) -> dict[tuple[str, str], Any]:
     return {
         (r["machine"] if with_machine else "", record_key(r)): r
         for r in report["records"]
-        if r["status"] == "ok"
+        if r["status"] == "ok" or not ok_only
     }
+
+
+def _with_machine(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return not (len(old["machines"]) == 1 and len(new["machines"]) == 1)
+
+
+def lost(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Lost]:
+    """Results ok in OLD that NEW has as failed or skipped, or does not have at all: a CI gate
+    must not pass because the slow engine stopped running."""
+    with_machine = _with_machine(old, new)
+    before, after = _index(old, with_machine), _index(new, with_machine, ok_only=False)
+    out = []
+    for key in sorted(before):
+        n = after.get(key)
+        if n is None:
+            out.append(Lost(key[1], before[key]["machine"], "missing", None))
+        elif n["status"] != "ok":
+            out.append(Lost(key[1], n["machine"], n["status"], n.get("reason")))
+    return out
 
 
 def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     """Median-latency changes for every result present and ok in both reports."""
-    with_machine = not (len(old["machines"]) == 1 and len(new["machines"]) == 1)
+    with_machine = _with_machine(old, new)
     before, after = _index(old, with_machine), _index(new, with_machine)
     changes = []
     for key in sorted(before.keys() & after.keys()):

@@ -34,9 +34,15 @@ def _ok(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [r for r in report["records"] if r["status"] == "ok"]
 
 
-def _series_label(r: Mapping[str, Any], multi_machine: bool) -> str:
+def _series_label(r: Mapping[str, Any], multi_machine: bool, multi_size: bool = False) -> str:
     label = f"{r['runtime']} {r['precision']}"
+    if multi_size:  # the image size is a dimension: 224 and 64 pixels are separate series
+        label = f"{label} {r.get('image_size')}px"
     return f"{label} @ {r['machine']}" if multi_machine else label
+
+
+def _multi_size(records: list[Mapping[str, Any]]) -> bool:
+    return len({r.get("image_size") for r in records}) > 1
 
 
 def _lines(
@@ -44,14 +50,15 @@ def _lines(
     *, group_extra: str | None = None, logx: bool = False,
 ) -> bytes | None:  # fmt: skip
     series: dict[str, list[tuple[float, float]]] = {}
+    sizes = _multi_size(records)
     for r in records:
         if r.get(x) is None:
             continue
-        label = _series_label(r, multi)
+        label = _series_label(r, multi, sizes)
         if group_extra:
             label = f"{r[group_extra]} · {label}"
         series.setdefault(label, []).append((r[x], y(r)))
-    if not series or all(len({p[0] for p in pts}) < 2 for pts in series.values()) and x != "macs":
+    if not series or all(len({p[0] for p in pts}) < 2 for pts in series.values()):
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -91,8 +98,9 @@ def latency_vs_macs(report: Mapping[str, Any]) -> bytes | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     series: dict[str, list[Mapping[str, Any]]] = {}
+    sizes = _multi_size(recs)
     for r in recs:
-        series.setdefault(_series_label(r, multi), []).append(r)
+        series.setdefault(_series_label(r, multi, sizes), []).append(r)
     for label, rs in sorted(series.items()):
         xs = [r["macs"] * r["batch"] / 1e9 for r in rs]
         ax.scatter(xs, [r["latency_ms"]["median"] for r in rs], label=label)
@@ -107,10 +115,11 @@ def latency_vs_macs(report: Mapping[str, Any]) -> bytes | None:
 def parity_heatmap(report: Mapping[str, Any]) -> bytes | None:
     cells: dict[tuple[str, str], float] = {}
     multi = len(report["machines"]) > 1
+    sizes = _multi_size(_ok(report))
     for r in _ok(report):
         value = parity_value(r.get("parity"))
         if value is not None:
-            col = _series_label(r, multi)
+            col = _series_label(r, multi, sizes)
             key = (r["model"], col)
             cells[key] = max(cells.get(key, 0.0), value)
     if not cells:

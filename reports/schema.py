@@ -22,6 +22,7 @@ LATENCY_FIELDS = ("mean", "median", "p90", "p95", "p99", "min", "max", "std")
 REQUIRED = (*KEY_FIELDS, "schema_version", "status")
 
 RESULTS_FILE = "results.jsonl"
+INFLIGHT_FILE = "inflight.json"  # the job being measured; left behind when the process dies
 ENVIRONMENT_FILE = "environment.json"
 
 

@@ -12,6 +12,7 @@ SUMMARY_COLUMNS = (
     "runtime",
     "precision",
     "batch",
+    "image",
     "status",
     "median ms",
     "95% CI ms",
@@ -26,6 +27,7 @@ SUMMARY_COLUMNS = (
 
 
 def _table(title: str, rows: list[dict[str, str]], columns: tuple[str, ...]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -36,7 +38,7 @@ def _table(title: str, rows: list[dict[str, str]], columns: tuple[str, ...]) -> 
             table.add_column(col, overflow="fold")
     for row in rows:
         style = {"failed": "red", "skipped": "dim"}.get(row.get("status", ""))
-        table.add_row(*(row[c] for c in columns), style=style)
+        table.add_row(*(escape(row[c]) for c in columns), style=style)  # data, never markup
     return table
 
 
@@ -51,9 +53,12 @@ def print_summary(report: Mapping[str, Any], *, console: Any) -> None:
         console.print(
             _table("MLPerf-style view: SingleStream (p90 @ batch 1), Offline", mlperf, cols)
         )
+    from rich.markup import escape
+
     for r in tables.unstable_records(report):
+        what = escape(f"{r['model']} on {r['runtime']} batch {r['batch']}")
         console.print(
-            f"[yellow]warning:[/] {r['model']} on {r['runtime']} batch {r['batch']} is unstable "
+            f"[yellow]warning:[/] {what} is unstable "
             f"(CoV {r['stability']['cov']:.1%} > 2.5%); quiet the machine or time longer",
             markup=True,
             highlight=False,

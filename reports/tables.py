@@ -3,6 +3,9 @@
 Every table carries the machine as a column, so a merged report (one folder per host) reads
 side by side. The MLPerf-style view: SingleStream = p90 latency at batch 1 (LoadGen's
 `single_stream_target_latency_percentile = 0.90`); Offline = throughput at the largest batch.
+The image size is a dimension everywhere (a column, and part of every grouping key): the same
+model at 224 and 64 pixels is two results. "% peak" is shown for CPU records only: the peak is
+the host CPU's fp32 matmul rate.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ RESULT_COLUMNS = (
     "runtime",
     "precision",
     "batch",
+    "image",
     "status",
     "median ms",
     "95% CI ms",
@@ -38,6 +42,7 @@ MLPERF_COLUMNS = (
     "model",
     "runtime",
     "precision",
+    "image",
     "SingleStream p90 ms (batch 1)",
     "Offline img/s",
     "Offline batch",
@@ -85,11 +90,31 @@ def parity_value(parity: Mapping[str, Any] | None) -> float | None:
     return None
 
 
+def image_cell(record: Mapping[str, Any]) -> str:
+    """The size as "224x224"; "-" when unknown (a model that failed to resolve records 0)."""
+    size = record.get("image_size")
+    return f"{size}x{size}" if size else "-"
+
+
+def record_device(record: Mapping[str, Any]) -> str | None:
+    """Where the record ran: the runner's own `device`, else its registered engine's."""
+    device = (record.get("runner") or {}).get("device")
+    if device is None:
+        try:
+            from runtimes import registry
+
+            device = registry.runner_class(record["runtime"]).device
+        except Exception:  # an engine this install does not know: unknown device
+            return None
+    return str(device)
+
+
 def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
     for r in report["records"]:
         env = report["machines"].get(r["machine"], {})
-        peak = env.get("matmul_peak_gflops")
+        # The peak is the host CPU's fp32 matmul rate: a GPU's GFLOP/s over it means nothing.
+        peak = env.get("matmul_peak_gflops") if record_device(r) == "cpu" else None
         row = {k: "-" for k in RESULT_COLUMNS}
         row.update(
             machine=r["machine"],
@@ -97,6 +122,7 @@ def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
             runtime=r["runtime"],
             precision=r["precision"],
             batch=str(r["batch"]),
+            image=image_cell(r),
             status=r["status"],
         )
         if r["status"] == "ok":
@@ -130,10 +156,10 @@ def mlperf_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in report["records"]:
         if r["status"] == "ok":
-            key = (r["machine"], r["model"], r["runtime"], r["precision"])
+            key = (r["machine"], r["model"], r["runtime"], r["precision"], image_cell(r))
             groups.setdefault(key, []).append(r)
     rows = []
-    for (machine, model, runtime, precision), records in groups.items():
+    for (machine, model, runtime, precision, image), records in groups.items():
         single = [r for r in records if r["batch"] == 1]
         largest = max(records, key=lambda r: r["batch"])
         rows.append(
@@ -145,6 +171,7 @@ def mlperf_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                         model,
                         runtime,
                         precision,
+                        image,
                         _f(single[0]["latency_ms"]["p90"], 3) if single else "-",
                         _f(largest.get("throughput_ips"), 1),
                         str(largest["batch"]),

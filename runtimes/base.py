@@ -7,6 +7,7 @@ methods and `availability()`, so `import runtimes` works when an engine is missi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from graphgen.errors import UserError
 
 PRECISIONS = ("fp32", "fp16")
+TIMING_MODES = ("device", "end-to-end")  # GPU runners: device events, or host arrays in and out
 
 
 class RunnerError(Exception):
@@ -25,6 +27,13 @@ class RunnerError(Exception):
 
 class UnsupportedError(UserError):
     """The engine cannot do what was asked (precision, model kind): a user error, exit 2."""
+
+
+def check_timing(timing: str) -> str:
+    """`timing` when it is one of TIMING_MODES, else UnsupportedError (exit 2)."""
+    if timing not in TIMING_MODES:
+        raise UnsupportedError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
+    return timing
 
 
 class Runner(ABC):
@@ -70,8 +79,15 @@ class Runner(ABC):
 
     # -- lifecycle ----------------------------------------------------------------------------
     def activate(self) -> None:
+        """Load the engine. A failure partway through frees whatever was already allocated
+        (`deactivate_impl` must tolerate partial state) and re-raises."""
         start = time.perf_counter()
-        self.activate_impl()
+        try:
+            self.activate_impl()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the activation error is the one to report
+                self.deactivate_impl()
+            raise
         self.load_time_s = time.perf_counter() - start
         self.is_active = True
 
@@ -105,6 +121,11 @@ class Runner(ABC):
         start = time.perf_counter_ns()
         self.infer_impl(self._bound)
         return (time.perf_counter_ns() - start) * 1e-9
+
+    def verify(self) -> None:
+        """Raise RunnerError when the engine is no longer running what was asked for (an
+        onnxruntime provider that fell back to the CPU mid-run). The harness calls it after
+        the timed loop; the default has nothing to check."""
 
     # -- what ran -----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Percentiles use the nearest-rank rule (trtexec's: sort, drop the top (1-p)N, take the next), the
 median averages the two middle samples, and the median's 95% confidence interval comes from order
 statistics (binomial ranks), so it needs no distributional assumption. CPU runners are timed with
-`perf_counter_ns` inside `Runner.timed_run`; GPU runners time themselves with device events
-("device" mode) unless the harness is asked for "end-to-end" timing, host clock around `infer`.
+`perf_counter_ns` inside `Runner.timed_run`; GPU runners time themselves in `timed_run` too, with
+device events ("device" mode) or with host arrays in and out ("end-to-end" mode).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from runtimes.base import Runner
 
 PERCENTILES = (90, 95, 99)
 UNSTABLE_COV = 0.025  # trtexec: "coefficient of variance > 2.5%" -> unstable
-TIMING_MODES = ("device", "end-to-end")
 MIN_DURATION_ITERATIONS = 10  # trtexec's --iterations default: "at least" this many
 
 
@@ -248,41 +247,32 @@ def measure(
 ) -> Measurement:
     """Activate, time the first inference, warm up, time the loop, deactivate.
 
-    The runner is deactivated even when it fails, so a crash of one engine frees its memory
-    before the sweep moves on. `on_active` runs after timing, before deactivation (parity)."""
+    The loop always runs `bind()` once and then `timed_run()`: a GPU runner times itself in its
+    own mode ("device": engine only; "end-to-end": host arrays in and out), so no harness
+    bookkeeping lands inside a sample. Peak host RSS and device memory are read right after the
+    loop, before `on_active` (parity: the torch float64 reference) runs, so what the reference
+    allocates is never attributed to the engine. The runner is deactivated even when it fails,
+    so a crash of one engine frees its memory before the sweep moves on."""
     reset_peak_rss()
     try:
         runner.activate()
         start = time.perf_counter_ns()
         runner.infer(feeds)
         first_ms = (time.perf_counter_ns() - start) * 1e-6
-        end_to_end = runner.device != "cpu" and config.timing == "end-to-end"
-        if end_to_end:
-
-            def run_once() -> float:
-                t0 = time.perf_counter_ns()
-                runner.infer(feeds)
-                return (time.perf_counter_ns() - t0) * 1e-6
-
-        else:
-            runner.bind(feeds)
-            run_once = bound_step(runner)
-
+        runner.bind(feeds)
+        run_once = bound_step(runner)
         warm = _loop(run_once, config.warmup, config.warmup_s, minimum=1)
         t0 = time.perf_counter()
         samples = _loop(run_once, config.iterations, config.duration_s, MIN_DURATION_ITERATIONS)
         timed_s = time.perf_counter() - t0
+        runner.verify()  # e.g. onnxruntime did not switch providers while timing
+        host_mb = peak_rss_mb()
         device_mb = peak_device_mb(runner)
         if on_active is not None:
             on_active(runner)
     finally:
         runner.deactivate()
-    if runner.device == "cpu":
-        mode, clock = "host", "perf_counter_ns"
-    elif end_to_end:
-        mode, clock = "end-to-end", "perf_counter_ns"
-    else:
-        mode, clock = "device", str(getattr(runner, "clock", "device events"))
+    mode, clock = timing_of(runner)
     return Measurement(
         samples_ms=samples,
         stats=summarize(samples),
@@ -292,9 +282,18 @@ def measure(
         timed_s=timed_s,
         timing_mode=mode,
         clock=clock,
-        peak_host_rss_mb=peak_rss_mb(),
+        peak_host_rss_mb=host_mb,
         peak_device_mb=device_mb,
     )
+
+
+def timing_of(runner: Runner) -> tuple[str, str]:
+    """(mode, clock) a runner's samples were taken with: CPU runners are host-timed with
+    perf_counter_ns; GPU runners report their own mode and clock."""
+    if runner.device == "cpu":
+        return "host", "perf_counter_ns"
+    mode = str(getattr(runner, "timing", "device"))
+    return mode, str(getattr(runner, "clock", "device events"))
 
 
 def throughput_ips(stats: LatencyStats, batch: int) -> float:

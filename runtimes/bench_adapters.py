@@ -117,14 +117,21 @@ def make_runner(
     batch: int,
     threads: int | None,
     timing: str,
+    batches: list[int] | tuple[int, ...] = (),
 ) -> Runner:
+    """A runner for one job. GPU runners get every batch of the sweep (`batches`) as their
+    optimization profile, so one cached TensorRT engine serves all of them instead of one build
+    per batch; a graph with a fixed batch admits only its own."""
     cls = runner_class(runtime)
     options: dict[str, Any] = {}
+    batch_sizes: tuple[int, ...] = (batch,)
     if cls.device != "cpu":
         options["timing"] = timing
+        if _fixed_batch(model.path) is None:
+            batch_sizes = tuple(sorted({batch, *batches}))
     if runtime == "onnx-ref":
         options["macs"] = model.macs
-    return cls(model.path, precision=precision, batch_sizes=(batch,), threads=threads, **options)
+    return cls(model.path, precision=precision, batch_sizes=batch_sizes, threads=threads, **options)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -161,6 +168,22 @@ def resolve_model(
         input_name=resolved.input_name,
         graphgen=resolved.is_graphgen,
     )
+
+
+def _fixed_batch(path: Path) -> int | None:
+    """The first input's batch dimension when the file fixes it, else None."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    for value in graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+            return int(dims[0].dim_value)
+        return None
+    return None
 
 
 # -- inputs and parity --------------------------------------------------------------------------

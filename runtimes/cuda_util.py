@@ -131,8 +131,8 @@ class Stream:
 
     def destroy(self) -> None:
         if self._stream is not None:
-            call(cudart().cudaStreamDestroy(self._stream), "cudaStreamDestroy")
-            self._stream = None
+            stream, self._stream = self._stream, None
+            call(cudart().cudaStreamDestroy(stream), "cudaStreamDestroy")
 
 
 class EventTimer:
@@ -141,6 +141,8 @@ class EventTimer:
     def __init__(self, stream: Stream) -> None:
         rt = cudart()
         self.stream = stream
+        self._start: Any = None
+        self._end: Any = None
         self._start = call(rt.cudaEventCreate(), "cudaEventCreate")
         self._end = call(rt.cudaEventCreate(), "cudaEventCreate")
 
@@ -157,10 +159,10 @@ class EventTimer:
 
     def destroy(self) -> None:
         rt = cudart()
-        for event in (self._start, self._end):
+        events, self._start, self._end = (self._start, self._end), None, None
+        for event in events:
             if event is not None:
                 call(rt.cudaEventDestroy(event), "cudaEventDestroy")
-        self._start = self._end = None
 
 
 # -- memory -----------------------------------------------------------------------------------
@@ -206,10 +208,13 @@ class DeviceBuffer:
             "cudaMemcpyAsync(device to host)",
         )
 
-    def free(self) -> None:
+    def close(self) -> None:
+        """Free the memory; idempotent, so cleanup after a partial activation can call it."""
         if self._ptr is not None:
-            call(cudart().cudaFree(self._ptr), "cudaFree")
-            self._ptr = None
+            ptr, self._ptr = self._ptr, None
+            call(cudart().cudaFree(ptr), "cudaFree")
+
+    free = close
 
 
 class PinnedArray:
@@ -230,11 +235,14 @@ class PinnedArray:
         count = int(np.prod(shape, dtype=np.int64))
         return self.array.reshape(-1)[:count].reshape(shape)
 
-    def free(self) -> None:
+    def close(self) -> None:
+        """Free the page-locked memory; idempotent (see DeviceBuffer.close)."""
         if self._ptr is not None:
             self.array = None  # type: ignore[assignment]
-            call(cudart().cudaFreeHost(self._ptr), "cudaFreeHost")
-            self._ptr = None
+            ptr, self._ptr = self._ptr, None
+            call(cudart().cudaFreeHost(ptr), "cudaFreeHost")
+
+    free = close
 
 
 def _check_fits(array: np.ndarray, nbytes: int) -> None:

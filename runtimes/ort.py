@@ -3,7 +3,10 @@
 onnxruntime falls back to the CPU provider silently when a provider fails to load (ENGINES.md
 3.2), so a non-CPU session sets `session.disable_cpu_ep_fallback` and `activate` checks that the
 first provider the session reports is the one asked for; a fallback is a RunnerError, never a
-pass.
+pass. A provider can also fail after loading: `InferenceSession.run` then catches the error,
+prints a notice to stdout and switches the session to the CPU provider. Every session therefore
+calls `disable_fallback()` (the run raises instead), and non-CPU runners re-check the session's
+provider after each `infer` and in `verify()`, which the harness calls after its timed loop.
 """
 
 from __future__ import annotations
@@ -66,24 +69,38 @@ class OrtRunner(Runner):
             )
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise RunnerError(f"{self.name}: cannot load {self.model_path}: {err}") from err
+        # A provider failing inside run() would otherwise be retried on the CPU, with a notice
+        # printed to stdout (which would also corrupt `parity --json`).
+        self.session.disable_fallback()
+        self._check_provider()
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _check_provider(self) -> None:
         used = self.session.get_providers()
         if not used or used[0] != self.provider:
             raise RunnerError(
                 f"{self.name}: onnxruntime fell back to {used[0] if used else 'nothing'} "
                 f"instead of {self.provider}"
             )
-        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def verify(self) -> None:
+        if self.provider != CPU and getattr(self, "session", None) is not None:
+            self._check_provider()
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, feeds)
+        if self.provider != CPU:
+            self._check_provider()
         return dict(zip(self.output_names, outputs, strict=True))
 
     def deactivate_impl(self) -> None:
-        del self.session
+        self.session = None  # tolerates a session that was never created
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
+        if self.is_active:
+            self.verify()
         info = super().describe()
         opts = getattr(self, "_opts", None)
         info.update(

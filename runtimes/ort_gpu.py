@@ -21,11 +21,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from runtimes.base import RunnerError, UnsupportedError
+from runtimes.base import RunnerError, UnsupportedError, check_timing
 from runtimes.ort import OrtRunner, provider_reason
 from runtimes.trt import (
     DEFAULT_WORKSPACE_BYTES,
-    TIMING_MODES,
     BatchProfile,
     batch_profile,
     cache_key,
@@ -61,7 +60,10 @@ class _OrtGpuRunner(OrtRunner):
 
     device: ClassVar[str] = "cuda"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
-    clock = "cuda events"
+
+    @property
+    def clock(self) -> str:
+        return "cuda events" if self.timing == "device" else "perf_counter_ns"
 
     def __init__(
         self,
@@ -79,8 +81,7 @@ class _OrtGpuRunner(OrtRunner):
         super().__init__(
             model_path, precision=precision, batch_sizes=batch_sizes, threads=threads, **options
         )
-        if timing not in TIMING_MODES:
-            raise UnsupportedError(f"timing must be one of {', '.join(TIMING_MODES)}")
+        check_timing(timing)
         if cudnn_conv_algo_search not in CONV_ALGO_SEARCH:
             raise UnsupportedError(
                 f"cudnn_conv_algo_search must be one of {', '.join(CONV_ALGO_SEARCH)}"
@@ -191,25 +192,29 @@ class _OrtGpuRunner(OrtRunner):
         return self._timer.stop_seconds()
 
     def peak_device_memory_bytes(self) -> int | None:
-        """Device memory in use above what was in use before `activate` (device-wide)."""
+        """Device memory in use above what was in use before `activate` (device-wide; sampled
+        at load, after each `infer` and here, never inside `timed_run`)."""
+        if getattr(self, "session", None) is not None:
+            self._sample_memory()
         return self._mem_peak or None
 
     def deactivate_impl(self) -> None:
+        """Safe on partial state (an `activate` that failed halfway) and when called twice."""
         self._io = None
         self._device_inputs = {}
         super().deactivate_impl()
-        if self._timer is not None:
-            self._timer.destroy()
-        if self._stream is not None:
-            self._stream.destroy()
-        self._timer = self._stream = None
+        timer, stream, self._timer, self._stream = self._timer, self._stream, None, None
+        if timer is not None:
+            timer.destroy()
+        if stream is not None:
+            stream.destroy()
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(
             device=self.device,
             timing=self.timing,
-            clock="cuda events" if self.timing == "device" else "perf_counter_ns",
+            clock=self.clock,
             io_binding=self.timing == "device",
             cudnn_conv_algo_search=self.cudnn_conv_algo_search,
             tf32=self.tf32,
@@ -320,6 +325,9 @@ class OrtTrtRunner(_OrtGpuRunner):
         self._cache_dir = self.cache_root / key
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         self._facts["cache_key"] = key
+        # Listed now, before the session exists: with explicit profiles the provider builds and
+        # writes its engine while the session is created, so a later listing always finds one.
+        self._engines_before = self._engine_files()
         names = list(self._shapes)
         opts: dict[str, Any] = {
             "device_id": str(self.device_id),
@@ -352,8 +360,9 @@ class OrtTrtRunner(_OrtGpuRunner):
         if importlib.util.find_spec("tensorrt") is not None:
             # Loading the wheel's libnvinfer first lets the provider find it by soname.
             importlib.import_module("tensorrt")
-        super().activate_impl()
-        self._engines_before = self._engine_files()
+        self._engines_before: list[Path] = []
+        self._engines_checked = False
+        super().activate_impl()  # providers() -> trt_options() lists the cache first
 
     def _engine_files(self) -> list[Path]:
         if self._cache_dir is None:
@@ -367,14 +376,16 @@ class OrtTrtRunner(_OrtGpuRunner):
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = super().infer_impl(feeds)
-        engines = self._engine_files()
-        if not engines:
-            raise RunnerError(
-                "ort-trt: the TensorRT provider built no engine; every node ran on the CUDA "
-                "provider, so this is not a TensorRT result"
-            )
-        self._facts["trt_engines"] = len(engines)
-        self._facts["engine_cache"] = "hit" if self._engines_before else "built"
+        if not self._engines_checked:  # once: the engine exists after the first run at latest
+            engines = self._engine_files()
+            if not engines:
+                raise RunnerError(
+                    "ort-trt: the TensorRT provider built no engine; every node ran on the CUDA "
+                    "provider, so this is not a TensorRT result"
+                )
+            self._facts["trt_engines"] = len(engines)
+            self._facts["engine_cache"] = "hit" if self._engines_before else "built"
+            self._engines_checked = True
         return outputs
 
     def describe(self) -> dict[str, Any]:

@@ -193,9 +193,10 @@ class ModelResult:
     tolerance: Tolerance
     structure: str | None  # None when the structure matches (or cannot be checked), else why
     results: list[EngineResult]
+    reference_error: str | None = None  # the reference could not run: nothing was compared
 
     def __bool__(self) -> bool:
-        return self.structure is None and all(self.results)
+        return self.reference_error is None and self.structure is None and all(self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +210,7 @@ class ModelResult:
             "reference": self.reference,
             "tolerance": asdict(self.tolerance),
             "structure": self.structure or "ok",
+            "reference_error": self.reference_error,
             "passed": bool(self),
             "results": [r.to_dict() for r in self.results],
         }
@@ -317,12 +319,12 @@ def _preflight(
     for plan in plans:
         reason = plan.reason
         if plan.cls is not None and plan.cls.needs_graphgen and not model.is_graphgen:
+            # Skipped even when asked for by name: the other engines still run the file, and
+            # only when none is left is it bad input (UnavailableError below, exit 2).
             reason = (
-                f"{plan.runtime} cannot rebuild {model.path.name}: it was not made by graphgen "
-                "(no graphgen.spec metadata); onnxruntime and OpenVINO still run it"
+                f"cannot rebuild a non-graphgen file: {model.path.name} has no graphgen.spec "
+                "metadata"
             )
-            if explicit:
-                raise GraphError(reason)
         elif plan.cls is not None:
             check = getattr(_make(plan, model, precision, batch, None), "check_size", None)
             try:
@@ -337,6 +339,16 @@ def _preflight(
         why = "; ".join(f"{p.runtime}: {p.reason}" for p in out)
         raise registry.UnavailableError(f"no engine can run {model.name} here ({why})")
     return out
+
+
+def _reason(err: BaseException) -> str:
+    """One line: the engine's own message (ours are already one line), with the exception's
+    type for anything that is not a RunnerError or UserError."""
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(err, (RunnerError, UserError)) and first:
+        return first
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def _run(runner: Runner, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -429,26 +441,47 @@ def _check_one(
     structure = structure_check(model.path) if model.is_graphgen else None
     results: list[EngineResult] = []
     torch_ok = registry.availability(REFERENCE) is None
+    reference: np.ndarray | None = None
+    reference_error: str | None = None
+    engines = list(plans)
     if model.is_graphgen and torch_ok:
         ref_name = f"{REFERENCE} ({REFERENCE_PRECISION})"
-        ref_runner = registry.create(REFERENCE, model.path, precision=REFERENCE_PRECISION)
-        reference, _ = _run(ref_runner, inputs)
-        engines = plans
+        try:
+            ref_runner = registry.create(REFERENCE, model.path, precision=REFERENCE_PRECISION)
+            reference, _ = _run(ref_runner, inputs)
+        except Exception as err:  # no traceback: the comparison cannot be made, say why
+            reference_error = f"the reference {ref_name} failed: {_reason(err)}"
     else:
-        # Foreign files (or no torch): the first engine that runs is the reference.
-        first = next(p for p in plans if p.cls is not None)
-        ref_name = first.runtime
-        reference, info = _run(_make(first, model, precision, batch, threads), inputs)
-        results.append(EngineResult(first.runtime, "pass", "reference", None, info))
-        engines = [p for p in plans if p is not first]
+        # Foreign files (or no torch): the first engine that runs is the reference; one that
+        # fails to run is recorded as that engine's error and the next one is tried.
+        ref_name = "none"
+        for plan in plans:
+            if plan.cls is None:
+                continue
+            engines.remove(plan)
+            try:
+                reference, info = _run(_make(plan, model, precision, batch, threads), inputs)
+            except Exception as err:
+                results.append(EngineResult(plan.runtime, "error", _reason(err)))
+                continue
+            ref_name = plan.runtime
+            results.append(EngineResult(plan.runtime, "pass", "reference", None, info))
+            break
+        if reference is None:
+            reference_error = "no engine could run the model, so there is no reference"
     for plan in engines:
         if plan.cls is None:
             results.append(EngineResult(plan.runtime, "skipped", plan.reason))
             continue
+        if reference is None:
+            results.append(
+                EngineResult(plan.runtime, "skipped", "not run: no reference to compare with")
+            )
+            continue
         try:
             output, info = _run(_make(plan, model, precision, batch, threads), inputs)
-        except (RunnerError, UserError) as err:
-            results.append(EngineResult(plan.runtime, "error", str(err).splitlines()[0]))
+        except Exception as err:  # any engine failure is that engine's result, never a crash
+            results.append(EngineResult(plan.runtime, "error", _reason(err)))
             continue
         comparison = compare(output, reference, tol)
         status = "pass" if comparison else "fail"
@@ -465,4 +498,5 @@ def _check_one(
         tol,
         structure,
         results,
+        reference_error,
     )

@@ -2,7 +2,10 @@
 
 Each record is appended to `results.jsonl` the moment it exists (flush + fsync), so a sweep
 killed at any point loses at most the combination in flight, and `--resume` skips every key
-already there. One engine failing (load error, out of memory, its own crash) becomes a "failed"
+already there. Before each job its key goes to `inflight.json` (removed once the record is
+written): an engine that takes the whole process down (a segfault) leaves that file behind, and
+`--resume` turns it into a failed record, "process died during this measurement", instead of
+running the same crash again. One engine failing (load error, out of memory, its own crash) becomes a "failed"
 record and the sweep goes on; engines that cannot run here become "skipped" with the reason.
 """
 
@@ -23,9 +26,18 @@ import numpy as np
 from graphgen.errors import UserError
 from graphgen.fileio import atomic_write_text
 from reports.results import read_records
-from reports.schema import ENVIRONMENT_FILE, RESULTS_FILE, new_record, record_key
+from reports.schema import (
+    ENVIRONMENT_FILE,
+    INFLIGHT_FILE,
+    KEY_FIELDS,
+    RESULTS_FILE,
+    new_record,
+    record_key,
+)
 from runtimes import bench_adapters as adapters
 from runtimes.bench import LoopConfig, Measurement, achieved_gflops, measure, throughput_ips
+
+DIED_REASON = "process died during this measurement (crash or kill); not re-run by --resume"
 
 
 @dataclass
@@ -93,9 +105,7 @@ def _finite(value: Any) -> Any:
 def _jsonable(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    return str(value)  # Path and anything else
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -134,6 +144,7 @@ class Sweep:
         self.config = config
         self.models: dict[tuple[str, str], adapters.Model | Exception] = {}
         self.references: dict[tuple[str, str, int], dict[str, np.ndarray] | None] = {}
+        self.warnings: list[str] = []
 
     def done_keys(self) -> set[str]:
         records, self.warnings = read_records(self.config.out / RESULTS_FILE)
@@ -153,28 +164,64 @@ class Sweep:
         results = config.out / RESULTS_FILE
         if not config.resume and results.exists():
             results.unlink()  # a fresh sweep; --resume keeps what is there
+        inflight = config.out / INFLIGHT_FILE
         done = self.done_keys() if config.resume else set()
         writer = ResultsWriter(results)
         records = []
         try:
+            if config.resume:
+                died = self._died_record(inflight, done)
+                if died is not None:
+                    writer.append(died)
+                    records.append(died)
+                    done.add(record_key(died))
+            inflight.unlink(missing_ok=True)
             for job in jobs(config):
                 key = self._key(job)
-                if key is not None and key in done:
+                if key in done:
                     on_record(job, {})
                     continue
                 on_start(job)
+                write_json_atomic(inflight, {**self._base(job), "key": key})
                 record = self.run_job(job)
                 writer.append(record)
+                inflight.unlink(missing_ok=True)
                 records.append(record)
                 on_record(job, record)
         finally:
             writer.close()
         return records
 
-    def _key(self, job: Job) -> str | None:
+    def _died_record(self, inflight: Path, done: set[str]) -> dict[str, Any] | None:
+        """The failed record for a job a previous run started but never finished, if any."""
+        try:
+            started = json.loads(inflight.read_text())
+            base = {k: started[k] for k in KEY_FIELDS}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            self.warnings.append(f"{inflight}: unreadable, ignored ({type(err).__name__})")
+            return None
+        if record_key(base) in done:
+            return None  # the record was written; only the marker's removal was lost
+        self.warnings.append(
+            f"{base['model']} on {base['runtime']} {base['precision']} batch {base['batch']}: "
+            "the process died during this measurement; recorded as failed, not re-run"
+        )
+        return new_record(**base, status="failed", reason=DIED_REASON)
+
+    def _base(self, job: Job) -> dict[str, Any]:
+        """The record's key fields for a job (image size 0 when the model does not resolve)."""
         model = self._model(job.model, job.precision)
-        size = model.image_size if isinstance(model, adapters.Model) else self.config.image_size
-        return record_key({**job.__dict__, "image_size": size})
+        size = model.image_size if isinstance(model, adapters.Model) else self._unresolved_size
+        return {**job.__dict__, "image_size": size}
+
+    @property
+    def _unresolved_size(self) -> int:
+        return self.config.image_size or 0
+
+    def _key(self, job: Job) -> str:
+        return record_key(self._base(job))
 
     def _model(self, name: str, precision: str) -> adapters.Model | Exception:
         key = (name, precision)
@@ -199,7 +246,7 @@ class Sweep:
             "batch": job.batch,
         }
         if isinstance(model, Exception):
-            size = self.config.image_size or 0
+            size = self._unresolved_size  # the same key `_key` gives, so --resume skips it
             return new_record(**base, image_size=size, status="failed", reason=_reason(model))
         base |= {"image_size": model.image_size}
         info = {"depth": model.depth, "macs": model.macs, "params": model.params}
@@ -220,6 +267,7 @@ class Sweep:
                 model,
                 precision=job.precision,
                 batch=job.batch,
+                batches=self.config.batches,
                 threads=self.config.threads,
                 timing=self.config.loop.timing,
             )

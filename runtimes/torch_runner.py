@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from graphgen.errors import GraphError
-from runtimes.base import Runner, RunnerError
+from runtimes.base import Runner, RunnerError, check_timing
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "fp64": "float64"}
 
@@ -65,7 +65,7 @@ class TorchRunner(Runner):
         return {"logits": out}
 
     def deactivate_impl(self) -> None:
-        del self.model
+        self.model = None  # tolerates a model that was never built
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -107,12 +107,18 @@ class TorchCudaRunner(TorchRunner):
     name = "torch-cuda"
     device = "cuda"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "fp64")
+    clock = "cuda events"  # both modes: events bracket the copies too in end-to-end
 
     def __init__(self, *args: Any, timing: str = "device", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if timing not in ("device", "end-to-end"):
-            raise ValueError(f"timing must be 'device' or 'end-to-end', got {timing!r}")
-        self.timing = timing
+        self.timing = check_timing(timing)
+
+    def activate_impl(self) -> None:
+        import torch
+
+        # The peak is per record: without a reset it would carry the largest earlier model's.
+        torch.cuda.reset_peak_memory_stats()
+        super().activate_impl()
 
     @classmethod
     def availability(cls) -> str | None:
@@ -167,6 +173,10 @@ class TorchCudaRunner(TorchRunner):
                 end.record()
         end.synchronize()
         return start.elapsed_time(end) * 1e-3
+
+    def deactivate_impl(self) -> None:
+        self._x = None
+        super().deactivate_impl()
 
     def peak_device_memory_bytes(self) -> int:
         import torch

@@ -19,6 +19,7 @@ CUDA stream; `timed_run` brackets the work with CUDA events. Reference: ENGINES.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -33,10 +34,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from graphgen.fileio import atomic_write_bytes
-from runtimes.base import Runner, RunnerError, UnsupportedError
+from runtimes.base import Runner, RunnerError, UnsupportedError, check_timing
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30
-TIMING_MODES = ("device", "end-to-end")
 CACHE_ENV = "BENCH_RUNTIMES_CACHE"
 
 
@@ -244,9 +244,7 @@ class TensorRTRunner(Runner):
         super().__init__(
             model_path, precision=precision, batch_sizes=batch_sizes, threads=threads, **options
         )
-        if timing not in TIMING_MODES:
-            raise UnsupportedError(f"timing must be one of {', '.join(TIMING_MODES)}")
-        self.timing = timing
+        self.timing = check_timing(timing)
         self.tf32 = bool(tf32)
         self.fp16_flag = bool(fp16_flag)
         self.workspace_bytes = int(workspace_bytes)
@@ -478,10 +476,14 @@ class TensorRTRunner(Runner):
         self._mem_peak = max(self._mem_peak, used)
 
     def deactivate_impl(self) -> None:
+        """Free everything; safe on partial state (an `activate` that failed halfway) and when
+        called twice."""
         if self._stream is not None:
-            self._stream.synchronize()
+            # A failed kernel leaves a sticky error; free the rest anyway.
+            with contextlib.suppress(Exception):
+                self._stream.synchronize()
         for buf in list(self._buffers.values()) + list(self._pinned.values()):
-            buf.free()
+            buf.close()
         if self._timer is not None:
             self._timer.destroy()
         if self._stream is not None:
@@ -560,8 +562,11 @@ class TensorRTRunner(Runner):
         return self._timer.stop_seconds()
 
     def peak_device_memory_bytes(self) -> int | None:
-        """Device memory in use above what was in use before `activate` (sampled at load and
-        after each `infer`; device-wide, so other processes on the GPU count too)."""
+        """Device memory in use above what was in use before `activate` (sampled at load,
+        after each `infer` and here, never inside `timed_run`; device-wide, so other processes
+        on the GPU count too)."""
+        if self._context is not None:
+            self._sample_memory()
         return self._mem_peak or None
 
     # -- what ran -------------------------------------------------------------------------------

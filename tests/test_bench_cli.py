@@ -57,3 +57,24 @@ def test_run_writes_results_reports_and_summary(tmp_path, capsys, monkeypatch):
     assert "0 result(s) this run" in capsys.readouterr().out
     assert main(["render", str(out), str(out), "--out", str(tmp_path / "r")]) == 0
     assert Path(tmp_path / "r" / "report.html").is_file()
+
+
+def test_only_unavailable_engines_is_exit_2(tmp_path, capsys):
+    from runtimes import registry
+
+    gone = [n for n in ("ort-cuda", "ort-trt", "trt") if registry.availability(n) is not None]
+    if not gone:
+        pytest.skip("every GPU engine is usable here")
+    argv = ["run", "--models", "cifar-resnet20", "--runtimes", ",".join(gone)]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no usable engine among those asked for" in err and err.count("\n") == 1
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_repeated_models_and_runtimes_run_once(tmp_path, capsys):
+    argv = ["run", *TINY, "--no-parity", "--out", str(tmp_path)]
+    argv[argv.index("cifar-resnet20")] = "cifar-resnet20,cifar-resnet20"
+    argv[argv.index("ort-cpu")] = "ort-cpu,ort-cpu"
+    assert main(argv) == 0
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1

@@ -88,6 +88,6 @@ def test_timed_run_reports_device_time(models, tmp_path, timing):
     ) as runner:
         runner.bind(inputs(4))
         samples = [runner.timed_run() for _ in range(10)]
-        assert runner.peak_device_memory_bytes() is None or runner.peak_device_memory_bytes() > 0
+        assert runner.peak_device_memory_bytes() > 0  # the engine's own buffers at least
         assert runner.describe()["timing"] == timing
     assert all(0 < s < 1 for s in samples)

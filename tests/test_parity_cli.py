@@ -53,9 +53,12 @@ def test_parity_passes_with_exit_0_and_json(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_table_lists_unavailable_engines_as_skipped(capsys: pytest.CaptureFixture[str]) -> None:
+    if registry.availability("trt") is None:
+        pytest.skip("trt is usable here, so nothing is skipped")
     assert main(["parity", "--models", "cifar-resnet20", "--runtimes", "ort-cpu,trt"]) == 0
     out = capsys.readouterr().out
-    assert "PASSED" in out and ("skipped" in out or registry.availability("trt") is None)
+    (row,) = [line for line in out.splitlines() if "│ trt" in line]
+    assert "PASSED" in out and "skipped" in row
 
 
 def test_tampered_graph_fails_structure_and_numbers(
@@ -84,11 +87,65 @@ def test_foreign_file_runs_on_onnx_engines(
     assert model["reference"] == "ort-cpu"
 
 
+def test_foreign_file_with_torch_asked_for_skips_torch_and_runs_the_rest(
+    foreign_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["parity", "--models", str(foreign_model), "--runtimes", "torch,ort-cpu,openvino"]
+    assert main([*argv, "--json"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"]
+    status = {r["runtime"]: (r["status"], r["reason"]) for r in model["results"]}
+    assert status["torch"] == (
+        "skipped",
+        "cannot rebuild a non-graphgen file: foreign.onnx has no graphgen.spec metadata",
+    )
+    assert status["ort-cpu"] == ("pass", "reference") and status["openvino"][0] == "pass"
+
+
+def test_reference_engine_failure_is_a_failed_result_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A foreign file no engine can load: every engine's failure is recorded, exit 1."""
+    from tests.test_bench_sweep import unloadable_model
+
+    path = unloadable_model(tmp_path / "broken.onnx")
+    argv = ["parity", "--models", str(path), "--runtimes", "ort-cpu,openvino"]
+    assert main([*argv, "--json"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    (model,) = json.loads(captured.out)["models"]
+    assert not model["passed"] and "no reference" in model["reference_error"]
+    assert [(r["runtime"], r["status"]) for r in model["results"]] == [
+        ("ort-cpu", "error"),
+        ("openvino", "error"),
+    ]
+    assert all("\n" not in r["reason"] for r in model["results"])
+    assert "NoSuchOp" in model["results"][0]["reason"]
+    assert main(argv) == 1  # the table form says so too
+    out = capsys.readouterr().out
+    assert "no comparison" in out and "FAILED" in out
+
+
+def test_bracketed_paths_and_reasons_print_verbatim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data text is never read as rich markup: "[/]" in a path (here inside an engine's error
+    message) neither vanishes nor raises MarkupError."""
+    from tests.test_bench_sweep import unloadable_model
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path("r[/]x")  # the folders "r[" and "]x": the path holds "[/]"
+    folder.mkdir(parents=True)
+    path = unloadable_model(folder / "b[x].onnx")
+    assert main(["parity", "--models", str(path), "--runtimes", "ort-cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "r[/]x/b[x].onnx" in out and "FAILED" in out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--models", "nowhere/missing.onnx", "--runtimes", "ort-cpu"], "no such file"),
-        (["--models", "FOREIGN", "--runtimes", "torch"], "torch cannot rebuild"),
+        (["--models", "FOREIGN", "--runtimes", "torch"], "cannot rebuild a non-graphgen file"),
         (["--models", "cifar-resnet20", "--runtimes", "tensorflow"], "known runtimes are"),
         (
             ["--models", "cifar-resnet20", "--runtimes", "onnx-ref", "--precision", "fp16"],

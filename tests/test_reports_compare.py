@@ -9,8 +9,9 @@ from runtimes.cli import main
 from tests.test_reports_render import folder, sample_records
 
 
-@pytest.fixture
-def reports(tmp_path):
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("reports")
     old = render([folder(tmp_path / "old", "ci-1", sample_records())], out=tmp_path / "old")
     same = render([folder(tmp_path / "same", "ci-2", sample_records())], out=tmp_path / "same")
     slow = render([folder(tmp_path / "slow", "ci-3", sample_records(1.2))], out=tmp_path / "slow")
@@ -32,6 +33,31 @@ def test_regression_beyond_threshold_exits_1(reports, capsys):
 def test_faster_is_not_a_regression(reports):
     old, _, slow = reports
     assert main(["compare", str(slow), str(old)]) == 0
+
+
+def test_results_that_stopped_working_or_vanished_exit_1(tmp_path, capsys):
+    records = sample_records()
+    broken = [dict(r) for r in records]
+    broken[1] |= {"status": "failed", "reason": "RunnerError: out of memory [min 1, opt 8]"}
+    del broken[2]  # cifar-resnet56 is gone from NEW
+    old = render([folder(tmp_path / "old", "ci-1", records)], out=tmp_path / "old")["json"]
+    new = render([folder(tmp_path / "new", "ci-2", broken)], out=tmp_path / "new")["json"]
+    assert main(["compare", str(old), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "ok -> failed: RunnerError: out of memory [min 1, opt 8]" in out.replace("\n", "")
+    assert "ok -> missing" in out and "cifar-resnet56" in out
+    assert "2 result(s) ok in OLD but failed, skipped or missing in NEW" in out
+    # failed -> ok is not a loss: NEW may fix what OLD could not run
+    assert main(["compare", str(new), str(old)]) == 0
+
+
+@pytest.mark.parametrize(("value", "message"), [("5", "did you mean 5%?"), ("-1", "negative")])
+def test_threshold_without_percent_above_1_is_rejected(reports, capsys, value, message):
+    old, same, _ = reports
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(old), str(same), "--threshold", value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_other_schema_version_exits_2_with_one_line(reports, tmp_path, capsys):

@@ -97,3 +97,57 @@ def test_render_of_a_non_result_folder_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="results.jsonl"):
         render([tmp_path], out=tmp_path)
+
+
+def _report(records: list[dict], machine: str = "m") -> dict:
+    from reports.schema import make_report
+
+    rows = [{**r, "machine": machine} for r in records]
+    env = {"machine": machine, "matmul_peak_gflops": 50.0}
+    return make_report({machine: env}, rows, generated_at="now")
+
+
+def test_percent_of_peak_only_for_cpu_records():
+    """The peak is the host CPU's matmul rate: a GPU record's GFLOP/s over it is meaningless."""
+    from reports.tables import result_rows
+
+    cpu = record("cifar-resnet20", "ort-cpu", 1, 1.0, gflops=25.0, runner={"device": "cpu"})
+    gpu = record("cifar-resnet20", "trt", 1, 1.0, gflops=900.0, runner={"device": "cuda"})
+    by_runner = record("cifar-resnet20", "ort-cuda", 1, 1.0, gflops=900.0)  # registry: cuda
+    rows = result_rows(_report([cpu, gpu, by_runner]))
+    assert [r["% peak"] for r in rows] == ["50%", "-", "-"]
+
+
+def test_image_size_is_a_column_and_a_grouping_key():
+    from reports.tables import mlperf_rows, result_rows
+
+    small = record("resnet18", "ort-cpu", 1, 1.0)
+    big = {**record("resnet18", "ort-cpu", 1, 9.0), "image_size": 224}
+    report = _report([small, big])
+    assert [r["image"] for r in result_rows(report)] == ["32x32", "224x224"]
+    rows = mlperf_rows(report)
+    assert sorted((r["image"], r["SingleStream p90 ms (batch 1)"]) for r in rows) == [
+        ("224x224", "13.500"),  # p90 of the samples `record` makes: 1.5 x median
+        ("32x32", "1.500"),
+    ]
+
+
+def test_summary_prints_data_text_verbatim():
+    """Reasons and model paths are data: "[min 1, opt 8, max 8]" must not vanish as markup and
+    "[/]" must not raise MarkupError."""
+    import io
+
+    from rich.console import Console
+
+    from reports.summary import print_summary
+
+    failed = new_record(
+        model="runs[/]x/net.onnx", runtime="trt", precision="fp32", batch=16, image_size=32,
+        status="failed", reason="ProfileError: outside [min 1, opt 8, max 8]",
+    )  # fmt: skip
+    ok = record("runs[/]x/net.onnx", "ort-cpu", 1, 1.0, stability={"cov": 0.5})
+    buf = io.StringIO()
+    print_summary(_report([failed, ok]), console=Console(file=buf, width=300))
+    text = buf.getvalue()
+    assert "[min 1, opt 8, max 8]" in text
+    assert "runs[/]x/net.onnx" in text and "runs[/]x/net.onnx on ort-cpu" in text

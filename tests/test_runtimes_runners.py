@@ -85,3 +85,28 @@ def test_torch_runs_fp16_and_fp64(resnet20: Path) -> None:
         half = runner.infer(x)["logits"]
     assert ref.dtype == np.float64 and half.dtype == np.float32
     assert np.linalg.norm(half - ref) / np.linalg.norm(ref) < 2e-2
+
+
+def test_ort_sessions_never_fall_back_silently(resnet20: Path) -> None:
+    """onnxruntime's run() retries a failing provider on the CPU and prints to stdout unless
+    fallback is disabled; every OrtRunner session disables it."""
+    with registry.create("ort-cpu", resnet20) as runner:
+        assert runner.session._enable_fallback is False  # onnxruntime's own flag
+        runner.verify()  # the CPU provider is what was asked for
+
+
+@pytest.mark.parametrize(("name", "handle"), [("ort-cpu", "session"), ("torch", "model")])
+def test_a_failed_activation_frees_what_it_made(
+    name: str, handle: str, foreign_model: Path, tmp_path: Path
+) -> None:
+    """activate() that fails partway calls deactivate_impl (which tolerates partial state),
+    then re-raises; the runner stays inactive and can be deactivated again."""
+    from tests.test_bench_sweep import unloadable_model
+
+    path = unloadable_model(tmp_path / "broken.onnx") if name == "ort-cpu" else foreign_model
+    runner = registry.create(name, path)
+    with pytest.raises(Exception, match="NoSuchOp|cannot rebuild"):
+        runner.activate()
+    assert not runner.is_active
+    assert getattr(runner, handle) is None  # deactivate_impl ran on the partial state
+    runner.deactivate()

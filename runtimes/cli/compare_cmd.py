@@ -18,6 +18,10 @@ def _threshold(text: str) -> float:
         ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"threshold must not be negative, got {text!r}") from None
+    if not raw.endswith("%") and value > 1:
+        raise argparse.ArgumentTypeError(
+            f"a bare threshold is a fraction (0.05 = 5%); did you mean {raw}%? got {text!r}"
+        )
     return value
 
 
@@ -26,26 +30,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="compare two reports; exit 1 when NEW is slower than OLD beyond the threshold",
         description="Compare median latencies of two report.json files (or folders holding "
-        "one). Exit 0: no regression; 1: a regression; 2: bad input or another schema version.",
+        "one). A result that was ok in OLD and is failed, skipped or missing in NEW also fails "
+        "the comparison. Exit 0: no regression; 1: a regression or a lost result; 2: bad input "
+        "or another schema version.",
     )
-    p.add_argument("old", type=Path, metavar="OLD")
-    p.add_argument("new", type=Path, metavar="NEW")
     p.add_argument(
-        "--threshold", type=_threshold, default=0.05, help="allowed slowdown (default 5%%)"
+        "old", type=Path, metavar="OLD", help="the baseline: report.json or its result folder"
+    )
+    p.add_argument(
+        "new", type=Path, metavar="NEW", help="the candidate: report.json or its result folder"
+    )
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=0.05,
+        help="allowed slowdown of the median, as a percentage (5%%) or a fraction (0.05); "
+        "default 5%%",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from reports.compare import compare, regressions
+    from reports.compare import compare, lost, regressions
     from reports.schema import load_report
 
     old, new = load_report(args.old), load_report(args.new)
     changes = compare(old, new)
-    if not changes:
+    gone = lost(old, new)
+    if not changes and not gone:
         raise UserError(f"{args.old} and {args.new} share no successful result to compare")
     slow = regressions(changes, args.threshold)
     table = Table(title=f"median latency, NEW vs OLD (threshold {args.threshold:.1%})")
@@ -55,9 +71,23 @@ def run(args: argparse.Namespace) -> int:
         flag = "REGRESSION" if c in slow else ""
         style = "red" if flag else None
         table.add_row(
-            c.machine, c.key, f"{c.old_ms:.3f}", f"{c.new_ms:.3f}", f"{c.ratio - 1:+.1%}", flag,
-            style=style,
+            escape(c.machine), escape(c.key), f"{c.old_ms:.3f}", f"{c.new_ms:.3f}",
+            f"{c.ratio - 1:+.1%}", flag, style=style,
         )  # fmt: skip
-    Console().print(table)
-    print(f"{len(slow)} regression(s) beyond {args.threshold:.1%} in {len(changes)} result(s)")
-    return 1 if slow else 0
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # CI logs: one row per line
+    if changes:
+        console.print(table)
+    if gone:
+        lost_table = Table(title="ok in OLD, not ok in NEW")
+        for col in ("machine", "result", "now"):
+            lost_table.add_column(col)
+        for g in gone:
+            lost_table.add_row(escape(g.machine), escape(g.key), escape(g.describe), style="red")
+        console.print(lost_table)
+    print(
+        f"{len(slow)} regression(s) beyond {args.threshold:.1%} in {len(changes)} result(s); "
+        f"{len(gone)} result(s) ok in OLD but failed, skipped or missing in NEW"
+    )
+    return 1 if slow or gone else 0

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="engines")
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             "[green]yes[/]" if info.available else "[red]no[/]",
             info.device or "-",
             ", ".join(info.precisions) or "-",
-            info.reason or "",
+            escape(info.reason or ""),
         )
     Console().print(table)
     return 0

@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from runtimes.parity import check_parity
 
     report = check_parity(
-        args.models,
-        args.runtimes,
+        list(dict.fromkeys(args.models)),  # de-duplicated, order kept
+        None if args.runtimes is None else list(dict.fromkeys(args.runtimes)),
         batch=args.batch,
         image_size=args.image_size,
         precision=args.precision,
@@ -75,6 +75,7 @@ STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "skipped": "y
 
 def print_report(report: ParityReport) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -83,7 +84,7 @@ def print_report(report: ParityReport) -> None:
     for model in report.models:
         t = model.tolerance
         table = Table(
-            title=f"{model.model}  {model.precision}  batch {model.batch}  "
+            title=f"{escape(model.model)}  {model.precision}  batch {model.batch}  "
             f"{model.image_size}x{model.image_size}  seed {model.seed}  vs {model.reference}  "
             f"(rtol {t.rtol:g}, atol {t.atol:g})",
             title_justify="left",
@@ -113,9 +114,11 @@ def print_report(report: ParityReport) -> None:
                     f"{m.top5:.0%}",
                 ]
             status = f"[{STYLE[r.status]}]{r.status}[/]"
-            table.add_row(r.runtime, status, *cells, r.reason or "")
+            table.add_row(escape(r.runtime), status, *cells, escape(r.reason or ""))
         console.print(table)
+        if model.reference_error is not None:
+            console.print(f"[bold red]no comparison:[/] {escape(model.reference_error)}")
         if model.structure is not None:
-            console.print(f"[bold red]structure check failed:[/] {model.structure}")
+            console.print(f"[bold red]structure check failed:[/] {escape(model.structure)}")
     verdict = "[green]PASSED[/]" if report else "[bold red]FAILED[/]"
     console.print(f"parity {verdict}")

@@ -15,7 +15,8 @@ from typing import Any
 from graphgen.cliutil import csv_list, positive_int
 from graphgen.errors import UserError
 from runtimes import bench_adapters as adapters
-from runtimes.bench import TIMING_MODES, LoopConfig
+from runtimes.base import TIMING_MODES
+from runtimes.bench import LoopConfig
 from runtimes.sweep import Sweep, SweepConfig
 
 DEFAULT_OUT = Path("bench-results")
@@ -39,14 +40,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Results stream to OUT/results.jsonl; OUT/report.{json,md,html} are rendered at the end.",
         epilog="With no arguments: resnet18 and resnet50 at batch 1 on every engine usable here. "
         "CPU engines are timed with perf_counter_ns; GPU engines with device events on "
-        "device-resident buffers (--timing device) or host clock including copies "
-        "(--timing end-to-end).",
+        "device-resident buffers (--timing device) or with host arrays in and out "
+        "(--timing end-to-end). Exit 0: the sweep ran (failed results are recorded in the "
+        "report, not an exit status); 2: bad input, or no usable engine among those asked for.",
     )
-    p.add_argument("--models", type=csv_list("model"), help="variant names or .onnx paths")
-    p.add_argument("--runtimes", type=csv_list("runtime"), help="engines (see `list`)")
-    p.add_argument("--batch", type=csv_list("batch", positive_int), default=[1], help="batch sizes")
-    p.add_argument("--precision", type=csv_list("precision"), default=["fp32"])
-    p.add_argument("--image-size", dest="image_size", type=positive_int)
+    p.add_argument(
+        "--models",
+        type=csv_list("model"),
+        help="comma list of variant names or .onnx paths "
+        f"(default: {','.join(adapters.DEFAULT_MODELS)})",
+    )
+    p.add_argument(
+        "--runtimes",
+        type=csv_list("runtime"),
+        help="comma list of engines (default: every engine usable here but torch-compile; "
+        "see `list`)",
+    )
+    p.add_argument(
+        "--batch",
+        type=csv_list("batch", positive_int),
+        default=[1],
+        help="batch sizes, comma list, e.g. 1,8,32 (default 1)",
+    )
+    p.add_argument(
+        "--precision",
+        type=csv_list("precision"),
+        default=["fp32"],
+        help="comma list of fp32, fp16 (default fp32; fp16 runs graphgen's float16 graph)",
+    )
+    p.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=positive_int,
+        help="input height and width in pixels (default: the model's own, 224 for ImageNet "
+        "variants, 32 for CIFAR)",
+    )
     warm = p.add_mutually_exclusive_group()
     warm.add_argument("--warmup", type=positive_int, help="warm-up iterations")
     warm.add_argument("--warmup-s", dest="warmup_s", type=_positive_float, help="(default 0.5)")
@@ -68,12 +96,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, str]]:
     """The sweep config and the engines skipped before it starts ({engine: why})."""
     if args.models is not None:
+        args.models = list(dict.fromkeys(args.models))  # de-duplicated, order kept
         adapters.check_models(args.models)
     adapters.check_precisions(args.precision)
     skipped: dict[str, str] = {}
     if args.runtimes is not None:
-        adapters.check_runtimes(args.runtimes)
-        runtimes = args.runtimes
+        runtimes = list(dict.fromkeys(args.runtimes))
+        adapters.check_runtimes(runtimes)
+        why = {name: adapters.availability(name) for name in runtimes}
+        if all(why.values()):
+            detail = "; ".join(f"{name}: {reason}" for name, reason in why.items())
+            raise UserError(f"no usable engine among those asked for ({detail})")
     else:
         runtimes, skipped = adapters.usable_runtimes()
         if not runtimes:
@@ -110,13 +143,15 @@ def run(args: argparse.Namespace) -> int:
     config, skipped = config_from_args(args)
     prepare_out(config.out)
     console = Console(stderr=True)
+    from rich.markup import escape
+
     for name, why in skipped.items():
-        console.print(f"[yellow]skipped[/] {name}: {why}")
+        console.print(f"[yellow]skipped[/] {escape(f'{name}: {why}')}")
     env = environment.collect(machine=args.machine, threads=args.threads)
     sweep = Sweep(config)
     records = _run_with_progress(sweep, env, console)
-    for warning in getattr(sweep, "warnings", []):
-        console.print(f"[yellow]warning[/] {warning}")
+    for warning in sweep.warnings:
+        console.print(f"[yellow]warning[/] {escape(warning)}")
     from reports.render import render
     from reports.schema import load_report
     from reports.summary import print_summary
