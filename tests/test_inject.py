@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
 
@@ -164,7 +166,7 @@ def test_torchvision_layout_state_dict_injects_unchanged(tmp_path, capsys):
     torchvision cannot be installed here, so the state_dict is built under torchvision's names
     and checked against its documented layout (320 keys, 161 parameters, `num_batches_tracked`).
     """
-    spec = spec_for_depth(50, None, stride_at="3x3")
+    spec = spec_for_depth(50, None, stride_at="3x3", image_size=64)
     state = _trained_state(spec, seed=3)
     assert len(state) == 320
     assert (
@@ -177,10 +179,86 @@ def test_torchvision_layout_state_dict_injects_unchanged(tmp_path, capsys):
     weights = tmp_path / "resnet50.pth"
     torch.save(state, weights)
     graph, out = tmp_path / "resnet50.onnx", tmp_path / "trained.onnx"
-    assert graphgen(["build", "--depth", "50", "--stride-at", "3x3", "-o", str(graph)]) == 0
+    build = ["build", "--depth", "50", "--stride-at", "3x3", "--image-size", "64"]
+    assert graphgen([*build, "-o", str(graph)]) == 0
     assert graphgen(["inject", str(graph), "--weights", str(weights), "-o", str(out)]) == 0
-    x = np.random.default_rng(1).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    x = np.random.default_rng(1).standard_normal((2, 3, 64, 64), dtype=np.float32)
     assert _rel(_run(out, x), _torch_out(spec, state, x)) < 1e-5
     strides = {n.name: list(a.ints) for n in onnx.load(str(out)).graph.node for a in n.attribute
                if n.op_type == "Conv" and a.name == "strides"}  # fmt: skip
     assert [v for k, v in strides.items() if k.startswith("layer2.0.conv2")] == [[2, 2]]
+
+
+def test_resnet_train_last_pt_injects(tmp_path, x, capsys):
+    """The run folder's own checkpoint (state_dict under "model") injects like its weights."""
+    from train.cli import main as resnet_train
+
+    run = tmp_path / "run"
+    argv = ["--depth", "8", "--image-size", "16", "--synthetic-train", "64", "--synthetic-val",
+            "32", "--batch-size", "32", "--epochs", "1", "--workers", "0", "--quiet", "--out",
+            str(run)]  # fmt: skip
+    assert resnet_train(argv) == 0
+    graph, out = tmp_path / "net.onnx", tmp_path / "trained.onnx"
+    save(build(SPEC), graph)
+    assert graphgen(["inject", str(graph), "--weights", str(run / "last.pt"), "-o", str(out)]) == 0
+    state = torch.load(run / "last.pt", weights_only=True)["model"]
+    assert _rel(_run(out, x), _torch_out(SPEC, state, x)) < 1e-5
+    # the safetensors file carries the run's normalisation into the graph's metadata
+    from_st = tmp_path / "from-st.onnx"
+    argv = ["inject", str(graph), "--weights", str(run / "last.safetensors"), "-o", str(from_st)]
+    assert graphgen([*argv, "--fold-bn"]) == 0
+    props = {p.key: p.value for p in onnx.load(str(from_st)).metadata_props}
+    data = json.loads((run / "data.json").read_text())
+    assert json.loads(props["graphgen.normalize_mean"]) == data["mean"]
+    assert json.loads(props["graphgen.normalize_std"]) == data["std"]
+
+
+@pytest.mark.parametrize("key", ["state_dict", "model_state_dict"])
+def test_nested_state_dict_keys_are_unwrapped(tmp_path, graph, x, key):
+    state = _trained_state(SPEC)
+    weights = tmp_path / "w.pt"
+    torch.save({key: state, "epoch": 3}, weights)
+    out = tmp_path / "o.onnx"
+    assert graphgen(["inject", str(graph), "--weights", str(weights), "-o", str(out)]) == 0
+    assert _rel(_run(out, x), _torch_out(SPEC, state, x)) < 1e-5
+
+
+def test_pickled_objects_are_refused_in_one_line(tmp_path, graph, capsys):
+    weights = tmp_path / "evil.pt"
+    torch.save({"conv1.weight": argparse.Namespace(a=1)}, weights)
+    out = tmp_path / "o.onnx"
+    assert graphgen(["inject", str(graph), "--weights", str(weights), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"error: {weights} holds non-tensor objects; refused (torch.load weights_only=True)"
+    )
+    assert not out.exists()
+
+
+def test_inject_into_fp16_graph(tmp_path, x):
+    state = _trained_state(SPEC)
+    weights, graph16, out = tmp_path / "w.pt", tmp_path / "net16.onnx", tmp_path / "o.onnx"
+    torch.save(state, weights)
+    build16 = ["build", "--depth", "8", "--dataset", "cifar10", "--image-size", "16"]
+    assert graphgen([*build16, "--dtype", "float16", "-o", str(graph16)]) == 0
+    assert graphgen(["inject", str(graph16), "--weights", str(weights), "-o", str(out)]) == 0
+    model = onnx.load(str(out))
+    assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    dtype = np.float16 if model.graph.input[0].type.tensor_type.elem_type == 10 else np.float32
+    got = _run(out, x.astype(dtype)).astype(np.float32)
+    assert _rel(got, _torch_out(SPEC, state, x)) < 1e-2
+
+
+def test_folded_weights_into_folded_graph(tmp_path, x):
+    from graphgen.plan import expand
+    from graphgen.weights import fold_weights
+
+    state = _trained_state(SPEC)
+    plain = {k: v.numpy() for k, v in _clean(state).items()}
+    folded = fold_weights(expand(SPEC), plain)
+    weights, graph, out = tmp_path / "folded.npz", tmp_path / "f.onnx", tmp_path / "o.onnx"
+    np.savez(weights, **folded)
+    save(build(SPEC, fold=True), graph)
+    assert graphgen(["inject", str(graph), "--weights", str(weights), "-o", str(out)]) == 0
+    assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert _rel(_run(out, x), _torch_out(SPEC, state, x)) < 1e-5

@@ -64,8 +64,8 @@ def test_short_synthetic_run_learns(tmp_path):
 
 def test_resume_continues_exactly(tmp_path):
     """2 epochs straight == 1 epoch, then resume to 2: weights, optimizer, schedule, RNG."""
-    straight = fit(tiny_config(tmp_path / "a", epochs=2))
-    fit(tiny_config(tmp_path / "b", epochs=1))
+    straight = fit(tiny_config(tmp_path / "a", epochs=2, synthetic_train=128))
+    fit(tiny_config(tmp_path / "b", epochs=1, synthetic_train=128))
     config = TrainConfig.from_dict(json.loads((tmp_path / "b/config.json").read_text()))
     config.recipe = config.recipe.replace(epochs=2)
     resumed = fit(config, resume=True)
@@ -74,6 +74,109 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     assert [r["epoch"] for r in resumed.records] == [0, 1]
     assert resumed.records[1]["train_loss"] == straight.records[1]["train_loss"]
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_mid_schedule_is_bit_exact(tmp_path, monkeypatch):
+    """Step schedule with warm-up, stopped after epoch 1 with the config unchanged, then resumed.
+
+    The stop comes right after epoch 1's checkpoint (as a SIGKILL there would); the resumed run
+    must end with the uninterrupted run's weights, lr and schedule position, bit for bit.
+    """
+    import train.loop
+
+    recipe = Recipe(batch_size=32, epochs=3, val_split=0, lr=0.1, warmup_lr=0.01,
+                    warmup_until_error=0.95)  # fmt: skip
+    config = dict(recipe=recipe, synthetic_train=128, synthetic_val=32)
+    straight = fit(tiny_config(tmp_path / "a", **config))
+    # 4 iterations per epoch, 12 in all: the paper's drops at 50%/75% land at 6 and 9
+    assert [r["lr"] for r in straight.records][1:] == pytest.approx([0.01, 0.001])
+    real_end = train.loop._end_of_epoch
+
+    def end_then_die(*args, **kwargs):
+        real_end(*args, **kwargs)
+        if args[5] == 0:  # epoch
+            raise _Killed
+
+    monkeypatch.setattr(train.loop, "_end_of_epoch", end_then_die)
+    with pytest.raises(_Killed):
+        fit(tiny_config(tmp_path / "b", **config))
+    monkeypatch.setattr(train.loop, "_end_of_epoch", real_end)
+    state = torch.load(tmp_path / "b/last.pt", weights_only=True)
+    assert state["epoch"] == 0 and state["schedule"]["iteration"] == 4
+    saved = TrainConfig.from_dict(json.loads((tmp_path / "b/config.json").read_text()))
+    assert saved.recipe == recipe
+    resumed = fit(saved, resume=True)
+    a, b = load_file(tmp_path / "a/last.safetensors"), load_file(tmp_path / "b/last.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed.records == [
+        {**r, "images_per_s": m["images_per_s"], "seconds": m["seconds"]}
+        for r, m in zip(straight.records, resumed.records, strict=True)
+    ]
+    end_a = torch.load(tmp_path / "a/last.pt", weights_only=True)
+    end_b = torch.load(tmp_path / "b/last.pt", weights_only=True)
+    assert end_a["schedule"] == end_b["schedule"]
+    assert end_a["schedule"]["iteration"] == 12
+    for x, y in zip(end_a["optimizer"]["state"].values(), end_b["optimizer"]["state"].values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(x["momentum_buffer"], y["momentum_buffer"])
+
+
+def _image_tree(root, *, bad: bytes | None = None):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    if bad is not None:
+        (root / "train/dog/3.png").write_bytes(bad)
+    return root
+
+
+def _truncated_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()[:200]  # the header reads, the pixels do not
+
+
+IMAGEFOLDER_ARGS = ["--depth", "18", "--image-size", "32", "--batch-size", "4", "--epochs", "1",
+                    "--quiet", "--workers", "2"]  # fmt: skip
+
+
+def test_corrupt_image_is_named_before_training(tmp_path, capsys):
+    root = _image_tree(tmp_path / "imgs", bad=b"not an image at all")
+    argv = [*IMAGEFOLDER_ARGS, "--dataset", "imagefolder", "--data", str(root), "--out",
+            str(tmp_path / "run")]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "train/dog/3.png is not a readable image" in err
+
+
+def test_image_failing_in_a_worker_keeps_its_path(tmp_path, capsys):
+    """A file whose header reads but whose pixels do not fails in a DataLoader worker."""
+    root = _image_tree(tmp_path / "imgs", bad=_truncated_png())
+    argv = [*IMAGEFOLDER_ARGS, "--dataset", "imagefolder", "--data", str(root), "--out",
+            str(tmp_path / "run")]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "train/dog/3.png is not a readable image" in err and "Caught" not in err
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
@@ -110,6 +213,12 @@ def test_cli_export_writes_verified_graph(tmp_path, capsys):
     verification = json.loads((tmp_path / "run/verification.json").read_text())
     assert verification["passed"] and verification["rel_l2"] < 1e-5
     assert out.is_file()
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    data = json.loads((tmp_path / "run/data.json").read_text())
+    assert json.loads(props["graphgen.normalize_mean"]) == data["mean"]
+    assert json.loads(props["graphgen.normalize_std"]) == data["std"]
 
 
 # --- bad --data folders: one line on stderr, exit 2 ------------------------------------------

@@ -10,6 +10,8 @@ import sys
 import time
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from train.cli import main
 
@@ -36,12 +38,30 @@ def test_resume_after_sigkill(tmp_path):
     assert before
     state = torch.load(run / "last.pt", weights_only=True)  # intact under its final name
     assert state["epoch"] >= 0
+    # the weight files written before the kill are whole and agree with the checkpoint
+    last = load_file(run / "last.safetensors")
+    if _epoch_of(run / "last.safetensors") == state["epoch"]:  # not killed between the two
+        for name, value in last.items():
+            assert torch.equal(value, state["model"][name]), name
     best = (run / "best.safetensors").read_bytes()
+    best_epoch = _epoch_of(run / "best.safetensors")
+    load_file(run / "best.safetensors")
     # finish a short run: the same run, extended only as far as the kill left it plus one epoch
     done = len(before)
     assert main(["--resume", str(run), "--epochs", str(done + 1), "--quiet"]) == 0
     after = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in after] == list(range(done + 1))
     assert after[: len(before) - 1] == before[: len(before) - 1]  # history kept
-    assert (run / "best.safetensors").stat().st_size == len(best)
+    # best.safetensors is the bytes written before the kill unless a later epoch beat it
+    if _epoch_of(run / "best.safetensors") == best_epoch:
+        assert (run / "best.safetensors").read_bytes() == best
+    else:
+        new = _epoch_of(run / "best.safetensors")
+        assert new > best_epoch
+        assert after[new]["val_error"] < min(r["val_error"] for r in after[: best_epoch + 1])
     assert json.loads((run / "summary.json").read_text())["epochs"] == done + 1
+
+
+def _epoch_of(path) -> int:
+    with safe_open(str(path), framework="pt") as f:
+        return int(f.metadata()["epoch"])

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from graphgen.errors import UserError
-from graphgen.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from graphgen.fileio import atomic_write_bytes
 
 LAST = "last.pt"
 BEST_WEIGHTS = "best.safetensors"

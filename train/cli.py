@@ -13,8 +13,8 @@ from pathlib import Path
 
 from graphgen.cli.build import spec_from_args
 from graphgen.cliutil import EXIT_CHECK_FAILED, OneLineParser, csv_list, fail, positive_int
-from graphgen.errors import UserError
-from graphgen.spec import BLOCKS, SHORTCUTS, STRIDE_PLACEMENTS, Spec
+from graphgen.errors import SpecError, UserError
+from graphgen.spec import BLOCKS, IMAGENET_DEPTHS, SHORTCUTS, STRIDE_PLACEMENTS, Spec
 from train.data import DATASETS
 
 
@@ -28,7 +28,36 @@ def _experiment(argv: Sequence[str]) -> int:
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"experiment": _experiment}
 # resnet-train's --dataset -> graphgen's spec family (the CIFAR nets for small images).
 SPEC_FAMILY = {"synthetic": "cifar10", "cifar10": "cifar10", "imagefolder": "imagenet"}
-RESUME_OVERRIDES = ("epochs", "export", "export_fold_bn", "workers", "device", "progress")
+# What `--resume RUN` honours; every other flag is refused (the run's config.json decides).
+RESUME_OVERRIDES = (
+    "epochs", "max_iters", "export", "export_fold_bn", "workers", "device", "progress",
+)  # fmt: skip
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks and appends each flag's default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "%(default)" not in text
+            and default not in (None, False, argparse.SUPPRESS)
+            and not isinstance(action, argparse._StoreFalseAction)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -36,19 +65,25 @@ def make_parser() -> argparse.ArgumentParser:
         prog="resnet-train",
         description="Train a ResNet from graphgen's spec with the paper's recipe (He et al. 2015, "
         "sections 3.4 and 4.2) on CPU, GPU or torchrun; write safetensors and, with --export, a "
-        "verified ONNX graph.",
+        "verified ONNX graph. Recipe flags left out take the paper's values for the family.",
         epilog="Examples:\n"
         "  resnet-train --depth 20 --dataset synthetic --epochs 3 --out runs/demo\n"
+        "  resnet-train --depth 18 --family imagenet --image-size 64 --dataset synthetic "
+        "--epochs 2 --out runs/r18\n"
         "  resnet-train --depth 56 --dataset cifar10 --data DIR --out runs/r56\n"
+        "  resnet-train --depth 56 --dataset cifar10 --data DIR --epochs 20 --milestones 3000,4500 "
+        "--out runs/short\n"
         "  resnet-train --depth 50 --dataset imagefolder --data DIR --out runs/r50\n"
-        "  resnet-train --resume runs/r56\n"
+        "  resnet-train --resume runs/r56 --epochs 30 --export r56.onnx\n"
         "  torchrun --nproc_per_node 2 -m train --depth 20 --dataset synthetic --out runs/ddp\n"
+        "\n--resume RUN takes everything from RUN/config.json and honours only --epochs, "
+        "--max-iters, --export, --export-fold-bn, --workers, --device and --quiet.\n"
         + (
             f"Subcommands: {', '.join(SUBCOMMANDS)} (resnet-train NAME --help)\n"
             if SUBCOMMANDS
             else ""
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     net = p.add_argument_group("network (the options of `graphgen build`)")
     net.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
@@ -58,45 +93,103 @@ def make_parser() -> argparse.ArgumentParser:
         choices=("imagenet", "cifar10"),
         help="depth table to use (default: cifar10 for synthetic/cifar10, imagenet for imagefolder)",
     )
-    net.add_argument("--shortcut", choices=SHORTCUTS, help="A, B, C, or none (plain net)")
-    net.add_argument("--block", choices=BLOCKS)
-    net.add_argument("--stride-at", dest="stride_at", choices=STRIDE_PLACEMENTS)
-    net.add_argument("--classes", type=positive_int, help="default: from the data")
+    net.add_argument(
+        "--shortcut", choices=SHORTCUTS, help="A, B, C, or none (plain net); default by family"
+    )
+    net.add_argument("--block", choices=BLOCKS, help="override the depth table's block type")
+    net.add_argument(
+        "--stride-at",
+        dest="stride_at",
+        choices=STRIDE_PLACEMENTS,
+        help="where a bottleneck strides: the paper's 1x1 or torchvision v1.5's 3x3",
+    )
+    net.add_argument("--classes", type=positive_int, help="output classes (default: from the data)")
     net.add_argument(
         "--image-size", dest="image_size", type=positive_int, help="default 32 / 224 by family"
     )
 
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    data.add_argument("--dataset", choices=DATASETS, default="synthetic", help="training data")
     data.add_argument("--data", metavar="DIR", help="CIFAR-10 python batches or ImageFolder root")
-    data.add_argument("--val-split", dest="val_split", type=int, help="CIFAR val images (5000)")
-    data.add_argument("--synthetic-train", dest="synthetic_train", type=positive_int, default=2000)
-    data.add_argument("--synthetic-val", dest="synthetic_val", type=positive_int, default=500)
-    data.add_argument("--no-augment", dest="augment", action="store_false")
-    data.add_argument("--workers", type=int, default=2, help="ImageFolder decoding processes")
+    data.add_argument(
+        "--val-split", dest="val_split", type=int, help="CIFAR val images taken from train (5000)"
+    )
+    data.add_argument(
+        "--synthetic-train",
+        dest="synthetic_train",
+        type=positive_int,
+        default=2000,
+        help="synthetic training images",
+    )
+    data.add_argument(
+        "--synthetic-val",
+        dest="synthetic_val",
+        type=positive_int,
+        default=500,
+        help="synthetic validation images",
+    )
+    data.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="no crop/flip/colour"
+    )
+    data.add_argument(
+        "--workers", type=non_negative_int, default=2, help="ImageFolder decoding processes"
+    )
 
     rec = p.add_argument_group("recipe (paper defaults; every value can be overridden)")
     rec.add_argument(
-        "--epochs", type=positive_int, help="train this many epochs (milestones scale)"
+        "--epochs",
+        type=positive_int,
+        help="train this many epochs; the paper's milestones move to 50%%/75%% of the run",
     )
-    rec.add_argument("--max-iters", dest="max_iters", type=positive_int)
-    rec.add_argument("--batch-size", dest="batch_size", type=positive_int, help="global batch")
-    rec.add_argument("--lr", type=float)
-    rec.add_argument("--momentum", type=float)
-    rec.add_argument("--weight-decay", dest="weight_decay", type=float)
-    rec.add_argument("--schedule", choices=("step", "plateau", "constant"))
     rec.add_argument(
-        "--milestones", type=csv_list("milestone", int), help="iterations, e.g. 32000,48000"
+        "--max-iters",
+        dest="max_iters",
+        type=positive_int,
+        help="stop after this many iterations (64000 CIFAR, 600000 ImageNet); not with --epochs",
     )
-    rec.add_argument("--gamma", type=float, help="lr factor at each drop (0.1)")
-    rec.add_argument("--warmup-lr", dest="warmup_lr", type=float, help="(ResNet-110: 0.01)")
-    rec.add_argument("--plateau-patience", dest="plateau_patience", type=positive_int)
-    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument(
+        "--batch-size", dest="batch_size", type=positive_int, help="global batch (128 / 256)"
+    )
+    rec.add_argument("--lr", type=float, help="initial learning rate (0.1)")
+    rec.add_argument("--momentum", type=float, help="SGD momentum in [0, 1) (0.9)")
+    rec.add_argument(
+        "--weight-decay", dest="weight_decay", type=float, help="L2 weight decay (1e-4)"
+    )
+    rec.add_argument(
+        "--schedule",
+        choices=("step", "plateau", "constant"),
+        help="lr schedule (step for CIFAR, plateau for ImageNet)",
+    )
+    rec.add_argument(
+        "--milestones",
+        type=csv_list("milestone", int),
+        help="step schedule: iterations of this run where lr is multiplied by --gamma "
+        "(kept as given, also with --epochs); default 32000,48000",
+    )
+    rec.add_argument("--gamma", type=float, help="lr factor at each drop, in (0, 1] (0.1)")
+    rec.add_argument(
+        "--warmup-lr",
+        dest="warmup_lr",
+        type=float,
+        help="lr until the training error is below 80%% (ResNet-110 and deeper: 0.01)",
+    )
+    rec.add_argument(
+        "--plateau-patience",
+        dest="plateau_patience",
+        type=positive_int,
+        help="plateau schedule: epochs without improvement before a drop (5)",
+    )
+    rec.add_argument("--seed", type=int, default=0, help="initialisation, data order, augmentation")
 
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, weights)")
-    run.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder")
-    run.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the run in this folder (see the note below for the flags it honours)",
+    )
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     run.add_argument(
         "--sync-bn", dest="sync_bn", action="store_true", help="SyncBatchNorm (GPU DDP)"
     )
@@ -108,9 +201,17 @@ def make_parser() -> argparse.ArgumentParser:
         help="one process computing BN per sub-batch, as K DDP processes do",
     )
     run.add_argument(
-        "--export", type=Path, metavar="MODEL.onnx", help="build, inject, verify, write"
+        "--export",
+        type=Path,
+        metavar="MODEL.onnx",
+        help="after training: build, inject, verify against torch, write",
     )
-    run.add_argument("--export-fold-bn", dest="export_fold_bn", action="store_true")
+    run.add_argument(
+        "--export-fold-bn",
+        dest="export_fold_bn",
+        action="store_true",
+        help="fold BatchNorm into the convs of the exported graph",
+    )
     run.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
     return p
 
@@ -125,7 +226,20 @@ def spec_for(args: argparse.Namespace, *, classes: int | None = None) -> Spec:
     ns.dataset = None if ns.spec is not None else (ns.family or SPEC_FAMILY[args.dataset])
     if ns.classes is None:
         ns.classes = classes
-    return spec_from_args(ns)
+    try:
+        return spec_from_args(ns)
+    except SpecError as err:
+        if (
+            str(err).startswith("unknown depth")
+            and ns.dataset == "cifar10"
+            and ns.family is None
+            and ns.depth in IMAGENET_DEPTHS
+        ):
+            raise SpecError(
+                f"depth {ns.depth} is an ImageNet depth (Table 1), but --dataset {args.dataset} "
+                f"uses the CIFAR family (6n+2: 8, 14, 20, ...): add --family imagenet"
+            ) from None
+        raise
 
 
 def _classes_of(args: argparse.Namespace) -> int | None:
@@ -137,15 +251,23 @@ def _classes_of(args: argparse.Namespace) -> int | None:
 
 
 def config_from_args(args: argparse.Namespace):
+    import dataclasses
+
     from train.loop import TrainConfig
     from train.recipe import cifar_recipe, imagenet_recipe
 
     if args.out is None:
         raise UserError("give --out RUN_FOLDER (or --resume RUN_FOLDER)")
+    if args.epochs is not None and args.max_iters is not None:
+        raise UserError("give --epochs or --max-iters, not both")
     spec = spec_for(args, classes=_classes_of(args))
     recipe = imagenet_recipe() if spec.stem == "imagenet" else cifar_recipe(spec.depth)
     if args.dataset == "synthetic":
         recipe = recipe.replace(val_split=0)
+    if args.max_iters is not None:
+        recipe = dataclasses.replace(recipe, epochs=None)
+    if args.milestones is not None:
+        recipe = recipe.replace(scale_milestones=False)
     recipe = recipe.replace(
         **{
             k: getattr(args, k)
@@ -165,8 +287,6 @@ def config_from_args(args: argparse.Namespace):
             )
         }  # fmt: skip
     )
-    if args.max_iters is not None and args.epochs is None:
-        recipe = recipe.replace(epochs=None) if recipe.epochs else recipe
     return TrainConfig(
         spec=spec,
         dataset=args.dataset,
@@ -187,12 +307,38 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def _flag_names(dests: Sequence[str]) -> list[str]:
+    by_dest = {a.dest: max(a.option_strings, key=len) for a in make_parser()._actions}
+    return [by_dest[d] for d in dests]
+
+
+def refused_on_resume(args: argparse.Namespace) -> list[str]:
+    """The flags given with --resume that it does not honour (config.json decides them)."""
+    parser = make_parser()
+    refused = []
+    for action in parser._actions:
+        dest = action.dest
+        if not action.option_strings or dest in ("help", "resume", *RESUME_OVERRIDES):
+            continue
+        if getattr(args, dest, None) != action.default:
+            refused.append(max(action.option_strings, key=len))
+    return refused
+
+
 def resume_config(args: argparse.Namespace):
     import dataclasses
     import json
 
     from train.loop import CONFIG, TrainConfig
 
+    refused = refused_on_resume(args)
+    if refused:
+        raise UserError(
+            f"{', '.join(refused)} not allowed with --resume (the run's {CONFIG} decides; "
+            f"--resume honours {', '.join(_flag_names(RESUME_OVERRIDES))})"
+        )
+    if args.epochs is not None and args.max_iters is not None:
+        raise UserError("give --epochs or --max-iters, not both")
     path = args.resume / CONFIG
     if not path.is_file():
         raise UserError(f"--resume {args.resume}: no {CONFIG} there, so it is not a run folder")
@@ -201,9 +347,20 @@ def resume_config(args: argparse.Namespace):
     except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"{path} is not a readable run config ({err})") from None
     changes = {"out": args.resume}
+    counts_epochs = config.recipe.epochs is not None
+    if args.epochs is not None and not counts_epochs:
+        raise UserError(
+            f"{args.resume} counts iterations: extend it with --max-iters, not --epochs"
+        )
+    if args.max_iters is not None and counts_epochs:
+        raise UserError(f"{args.resume} counts epochs: extend it with --epochs, not --max-iters")
     if args.epochs is not None:
         changes["recipe"] = config.recipe.replace(epochs=args.epochs)
-    for key in RESUME_OVERRIDES[1:]:
+    elif args.max_iters is not None:
+        changes["recipe"] = dataclasses.replace(
+            config.recipe, epochs=None, max_iters=args.max_iters
+        )
+    for key in ("export", "export_fold_bn", "workers", "device", "progress"):
         value = getattr(args, key)
         if value is not None and value != make_parser().get_default(key):
             changes[key] = value

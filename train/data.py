@@ -1,16 +1,17 @@
 """Training data: CIFAR-10 python batches, ImageFolder trees, and a built-in synthetic set.
 
-In-memory sets (CIFAR-10, synthetic) are uint8 tensors [N, 3, H, W] that are batched and augmented
-on the training device (section 4.2: 4-pixel pad, random crop, flip). ImageFolder trees decode
-with PIL in DataLoader workers (section 3.4: scale augmentation, crop, flip, colour). Every random
-choice is seeded from (seed, epoch, step or index), so a resumed run sees the same batches.
+In-memory sets (CIFAR-10, synthetic) are uint8 tensors [N, 3, H, W], batched and augmented on the
+CPU in the training process (section 4.2: 4-pixel pad, random crop, flip) before the batch moves
+to the device. ImageFolder trees decode with PIL in DataLoader workers (section 3.4: scale
+augmentation, crop, flip, colour). Every random choice is seeded from (seed, rank, epoch, step or
+index), so a resumed run sees the same batches and no two processes or seeds share a stream.
 Normalisation (per-channel mean and std on the 0..1 scale) is stored with the run.
 """
 
 from __future__ import annotations
 
-import math
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,6 +267,7 @@ def folder_data(root: Path, *, image_size: int) -> DataBundle:
         ]
         if not items:
             raise DataError(f"--data {root}: no images under {split}/")
+        _check_images([path for path, _ in items])
         sets[split] = FolderSet(items, image_size, train=split == "train")
     return DataBundle(
         "imagefolder",
@@ -279,6 +281,24 @@ def folder_data(root: Path, *, image_size: int) -> DataBundle:
     )
 
 
+def _check_images(paths: list[Path]) -> None:
+    """Refuse files PIL cannot identify before training starts (a header read, not a decode)."""
+    from PIL import Image
+
+    def bad(path: Path) -> str | None:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 (identifying the format reads the header)
+        except (OSError, ValueError) as err:
+            return f"{path} is not a readable image ({type(err).__name__})"
+        return None
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for message in pool.map(bad, paths):
+            if message:
+                raise DataError(message)
+
+
 def _open_image(path: Path) -> object:
     from PIL import Image
 
@@ -286,7 +306,7 @@ def _open_image(path: Path) -> object:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (OSError, ValueError) as err:
-        raise DataError(f"{path} is not a readable image ({type(err).__name__})") from None
+        raise DataError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
 
 
 def _to_tensor(image: object) -> torch.Tensor:
@@ -340,9 +360,12 @@ def augment_cifar(images: torch.Tensor, generator: torch.Generator, pad: int = 4
     return torch.where(flip.view(n, 1, 1, 1).to(out.device), out.flip(3), out)
 
 
-def step_seed(seed: int, epoch: int, step: int) -> int:
-    """A per-(seed, epoch, step) seed, so augmentation does not depend on the RNG's history."""
-    return int(np.random.SeedSequence([seed, epoch, step]).generate_state(1)[0])
+def step_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
+    """A per-(seed, rank, epoch, step) seed, so augmentation does not depend on the RNG's history.
+
+    The words enter a SeedSequence separately, so (seed, rank) pairs never collide.
+    """
+    return int(np.random.SeedSequence([seed, rank, epoch, step]).generate_state(1)[0])
 
 
 def iterate_batches(
@@ -355,32 +378,38 @@ def iterate_batches(
     seed: int,
     epoch: int,
     workers: int = 0,
-    start_step: int = 0,
+    rank: int = 0,
 ):
-    """Yield (images float 0..1, labels) for `indices` in order, `batch_size` at a time."""
+    """Yield (images float 0..1, labels) for `indices` in order, `batch_size` at a time.
+
+    A `DataError` raised while decoding in a worker keeps its own message (the file's path).
+    """
     chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     if train:
         chunks = [c for c in chunks if len(c) == batch_size] or chunks[:1]  # drop the ragged tail
-    chunks = chunks[start_step:]
     if isinstance(data, TensorSet):
-        for step, chunk in enumerate(chunks, start_step):
+        for step, chunk in enumerate(chunks):
             index = torch.tensor(chunk)
             images = data.images[index]
             if augment:
-                gen = torch.Generator().manual_seed(step_seed(seed, epoch, step))
+                gen = torch.Generator().manual_seed(step_seed(seed, epoch, step, rank))
                 images = augment_cifar(images, gen)
             yield images.float().div_(255), data.labels[index]
         return
-    keys = [[(i, step_seed(seed, epoch, s)) for i in c] for s, c in enumerate(chunks, start_step)]
+    keys = [[(i, step_seed(seed, epoch, s, rank)) for i in c] for s, c in enumerate(chunks)]
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=keys, num_workers=workers, persistent_workers=False
     )
-    yield from loader
+    try:
+        yield from loader
+    except DataError as err:  # from a worker: "Caught DataError in DataLoader worker ..." + trace
+        raise DataError(_original_message(str(err))) from None
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return max(1, n // batch_size) if n >= batch_size else 1
-
-
-def ceil_div(a: int, b: int) -> int:
-    return math.ceil(a / b)
+def _original_message(text: str) -> str:
+    """The worker's own message, from the last line of torch's re-raised traceback text."""
+    for line in reversed(text.strip().splitlines()):
+        _, sep, message = line.partition("DataError: ")
+        if sep and message.strip():
+            return message.strip()
+    return text.strip().splitlines()[0] if text.strip() else "unreadable image"

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from graphgen.errors import UserError
+from graphgen.fileio import atomic_write_bytes, atomic_write_text
 from graphgen.plan import expand
 from graphgen.spec import Spec, cifar_spec
 from train import metrics
-from train.checkpoint import atomic_write_bytes, atomic_write_text
 from train.recipe import Recipe, cifar_recipe, scaled_to_epochs
 
 RESULTS = "results.json"

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from graphgen.errors import UserError
+from graphgen.fileio import atomic_write_text
 from graphgen.inject import check_weights
 from graphgen.onnx_io import build, save
 from graphgen.plan import expand
-from train.checkpoint import atomic_write_text, model_weights, unwrap
+from train.checkpoint import model_weights, unwrap
 
 REL_L2_LIMIT = 1e-5
 VERIFICATION = "verification.json"
@@ -59,6 +60,16 @@ def export_onnx(
         )
     save(graph, out)
     return result
+
+
+def normalisation_props(mean, std) -> dict[str, str]:
+    """The run's input normalisation as graph metadata (JSON lists, 0..1 pixel scale)."""
+    from graphgen.inject import NORMALIZE_MEAN, NORMALIZE_STD
+
+    return {
+        NORMALIZE_MEAN: json.dumps([float(v) for v in mean]),
+        NORMALIZE_STD: json.dumps([float(v) for v in std]),
+    }
 
 
 def _props_of(spec, fold: bool, graph) -> dict[str, str]:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphgen.errors import UserError
+from graphgen.fileio import atomic_write_text
 from graphgen.spec import Spec, spec_from_mapping
 from train import checkpoint as ckpt
 from train import metrics
@@ -147,6 +148,7 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
     out = Path(config.out)
     cuda = device.type == "cuda"
     if dd.main:
+        _check_export_target(config.export)
         _prepare_run_dir(out, config, resume)
     data = load_data(
         config.dataset,
@@ -212,6 +214,13 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
             records = metrics.keep_before(out / metrics.METRICS, start_epoch)
     dd.barrier()
 
+    # DDP broadcasts rank 0's buffers at each forward, then every rank updates its BN statistics
+    # with its own batch: before evaluating, all ranks take rank 0's (the ones that are saved).
+    def sync_buffers() -> None:
+        if dd.world > 1:
+            for buffer in ckpt.unwrap(model).buffers():
+                dist.broadcast(buffer, 0)
+
     norm = _Normalise(data, device, channels_last=cuda)
     meta = _weights_metadata(config, data, write=dd.main)
     for epoch in range(start_epoch, epochs):
@@ -225,6 +234,7 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
             iters=iters, epochs=epochs,
         )  # fmt: skip
         seconds = time.perf_counter() - tic
+        sync_buffers()
         val_error, val_loss = evaluate(
             ckpt.unwrap(model), data.val, norm, dd=dd, device=device, batch=local_batch,
             workers=config.workers,
@@ -258,17 +268,6 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
             workers=config.workers,
         )  # fmt: skip
     if dd.main:
-        if config.export is not None:
-            from train.export import export_onnx
-
-            images, _ = next(
-                iterate_batches(data.val, list(range(min(16, len(data.val)))), 16,
-                                train=False, augment=False, seed=0, epoch=0)
-            )  # fmt: skip
-            result.verification = export_onnx(
-                model, config.export, images=norm(images.to(device)).float().cpu(), run_dir=out,
-                fold=config.export_fold_bn, provenance={"graphgen.weights": f"resnet-train {out}"},
-            )  # fmt: skip
         summary = {
             "epochs": len(records),
             "iterations": control.iteration,
@@ -278,9 +277,41 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
             "world_size": dd.world,
             "device": str(device),
         }
-        ckpt.atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        # written before the export, so a failed export (or a kill during it) keeps the summary
+        atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        if config.export is not None:
+            from train.export import export_onnx, normalisation_props
+
+            images, _ = next(
+                iterate_batches(data.val, list(range(min(16, len(data.val)))), 16,
+                                train=False, augment=False, seed=0, epoch=0)
+            )  # fmt: skip
+            provenance = {
+                "graphgen.weights": f"resnet-train {out}",
+                **normalisation_props(data.mean, data.std),
+            }
+            result.verification = export_onnx(
+                model, config.export, images=norm(images.to(device)).float().cpu(), run_dir=out,
+                fold=config.export_fold_bn, provenance=provenance,
+            )  # fmt: skip
+            summary["export"] = str(config.export)
+            atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     dd.barrier()
     return result
+
+
+def _check_export_target(export: Path | None) -> None:
+    """`--export FILE` must be writable before hours of training, not after."""
+    if export is None:
+        return
+    export = Path(export)
+    folder = export.parent
+    if export.is_dir():
+        raise UserError(f"--export {export} is a folder; give a file name such as model.onnx")
+    if not folder.is_dir():
+        raise UserError(f"--export {export}: no folder {folder} to write it in")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--export {export}: folder {folder} is not writable")
 
 
 def _prepare_run_dir(out: Path, config: TrainConfig, resume: bool) -> None:
@@ -292,7 +323,7 @@ def _prepare_run_dir(out: Path, config: TrainConfig, resume: bool) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create run folder {out}: {err.strerror}") from None
-    ckpt.atomic_write_text(out / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(out / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def _shard(n: int, dd: _Dist, *, seed: int, epoch: int) -> list[int]:
@@ -344,7 +375,7 @@ def _train_epoch(
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, wrong, images
     batches = iterate_batches(
         data.train, indices, local_batch, train=True, augment=config.augment,
-        seed=config.seed + 1000 * dd.rank, epoch=epoch, workers=config.workers,
+        seed=config.seed, rank=dd.rank, epoch=epoch, workers=config.workers,
     )  # fmt: skip
     with _progress(dd.main and config.progress, f"epoch {epoch + 1}/{epochs}", iters) as advance:
         for x, y in batches:
@@ -484,7 +515,7 @@ def _weights_metadata(config: TrainConfig, data: DataBundle, *, write: bool) -> 
     }
     if write:
         with contextlib.suppress(OSError):
-            ckpt.atomic_write_text(Path(config.out) / DATA_INFO, json.dumps(info, indent=2) + "\n")
+            atomic_write_text(Path(config.out) / DATA_INFO, json.dumps(info, indent=2) + "\n")
     return {
         "graphgen.spec": config.spec.to_json(),
         "normalisation": json.dumps({"mean": list(data.mean), "std": list(data.std)}),

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from train.checkpoint import atomic_write_bytes, atomic_write_text
+from graphgen.fileio import atomic_write_bytes, atomic_write_text
 
 METRICS = "metrics.jsonl"
 CURVE = "curve.png"

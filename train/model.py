@@ -26,6 +26,7 @@ from graphgen.plan import (
     fold_bn,
 )
 from graphgen.spec import Spec
+from graphgen.weights import _last_use
 
 
 class PlanNet(nn.Module):
@@ -40,6 +41,11 @@ class PlanNet(nn.Module):
                 _add_nested(self, op.name, module)
         self._modules_by_op = {
             op.name: self.get_submodule(op.name) for op in plan.ops if _module_for(op) is not None
+        }
+        # op index -> activations no later op reads: forward drops them (autograd keeps what it
+        # saved for backward), so only the live ones stay in memory, not every block's output.
+        self._free_after = {
+            i: tuple(n for n in names if n != "logits") for i, names in _last_use(plan).items()
         }
         self.reset_parameters()
 
@@ -60,8 +66,10 @@ class PlanNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {"input": x}
-        for op in self.plan.ops:
+        for index, op in enumerate(self.plan.ops):
             values[op.out] = self._run_op(op, values)
+            for name in self._free_after.get(index, ()):
+                del values[name]
         return values["logits"]
 
     def _run_op(self, op: object, values: dict[str, torch.Tensor]) -> torch.Tensor:

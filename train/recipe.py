@@ -35,12 +35,40 @@ class Recipe:
     plateau_threshold: float = 1e-3
     min_lr: float = 1e-5
     val_split: int = 5_000
+    # With `epochs`, milestones move to the same fractions of the shorter run (the paper's shape);
+    # False for milestones the user gave, which are iterations of this run as they stand.
+    scale_milestones: bool = True
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
-        if self.batch_size < 1 or self.lr <= 0:
-            raise UserError("batch size and lr must be positive")
+        checks = (
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 < self.gamma <= 1, f"--gamma must be in (0, 1], got {self.gamma}"),
+            (
+                all(m > 0 for m in self.milestones)
+                and list(self.milestones) == sorted(self.milestones),
+                f"--milestones must be positive iterations in increasing order, "
+                f"got {','.join(map(str, self.milestones))}",
+            ),
+            (self.epochs is None or self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (
+                self.max_iters is None or self.max_iters >= 1,
+                f"--max-iters must be >= 1, got {self.max_iters}",
+            ),
+            (
+                self.warmup_lr is None or self.warmup_lr > 0,
+                f"--warmup-lr must be positive, got {self.warmup_lr}",
+            ),
+            (self.plateau_patience >= 1, "--plateau-patience must be at least 1"),
+            (self.val_split >= 0, f"--val-split must be >= 0, got {self.val_split}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
         if self.max_iters is None and self.epochs is None:
             raise UserError("a recipe needs --epochs or --max-iters")
 
@@ -81,9 +109,10 @@ def scaled_to_epochs(recipe: Recipe, *, epochs: int, iters_per_epoch: int) -> Re
     """With `--epochs`, keep the paper's schedule shape: milestones at the same fractions of the run.
 
     64k iterations with drops at 32k and 48k become drops at 50% and 75% of the requested run.
+    Milestones the user gave (`scale_milestones` False) are iterations and stay as they are.
     """
     total = epochs * iters_per_epoch
-    if recipe.schedule != "step" or recipe.max_iters is None:
+    if not recipe.scale_milestones or recipe.schedule != "step" or recipe.max_iters is None:
         return dataclasses.replace(recipe, epochs=epochs, max_iters=total)
     ratio = total / recipe.max_iters
     milestones = tuple(max(1, round(m * ratio)) for m in recipe.milestones)
