@@ -7,23 +7,42 @@ from typing import Any
 
 from reports import tables
 
+# The terminal gets the columns a reader scans; report.md/html carry every field.
 SUMMARY_COLUMNS = (
     "model",
     "runtime",
     "precision",
     "batch",
     "image",
-    "status",
     "median ms",
-    "95% CI ms",
     "p90 ms",
     "CoV",
     "img/s",
     "GFLOP/s",
-    "% peak",
     "parity",
     "note",
 )
+# Dropped from the terminal table when every row has the same value (said once in the title).
+CONSTANT_COLUMNS = ("precision", "batch", "image")
+
+
+def _compact(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Short cells for a terminal: parity as verdict + rel L2, status folded into the note."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        parity = row.get("parity", "-")
+        words = parity.split()
+        if "relL2" in words:
+            rel = words[words.index("relL2") + 1]
+            verdict = "FAIL" if "FAIL" in words else "ok"
+            row["parity"] = f"{verdict} {rel}"
+        if row.get("status") not in (None, "ok"):
+            row["note"] = f"{row['status']}: {row.get('note', '')}".rstrip(": ")
+        elif row.get("note", "").startswith("unstable"):
+            row["note"] = "unstable"
+        out.append(row)
+    return out
 
 
 def _table(title: str, rows: list[dict[str, str]], columns: tuple[str, ...]) -> Any:
@@ -32,34 +51,58 @@ def _table(title: str, rows: list[dict[str, str]], columns: tuple[str, ...]) -> 
 
     table = Table(title=title, title_justify="left")
     for col in columns:
-        if col == "note":
-            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=48)
+        if col == "note":  # the one column that gives way on a narrow terminal
+            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=24)
         else:
-            table.add_column(col, overflow="fold")
+            width = max([len(col), *(len(row[col]) for row in rows)])
+            table.add_column(col, no_wrap=True, min_width=width)
     for row in rows:
         style = {"failed": "red", "skipped": "dim"}.get(row.get("status", ""))
         table.add_row(*(escape(row[c]) for c in columns), style=style)  # data, never markup
     return table
 
 
+def _drop_constant(rows: list[dict[str, str]], columns: tuple[str, ...]) -> tuple[tuple, str]:
+    """Columns minus those that hold one value in every row; that value goes in the title."""
+    same = {
+        c: rows[0][c] for c in CONSTANT_COLUMNS if c in columns and len({r[c] for r in rows}) == 1
+    }
+    kept = tuple(c for c in columns if c not in same)
+    return kept, "".join(f", {k} {v}" for k, v in same.items())
+
+
 def print_summary(report: Mapping[str, Any], *, console: Any) -> None:
-    """Results, the MLPerf-style view, and a warning line per unstable result."""
+    """Results, the MLPerf-style view, and one line per unstable result."""
     multi = len(report["machines"]) > 1
-    columns = (("machine",) if multi else ()) + SUMMARY_COLUMNS
-    console.print(_table("Results (latency in ms)", tables.result_rows(report), columns))
+    rows = _compact(tables.result_rows(report))
+    if rows:
+        columns, said = _drop_constant(rows, (("machine",) if multi else ()) + SUMMARY_COLUMNS)
+        title = f"Results (latency in ms{said}; parity: rel. L2 vs the reference)"
+        console.print(_table(title, rows, columns))
+    for r in report["records"]:  # the table cuts notes short; a failure's reason is printed whole
+        if r["status"] == "failed":
+            console.print(
+                f"failed: {r['model']} {r['runtime']} {r['precision']} b{r['batch']}: "
+                f"{r.get('reason') or 'no reason recorded'}",
+                markup=False,
+                highlight=False,
+            )
     mlperf = tables.mlperf_rows(report)
     if mlperf:
-        cols = tables.MLPERF_COLUMNS if multi else tables.MLPERF_COLUMNS[1:]
-        console.print(
-            _table("MLPerf-style view: SingleStream (p90 @ batch 1), Offline", mlperf, cols)
+        columns, said = _drop_constant(
+            mlperf, tables.MLPERF_COLUMNS if multi else tables.MLPERF_COLUMNS[1:]
         )
-    from rich.markup import escape
-
-    for r in tables.unstable_records(report):
-        what = escape(f"{r['model']} on {r['runtime']} batch {r['batch']}")
+        title = f"MLPerf-style view (SingleStream: p90 at batch 1; Offline: largest batch{said})"
+        console.print(_table(title, mlperf, columns))
+    unstable = [
+        f"{r['model']} {r['runtime']} b{r['batch']} ({r['stability']['cov']:.0%})"
+        for r in tables.unstable_records(report)
+    ]
+    if unstable:
         console.print(
-            f"[yellow]warning:[/] {what} is unstable "
-            f"(CoV {r['stability']['cov']:.1%} > 2.5%); quiet the machine or time longer",
-            markup=True,
+            f"warning: {len(unstable)} result(s) unstable, CoV > 2.5% (trtexec's threshold): "
+            + ", ".join(unstable)
+            + "; quiet the machine or time longer (--duration-s)",
+            markup=False,
             highlight=False,
         )

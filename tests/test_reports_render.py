@@ -150,4 +150,4 @@ def test_summary_prints_data_text_verbatim():
     print_summary(_report([failed, ok]), console=Console(file=buf, width=300))
     text = buf.getvalue()
     assert "[min 1, opt 8, max 8]" in text
-    assert "runs[/]x/net.onnx" in text and "runs[/]x/net.onnx on ort-cpu" in text
+    assert "runs[/]x/net.onnx" in text and "runs[/]x/net.onnx ort-cpu b1" in text
