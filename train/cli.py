@@ -11,10 +11,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from graphgen.cli.build import spec_from_args
-from graphgen.cliutil import EXIT_CHECK_FAILED, OneLineParser, csv_list, fail, positive_int
+from graphgen.cli.build import add_architecture_arguments, spec_from_args
+from graphgen.cliutil import (
+    EXIT_CHECK_FAILED,
+    OneLineParser,
+    csv_list,
+    fail,
+    non_negative_int,
+    positive_int,
+)
 from graphgen.errors import SpecError, UserError
-from graphgen.spec import BLOCKS, IMAGENET_DEPTHS, SHORTCUTS, STRIDE_PLACEMENTS, Spec
+from graphgen.spec import IMAGENET_DEPTHS, Spec
 from train.data import DATASETS
 
 
@@ -50,16 +57,6 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def make_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="resnet-train",
@@ -93,20 +90,7 @@ def make_parser() -> argparse.ArgumentParser:
         choices=("imagenet", "cifar10"),
         help="depth table to use (default: cifar10 for synthetic/cifar10, imagenet for imagefolder)",
     )
-    net.add_argument(
-        "--shortcut", choices=SHORTCUTS, help="A, B, C, or none (plain net); default by family"
-    )
-    net.add_argument("--block", choices=BLOCKS, help="override the depth table's block type")
-    net.add_argument(
-        "--stride-at",
-        dest="stride_at",
-        choices=STRIDE_PLACEMENTS,
-        help="where a bottleneck strides: the paper's 1x1 or torchvision v1.5's 3x3",
-    )
-    net.add_argument("--classes", type=positive_int, help="output classes (default: from the data)")
-    net.add_argument(
-        "--image-size", dest="image_size", type=positive_int, help="default 32 / 224 by family"
-    )
+    add_architecture_arguments(net, classes_default="from the data", size_default="32 / 224")
 
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS, default="synthetic", help="training data")

@@ -39,26 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
     what.add_argument("--all", action="store_true", help="every standard variant (see `list`)")
     p.add_argument("--dataset", choices=DATASETS, help="pick the ImageNet or CIFAR family")
-    p.add_argument(
-        "--shortcut",
-        choices=SHORTCUTS,
-        help="A zero-pad identity, B project where shapes change, C project always, "
-        "none = plain net",
-    )
-    p.add_argument("--block", choices=BLOCKS, help="override the depth table's block type")
-    p.add_argument(
-        "--stride-at",
-        dest="stride_at",
-        choices=STRIDE_PLACEMENTS,
-        help="where a bottleneck strides: 1x1 (the paper) or 3x3 (torchvision v1.5)",
-    )
-    p.add_argument("--classes", type=int, help="output classes (default 1000 / 10)")
-    p.add_argument(
-        "--image-size",
-        dest="image_size",
-        type=int,
-        help="input height and width (default 224 / 32)",
-    )
+    add_architecture_arguments(p)
     p.add_argument(
         "--batch",
         default="dynamic",
@@ -96,6 +77,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder for --all (default .)",
     )
     p.set_defaults(func=run)
+
+
+def add_architecture_arguments(
+    group: argparse._ActionsContainer,
+    *,
+    classes_default: str = "1000 / 10",
+    size_default: str = "224 / 32",
+) -> None:
+    """The spec overrides every command that builds a network takes (graphgen build,
+    resnet-train): shortcut, block, stride placement, classes, image size."""
+    group.add_argument(
+        "--shortcut",
+        choices=SHORTCUTS,
+        help="A zero-pad identity, B project where shapes change, C project always, "
+        "none = plain net (default: B for ImageNet, A for CIFAR, as in the paper)",
+    )
+    group.add_argument("--block", choices=BLOCKS, help="override the depth table's block type")
+    group.add_argument(
+        "--stride-at",
+        dest="stride_at",
+        choices=STRIDE_PLACEMENTS,
+        help="where a bottleneck strides: 1x1 (the paper) or 3x3 (torchvision v1.5)",
+    )
+    group.add_argument("--classes", type=int, help=f"output classes (default {classes_default})")
+    group.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        help=f"input height and width (default {size_default})",
+    )
 
 
 def _batch(text: str) -> int | None:
