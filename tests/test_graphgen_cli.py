@@ -22,6 +22,14 @@ def test_build_default_name_and_info(tmp_path, monkeypatch, capsys):
     assert info["graphgen"]["spec"]["shortcut"] == "A"
 
 
+def test_default_file_name_says_what_differs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", "--depth", "20", "--image-size", "64", "--classes", "100"]) == 0
+    assert main(["build", "--depth", "20", "--dtype", "float16", "--fold-bn"]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["cifar-resnet20-64px-100cls.onnx", "cifar-resnet20-fp16-folded.onnx"]
+
+
 def test_build_options_reach_the_graph(tmp_path, capsys):
     out = tmp_path / "m.onnx"
     argv = [

@@ -130,8 +130,17 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
     return spec_for_depth(args.depth, args.dataset, **overrides)
 
 
-def _suffix(args: argparse.Namespace) -> str:
-    suffix = "-fp16" if args.dtype == "float16" else ""
+def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:
+    """What the default file name adds to the variant's name, so that a 64x64 or a 10-class
+    build never overwrites the standard file."""
+    suffix = ""
+    if spec is not None:
+        family = spec_for_depth(18) if spec.stem == "imagenet" else spec_for_depth(20)
+        if spec.image_size != family.image_size:
+            suffix += f"-{spec.image_size}px"
+        if spec.classes != family.classes:
+            suffix += f"-{spec.classes}cls"
+    suffix += "-fp16" if args.dtype == "float16" else ""
     return suffix + ("-folded" if args.fold_bn else "")
 
 
@@ -161,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out_dir is not None:
         raise UserError("--out-dir goes with --all; use -o PATH for a single model")
     spec = spec_from_args(args)
-    out = args.output or Path(f"{spec.name}{_suffix(args)}.onnx")
+    out = args.output or Path(f"{spec.name}{_suffix(args, spec)}.onnx")
     build_file(spec, out, **options)
     plan = expand(spec)
     print(f"wrote {out}  ({spec.name}: {plan.params:,} params, {plan.macs:,} MACs)")
