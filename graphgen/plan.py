@@ -307,7 +307,14 @@ def expand(spec: Spec) -> Plan:
     for stage, (blocks, width) in enumerate(zip(spec.layers, spec.widths, strict=True)):
         for index in range(blocks):
             stride = 2 if stage > 0 and index == 0 else 1
-            _block(b, spec, f"layer{stage + 1}.{index}", width, stride)
+            prefix = f"layer{stage + 1}.{index}"
+            if spec.preact:
+                _preact_block(b, spec, prefix, width, stride, first=stage == index == 0)
+            else:
+                _block(b, spec, prefix, width, stride)
+    if spec.preact:  # the units end on an addition: one last BN-ReLU before pooling
+        b.bn("bn_final")
+        b.relu("relu_final")
 
     b.ops.append(GlobalAvgPool("avgpool", b.x, "avgpool", b.c, b.hw))
     b.ops.append(Linear("fc", "avgpool", OUTPUT, b.c, spec.classes))
@@ -344,6 +351,46 @@ def _block(b: _Builder, spec: Spec, prefix: str, width: int, stride: int) -> Non
     b.relu(f"{prefix}.relu")
 
 
+def _preact_block(
+    b: _Builder, spec: Spec, prefix: str, width: int, stride: int, *, first: bool
+) -> None:
+    """A full pre-activation unit (He et al. 2016, "Identity Mappings in Deep Residual
+    Networks"): BN-ReLU-conv twice (three times for a bottleneck), no ReLU after the addition.
+
+    A projection shortcut reads the pre-activated input and has no BN. The very first unit
+    takes the stem's own BN-ReLU as its activation ("right after conv1, before splitting").
+    """
+    x, cin, hw = b.x, b.c, b.hw
+    if not first:
+        b.bn(f"{prefix}.bn1")
+        b.relu(f"{prefix}.relu1")
+    pre = b.x
+    if spec.block == "preact_basic":
+        cout = width
+        b.conv(f"{prefix}.conv1", width, 3, stride)
+        b.bn(f"{prefix}.bn2")
+        b.relu(f"{prefix}.relu2")
+        b.conv(f"{prefix}.conv2", width, 3, 1)
+    else:
+        cout = width * spec.expansion
+        s1, s3 = (stride, 1) if spec.stride_at == "1x1" else (1, stride)
+        b.conv(f"{prefix}.conv1", width, 1, s1)
+        b.bn(f"{prefix}.bn2")
+        b.relu(f"{prefix}.relu2")
+        b.conv(f"{prefix}.conv2", width, 3, s3)
+        b.bn(f"{prefix}.bn3")
+        b.relu(f"{prefix}.relu3")
+        b.conv(f"{prefix}.conv3", cout, 1, 1)
+    residual, out_hw = b.x, b.hw
+    shortcut = _shortcut(
+        b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw, projection_input=pre, bn=False
+    )
+    if shortcut is not None:
+        b.ops.append(Add(f"{prefix}.add", residual, shortcut, f"{prefix}.add", (cout, *out_hw)))
+        b.x = f"{prefix}.add"
+    b.c, b.hw = cout, out_hw
+
+
 def _shortcut(
     b: _Builder,
     option: str,
@@ -354,8 +401,14 @@ def _shortcut(
     stride: int,
     hw: tuple[int, int],
     out_hw: tuple[int, int],
+    *,
+    projection_input: str | None = None,
+    bn: bool = True,
 ) -> str | None:
-    """The shortcut tensor for options A/B/C (He et al. 2015, 3.3), or None for a plain net."""
+    """The shortcut tensor for options A/B/C (He et al. 2015, 3.3), or None for a plain net.
+
+    Identity shortcuts read `x`; a projection reads `projection_input` (the pre-activated input
+    in a pre-activation unit) and is followed by BN unless `bn` is False."""
     changes = stride != 1 or cin != cout
     if option == "none":
         return None
@@ -366,8 +419,9 @@ def _shortcut(
         b.ops.append(ZeroPadShortcut(name, x, name, cin, cout, stride, hw, out_hw))
         return name
     residual = (b.x, b.c, b.hw)
-    b.conv(f"{prefix}.downsample.0", cout, 1, stride, x=x, cin=cin, hw=hw)
-    b.bn(f"{prefix}.downsample.1")
+    b.conv(f"{prefix}.downsample.0", cout, 1, stride, x=projection_input or x, cin=cin, hw=hw)
+    if bn:
+        b.bn(f"{prefix}.downsample.1")
     out = b.x
     b.x, b.c, b.hw = residual
     return out
@@ -377,14 +431,16 @@ def fold_bn(plan: Plan) -> Plan:
     """The same network with every BatchNorm merged into the conv before it (a conv bias)."""
     if plan.folded:
         return plan
+    foldable = bn_producers(plan)
+    folded_convs = set(foldable.values())
     rename: dict[str, str] = {}
     ops: list[Op] = []
     for op in plan.ops:
-        if isinstance(op, BatchNorm):
+        if isinstance(op, BatchNorm) and op.name in foldable:
             rename[op.out] = rename.get(op.x, op.x)
             continue
         op = _rename_inputs(op, rename)
-        if isinstance(op, Conv):
+        if isinstance(op, Conv) and op.name in folded_convs:
             op = dataclasses.replace(op, bias=True)
         ops.append(op)
     return Plan(plan.spec, tuple(ops), folded=True)
@@ -400,6 +456,11 @@ def _rename_inputs(op: Op, rename: dict[str, str]) -> Op:
 
 
 def bn_producers(plan: Plan) -> dict[str, str]:
-    """BatchNorm name -> the conv it normalises (what folding merges)."""
+    """BatchNorm name -> the conv it directly follows: what folding merges. A pre-activation
+    unit's first BN reads the residual stream, not a conv, and stays a BatchNorm."""
     producers = {op.out: op.name for op in plan.ops if isinstance(op, Conv)}
-    return {op.name: producers[op.x] for op in plan.ops if isinstance(op, BatchNorm)}
+    return {
+        op.name: producers[op.x]
+        for op in plan.ops
+        if isinstance(op, BatchNorm) and op.x in producers
+    }

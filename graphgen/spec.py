@@ -16,7 +16,7 @@ from typing import Any
 
 from graphgen.errors import SpecError
 
-BLOCKS = ("basic", "bottleneck")
+BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 SHORTCUTS = ("A", "B", "C", "none")
 STEMS = ("imagenet", "cifar")
 STRIDE_PLACEMENTS = ("1x1", "3x3")
@@ -33,7 +33,7 @@ IMAGENET_DEPTHS: Mapping[int, tuple[str, tuple[int, ...]]] = {
 }
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 CIFAR_WIDTHS = (16, 32, 64)  # He et al. 2015, section 4.2: depth 6n+2, three stages of n blocks.
-EXPANSION = {"basic": 1, "bottleneck": 4}
+EXPANSION = {"basic": 1, "bottleneck": 4, "preact_basic": 1, "preact_bottleneck": 4}
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,11 @@ class Spec:
         return EXPANSION[self.block]
 
     @property
+    def preact(self) -> bool:
+        """Pre-activation units (He et al. 2016): BN-ReLU before each conv, none after the add."""
+        return self.block.startswith("preact")
+
+    @property
     def total_stride(self) -> int:
         stem = 4 if self.stem == "imagenet" else 1
         return stem * 2 ** (len(self.layers) - 1)
@@ -110,7 +115,7 @@ class Spec:
     @property
     def depth(self) -> int:
         """Weighted layers, counted as the paper does (convs on the main path plus the fc)."""
-        per_block = 2 if self.block == "basic" else 3
+        per_block = 2 if self.block.endswith("basic") else 3
         return 1 + per_block * sum(self.layers) + 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,7 +150,9 @@ def default_name(spec: Spec) -> str:
     default_shortcut = "A" if spec.stem == "cifar" else "B"
     if spec.shortcut not in ("none", default_shortcut):
         name += f"-{spec.shortcut}"
-    if spec.block == "bottleneck" and spec.stride_at == "3x3":
+    if spec.preact:
+        name += "-preact"
+    if spec.block.endswith("bottleneck") and spec.stride_at == "3x3":
         name += "-v1.5"
     if spec.stem == "imagenet" and (spec.widths, spec.stem_width) != (IMAGENET_WIDTHS, 64):
         name += "-custom"

@@ -76,7 +76,7 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
             )
     for op in plan.ops:
         if isinstance(op, Add):
-            weights[f"{op.a}.weight"][:] = RESIDUAL_BN_SCALE
+            weights[f"{_last_branch_bn(plan, op.a)}.weight"][:] = RESIDUAL_BN_SCALE
         elif isinstance(op, BatchNorm) and plan.spec.shortcut == "none":
             weights[f"{op.name}.bias"][:] = PLAIN_BN_SHIFT
     calibrate_bn(plan, weights, seed=seed)
@@ -91,6 +91,17 @@ def calibration_images(plan: Plan) -> int:
     get one image (49+ positions per channel even at 7x7); small maps need more samples, and
     deep plain nets amplify noisy statistics (cifar-plain110 with one image: logit std 278)."""
     return int(min(8, max(1, CALIBRATION_MACS // max(plan.macs, 1))))
+
+
+def _last_branch_bn(plan: Plan, tensor: str) -> str:
+    """The last BN of the residual branch ending in `tensor`: the branch's final op itself, or
+    in a pre-activation unit (conv <- ReLU <- BN) the BN before its last conv. ReLU is
+    positively homogeneous, so scaling that BN scales the branch either way."""
+    producer = {op.out: op for op in plan.ops}
+    op = producer[tensor]
+    while not isinstance(op, BatchNorm):
+        op = producer[op.x]
+    return op.name
 
 
 def calibrate_bn(plan: Plan, weights: Weights, *, seed: int = 0, images: int | None = None) -> None:

@@ -222,3 +222,37 @@ def test_scaling_holds_across_seeds(name, seed):
     spec = STANDARD_VARIANTS[name]
     x = normal_input(spec, batch=4, seed=seed + 10)
     assert 0.1 < float(run_ort(build(spec, seed=seed), x).std()) < 10
+
+
+@pytest.mark.parametrize("block", ["preact_basic", "preact_bottleneck"])
+@pytest.mark.parametrize("shortcut", ["A", "B", "C"])
+def test_preactivation_units(block, shortcut):
+    """He et al. 2016's full pre-activation: BN-ReLU before each conv, no ReLU after the add,
+    projections without BN on the pre-activated input, one BN-ReLU before pooling; the torch
+    module from the same plan agrees with onnxruntime."""
+    import torch
+
+    from graphgen.onnx_io import weights_of
+    from train.model import build_model
+
+    spec = cifar_spec(20, block=block, shortcut=shortcut, image_size=16)
+    model = build(spec)
+    ops = {n.name: n for n in model.graph.node}
+    consumers = {i: n.op_type for n in model.graph.node for i in n.input}
+    adds = [n for n in model.graph.node if n.op_type == "Add"]
+    assert adds and all(consumers.get(a.output[0]) != "Relu" for a in adds[:-1])
+    assert "layer1.0.bn1" not in ops  # the first unit uses the stem's activation
+    assert ops["layer2.0.bn1"].op_type == "BatchNormalization"
+    assert "bn_final" in ops and not any(".downsample.1" in n for n in ops)
+    if shortcut != "A":
+        assert ops["layer2.0.downsample.0"].input[0] == "layer2.0.relu1"
+    net = build_model(spec).eval()
+    state = {k: torch.from_numpy(v.copy()) for k, v in weights_of(model).items()}
+    net.load_state_dict(state, strict=False)
+    x = normal_input(spec)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    y = run_ort(model, x)
+    assert np.linalg.norm(y - ref) / np.linalg.norm(ref) < 1e-5
+    folded = run_ort(build(spec, fold=True), x)
+    assert np.linalg.norm(folded - y) / np.linalg.norm(y) < 1e-5

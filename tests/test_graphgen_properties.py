@@ -13,7 +13,7 @@ from graphgen.errors import SpecError
 from graphgen.onnx_emit import max_opset
 from graphgen.onnx_io import build, validate
 from graphgen.plan import expand
-from graphgen.spec import Spec, spec_from_mapping
+from graphgen.spec import BLOCKS, Spec, spec_from_mapping
 from tests._graphs import run_ort
 
 SETTINGS = settings(
@@ -31,9 +31,9 @@ def specs(draw) -> Spec:
     widths = sorted(
         draw(st.lists(st.sampled_from([4, 8, 12, 16]), min_size=stages, max_size=stages))
     )
-    block = draw(st.sampled_from(["basic", "bottleneck"]))
+    block = draw(st.sampled_from(["basic", "bottleneck", "preact_basic", "preact_bottleneck"]))
     shortcut = draw(st.sampled_from(["A", "B", "C", "none"]))
-    expansion = 4 if block == "bottleneck" else 1
+    expansion = 4 if block.endswith("bottleneck") else 1
     stem_width = draw(st.sampled_from([w for w in (4, 8) if w <= widths[0] * expansion]))
     stride = (4 if stem == "imagenet" else 1) * 2 ** (stages - 1)
     image = draw(st.integers(stride, stride * 2 + 7))
@@ -77,7 +77,7 @@ BAD_VALUES = {
         st.just([]), st.lists(st.integers(-3, 0), min_size=1, max_size=3), st.text(max_size=4)
     ),
     "widths": st.one_of(st.lists(st.integers(-5, 0), min_size=1, max_size=3), st.just("wide")),
-    "block": st.text(max_size=6).filter(lambda s: s not in ("basic", "bottleneck")),
+    "block": st.text(max_size=6).filter(lambda s: s not in BLOCKS),
     "shortcut": st.text(max_size=3).filter(lambda s: s not in ("A", "B", "C", "none")),
     "classes": st.integers(-10, 0),
     "image_size": st.one_of(st.integers(-4, 0), st.just("big")),
