@@ -321,33 +321,29 @@ def expand(spec: Spec) -> Plan:
     return Plan(spec, tuple(b.ops))
 
 
-def _block(b: _Builder, spec: Spec, prefix: str, width: int, stride: int) -> None:
-    x, cin, hw = b.x, b.c, b.hw
-    if spec.block == "basic":
-        cout = width
-        b.conv(f"{prefix}.conv1", width, 3, stride)
-        b.bn(f"{prefix}.bn1")
-        b.relu(f"{prefix}.relu1")
-        b.conv(f"{prefix}.conv2", width, 3, 1)
-        b.bn(f"{prefix}.bn2")
-    else:
-        cout = width * spec.expansion
-        s1, s3 = (stride, 1) if spec.stride_at == "1x1" else (1, stride)
-        b.conv(f"{prefix}.conv1", width, 1, s1)
-        b.bn(f"{prefix}.bn1")
-        b.relu(f"{prefix}.relu1")
-        b.conv(f"{prefix}.conv2", width, 3, s3)
-        b.bn(f"{prefix}.bn2")
-        b.relu(f"{prefix}.relu2")
-        b.conv(f"{prefix}.conv3", cout, 1, 1)
-        b.bn(f"{prefix}.bn3")
-    residual, out_hw = b.x, b.hw
+def _branch_convs(spec: Spec, width: int, stride: int) -> tuple[list[tuple[int, int, int]], int]:
+    """The residual branch's convs as (kernel, channels, stride), and the block's output width:
+    two 3x3 (basic) or 1x1-3x3-1x1 with the stride on the first 1x1 (the paper) or on the 3x3
+    (torchvision's v1.5). Post- and pre-activation blocks share this."""
+    if spec.block.endswith("basic"):
+        return [(3, width, stride), (3, width, 1)], width
+    cout = width * spec.expansion
+    s1, s3 = (stride, 1) if spec.stride_at == "1x1" else (1, stride)
+    return [(1, width, s1), (3, width, s3), (1, cout, 1)], cout
 
+
+def _block(b: _Builder, spec: Spec, prefix: str, width: int, stride: int) -> None:
+    """The original unit (He et al. 2015, Fig. 2 and 5): conv-BN-ReLU..., conv-BN, add, ReLU."""
+    x, cin, hw = b.x, b.c, b.hw
+    convs, cout = _branch_convs(spec, width, stride)
+    for i, (kernel, channels, s) in enumerate(convs, 1):
+        b.conv(f"{prefix}.conv{i}", channels, kernel, s)
+        b.bn(f"{prefix}.bn{i}")
+        if i < len(convs):
+            b.relu(f"{prefix}.relu{i}")
+    residual, out_hw = b.x, b.hw
     shortcut = _shortcut(b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw)
-    if shortcut is not None:
-        b.ops.append(Add(f"{prefix}.add", residual, shortcut, f"{prefix}.add", (cout, *out_hw)))
-        b.x = f"{prefix}.add"
-    b.x, b.c, b.hw = b.x, cout, out_hw
+    _join(b, prefix, residual, shortcut, cout, out_hw)
     b.relu(f"{prefix}.relu")
 
 
@@ -361,30 +357,32 @@ def _preact_block(
     takes the stem's own BN-ReLU as its activation ("right after conv1, before splitting").
     """
     x, cin, hw = b.x, b.c, b.hw
-    if not first:
-        b.bn(f"{prefix}.bn1")
-        b.relu(f"{prefix}.relu1")
-    pre = b.x
-    if spec.block == "preact_basic":
-        cout = width
-        b.conv(f"{prefix}.conv1", width, 3, stride)
-        b.bn(f"{prefix}.bn2")
-        b.relu(f"{prefix}.relu2")
-        b.conv(f"{prefix}.conv2", width, 3, 1)
-    else:
-        cout = width * spec.expansion
-        s1, s3 = (stride, 1) if spec.stride_at == "1x1" else (1, stride)
-        b.conv(f"{prefix}.conv1", width, 1, s1)
-        b.bn(f"{prefix}.bn2")
-        b.relu(f"{prefix}.relu2")
-        b.conv(f"{prefix}.conv2", width, 3, s3)
-        b.bn(f"{prefix}.bn3")
-        b.relu(f"{prefix}.relu3")
-        b.conv(f"{prefix}.conv3", cout, 1, 1)
+    convs, cout = _branch_convs(spec, width, stride)
+    pre = x
+    for i, (kernel, channels, s) in enumerate(convs, 1):
+        if i > 1 or not first:
+            b.bn(f"{prefix}.bn{i}")
+            b.relu(f"{prefix}.relu{i}")
+        if i == 1:
+            pre = b.x
+        b.conv(f"{prefix}.conv{i}", channels, kernel, s)
     residual, out_hw = b.x, b.hw
     shortcut = _shortcut(
         b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw, projection_input=pre, bn=False
     )
+    _join(b, prefix, residual, shortcut, cout, out_hw)
+
+
+def _join(
+    b: _Builder,
+    prefix: str,
+    residual: str,
+    shortcut: str | None,
+    cout: int,
+    out_hw: tuple[int, int],
+) -> None:
+    """F(x) + x (He et al. 2015, eq. 1); a plain net (no shortcut) just continues."""
+    b.x = residual
     if shortcut is not None:
         b.ops.append(Add(f"{prefix}.add", residual, shortcut, f"{prefix}.add", (cout, *out_hw)))
         b.x = f"{prefix}.add"
