@@ -13,8 +13,10 @@ Options follow ENGINES.md §3.2 and the providers' docs (onnxruntime.ai/docs/exe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import sys
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -142,7 +144,10 @@ class _OrtGpuRunner(OrtRunner):
             self._facts["preload_dlls"] = "not available"
             return
         try:
-            preload()
+            # preload_dlls reports missing or mismatched libraries with print(): keep stdout clean
+            # for `parity --json` and friends.
+            with contextlib.redirect_stdout(sys.stderr):
+                preload()
             self._facts["preload_dlls"] = "ok"
         except Exception as exc:  # system-wide CUDA may still work; the fallback check decides
             self._facts["preload_dlls"] = f"failed: {exc}"
@@ -302,7 +307,7 @@ class OrtTrtRunner(_OrtGpuRunner):
                     "from the float16 graph"
                 )
             return "weakly typed, trt_fp16_enable (TensorRT 10)"
-        return "precision from the graph (the provider builds strongly typed networks)"
+        return "precision from the graph (trt_fp16_enable off)"
 
     def trt_options(self) -> dict[str, Any]:
         import onnxruntime as ort

@@ -453,20 +453,33 @@ class TensorRTRunner(Runner):
         self._timer = cuda_util.EventTimer(self._stream)
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            self._dtypes[name] = dtype
+            trt_dtype = engine.get_tensor_dtype(name)
+            try:  # trt.nptype raises TypeError for types numpy lacks (bf16, fp8, int4)
+                self._dtypes[name] = np.dtype(trt.nptype(trt_dtype))
+            except TypeError as exc:
+                raise UnsupportedError(
+                    f"engine tensor {name!r} has type {trt_dtype}, which has no numpy type; "
+                    "graphgen graphs keep float32 I/O"
+                ) from exc
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self._inputs.append(name)
+                # (min, opt, max) of profile 0, the only one we build
                 max_shape = tuple(engine.get_tensor_profile_shape(name, 0)[2])
-                self._context.set_input_shape(name, max_shape)
+                if not self._context.set_input_shape(name, max_shape):
+                    raise RunnerError(f"TensorRT rejected the profile's max shape {max_shape}")
             else:
                 self._outputs.append(name)
+        # An empty list means every input shape is known, so the output shapes are concrete.
+        unknown = self._context.infer_shapes()
+        if unknown:
+            raise RunnerError(f"TensorRT could not infer the shapes of {list(unknown)}")
         for name in self._inputs + self._outputs:
             shape = tuple(self._context.get_tensor_shape(name))  # max shapes after the inputs
             nbytes = int(np.prod(shape, dtype=np.int64)) * self._dtypes[name].itemsize
             self._buffers[name] = cuda_util.DeviceBuffer(nbytes)
             self._pinned[name] = cuda_util.PinnedArray(shape, self._dtypes[name])
-            self._context.set_tensor_address(name, self._buffers[name].ptr)
+            if not self._context.set_tensor_address(name, self._buffers[name].ptr):
+                raise RunnerError(f"TensorRT rejected the device address for {name!r}")
         self._sample_memory()
 
     def _sample_memory(self) -> None:

@@ -6,6 +6,10 @@ needs TensorRT or a CUDA device is in tests/test_gpu_trt.py and tests/test_gpu_o
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +206,52 @@ def test_cpu_fallback_is_detected_with_the_real_onnxruntime(small_graph):
     with pytest.raises(RunnerError, match="fallback to CPU|fell back") as err:
         OrtRunner.activate_impl(runner)
     assert "ort-cuda" in str(err.value)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed"
+)
+def test_preload_dlls_messages_stay_off_stdout(small_graph, monkeypatch, capsys):
+    """onnxruntime.preload_dlls reports missing libraries with print(); stdout must stay clean
+    for `parity --json`, so the runner sends those lines to stderr."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(
+        ort, "preload_dlls", lambda: print("Failed to load libcudnn.so.9"), raising=False
+    )
+    runner = OrtCudaRunner(small_graph)
+    runner._preload_libraries()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "libcudnn" in captured.err
+    assert runner._facts["preload_dlls"] == "ok"
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu-check.sh"
+
+
+def test_gpu_check_script_parses():
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+def _script_function(name: str) -> str:
+    text = SCRIPT.read_text()
+    start = text.index(f"{name}() {{")
+    return text[start : text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed"
+)
+def test_gpu_check_reads_the_onnxruntime_build():
+    """The script's probe of onnxruntime's CUDA and TensorRT majors, on the installed
+    onnxruntime: two integers (0 0 for the CPU build, which links neither)."""
+    probe = _script_function("ort_build") + "ort_build\n"
+    out = subprocess.run(
+        ["bash", "-c", probe],
+        env={**os.environ, "PY": sys.executable},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(out) == 2 and all(x.isdigit() for x in out)
