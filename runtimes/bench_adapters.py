@@ -127,7 +127,7 @@ def make_runner(
     batch_sizes: tuple[int, ...] = (batch,)
     if cls.device != "cpu":
         options["timing"] = timing
-        if _fixed_batch(model.path) is None:
+        if model.fixed_batch is None:
             batch_sizes = tuple(sorted({batch, *batches}))
     if runtime == "onnx-ref":
         options["macs"] = model.macs
@@ -135,13 +135,26 @@ def make_runner(
 
 
 # -- models -------------------------------------------------------------------------------------
-def check_models(names: list[str]) -> None:
+def check_models(
+    names: list[str],
+    *,
+    precisions: list[str] | None = None,
+    batches: list[int] | None = None,
+    image_size: int | None = None,
+) -> None:
+    """Bad model arguments are bad input (exit 2) before anything runs: unknown names, missing
+    files, and files that cannot run as asked (another precision or size, a fixed batch)."""
     from graphgen.spec import STANDARD_VARIANTS
+    from runtimes import models
 
     for name in names:
         if name.endswith(".onnx"):
             if not Path(name).is_file():
                 raise UserError(f"no such model file: {name}")
+            for precision in precisions or ["fp32"]:
+                resolved = models.resolve(name, precision=precision, image_size=image_size)
+                for batch in batches or []:
+                    models.check_batch(resolved, batch)
         elif name not in STANDARD_VARIANTS:
             raise UserError(
                 f"unknown model {name!r}; use a standard variant "
@@ -168,22 +181,6 @@ def resolve_model(
         input_name=resolved.input_name,
         graphgen=resolved.is_graphgen,
     )
-
-
-def _fixed_batch(path: Path) -> int | None:
-    """The first input's batch dimension when the file fixes it, else None."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    for value in graph.input:
-        if value.name in initializers:
-            continue
-        dims = value.type.tensor_type.shape.dim
-        if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
-            return int(dims[0].dim_value)
-        return None
-    return None
 
 
 # -- inputs and parity --------------------------------------------------------------------------

@@ -19,11 +19,10 @@ import onnx
 from graphgen import __version__ as graphgen_version
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError, UserError
-from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
-from graphgen.onnx_io import build_file, load, metadata, plan_of, save, weights_of
+from graphgen.onnx_emit import DEFAULT_OPSET
+from graphgen.onnx_io import build_file, load, metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, variant
-from graphgen.weights import fold_weights
 
 DTYPE_OF = {"fp32": "float32", "fp16": "float16"}
 PRECISION_OF = {v: k for k, v in DTYPE_OF.items()}
@@ -41,6 +40,7 @@ class ResolvedModel:
     image_size: int
     input_name: str = "input"
     output_name: str = "logits"
+    fixed_batch: int | None = None  # the batch a file fixes (graphgen --batch N, most exports)
 
     @property
     def is_graphgen(self) -> bool:
@@ -137,37 +137,47 @@ def _from_spec(
 def _from_path(
     path: Path, precision: str, image_size: int | None, fold: bool, cache: Path
 ) -> ResolvedModel:
+    """A file is run exactly as it is: never rebuilt, so what is checked and timed is the file
+    the user named (a rebuilt copy would hide a tampered graph)."""
     model = load(path)
     meta = metadata(model)
     if "graphgen.spec" not in meta:
         return _foreign(model, path, precision, image_size)
     plan = plan_of(model, source=str(path))
-    spec = _sized(plan.spec, image_size)
+    size = plan.spec.image_size
     file_precision = PRECISION_OF.get(meta.get("graphgen.dtype", "float32"), "fp32")
-    refold = fold and not plan.folded
-    if spec == plan.spec and precision == file_precision and not refold:
-        return ResolvedModel(path, spec.name, plan, plan.macs, precision, spec.image_size)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    key = {
-        "source": digest,
-        "precision": precision,
-        "image_size": spec.image_size,
-        "fold": plan.folded or fold,
-        "graphgen": graphgen_version,
-    }
-    out = _cache_path(cache, spec.name, key)
-    new_plan = expand(spec)
-    weights = {k: v.astype("float32") for k, v in weights_of(model).items()}
-    if plan.folded:
-        new_plan = fold_bn(new_plan)
-    elif refold:
-        weights = fold_weights(new_plan, weights)
-        new_plan = fold_bn(new_plan)
-    if not out.is_file():
-        _ensure_cache(cache)
-        extra = {k: v for k, v in meta.items() if k == "graphgen.seed"}
-        save(emit_model(new_plan, weights, dtype=DTYPE_OF[precision], metadata=extra), out)
-    return ResolvedModel(out, spec.name, new_plan, new_plan.macs, precision, spec.image_size)
+    rebuild = "build the variant you want with `graphgen build` (this file is run as it is)"
+    if precision != file_precision:
+        raise UserError(
+            f"{path} is an {file_precision} graph: pass --precision {file_precision}, or {rebuild}"
+        )
+    if image_size is not None and image_size != size:
+        raise UserError(f"{path} takes {size}x{size} images, not {image_size}: {rebuild}")
+    if fold and not plan.folded:
+        raise UserError(f"{path} is not BN-folded: {rebuild} with --fold-bn")
+    return ResolvedModel(
+        path, str(path), plan, plan.macs, precision, size, fixed_batch=fixed_batch(model)
+    )
+
+
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The first input's batch dimension when the file fixes it, else None (symbolic)."""
+    initializers = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name not in initializers:
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+                return int(dims[0].dim_value)
+            return None
+    return None
+
+
+def check_batch(model: ResolvedModel, batch: int) -> None:
+    if model.fixed_batch is not None and batch != model.fixed_batch:
+        raise UserError(
+            f"{model.name} has a fixed batch of {model.fixed_batch}: pass --batch "
+            f"{model.fixed_batch}, or build it with a dynamic batch (graphgen build --batch dynamic)"
+        )
 
 
 def _foreign(
@@ -207,4 +217,5 @@ def _foreign(
         image_size or size,
         inputs[0].name,
         model.graph.output[0].name,
+        fixed_batch(model),
     )

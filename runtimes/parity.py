@@ -34,7 +34,7 @@ from graphgen.spec import Spec
 from runtimes import registry
 from runtimes.base import Runner, RunnerError, UnsupportedError
 from runtimes.inputs import DEFAULT_SEED, DISTRIBUTION, feeds
-from runtimes.models import ResolvedModel, resolve
+from runtimes.models import ResolvedModel, check_batch, resolve
 
 REFERENCE = "torch"
 REFERENCE_PRECISION = "fp64"
@@ -363,7 +363,7 @@ def check_model(
     model: str | Path | Spec | ResolvedModel,
     runtimes: Sequence[str] | None = None,
     *,
-    batch: int = 2,
+    batch: int | None = None,
     image_size: int | None = None,
     precision: str = "fp32",
     fold: bool = False,
@@ -390,6 +390,7 @@ def check_model(
     ).models[0]
 
 
+DEFAULT_BATCH = 2
 DEFAULT_RUNTIMES = ("ort-cpu", "ort-cuda", "ort-trt", "trt", "torch", "openvino", "onnx-ref")
 
 
@@ -397,7 +398,7 @@ def check_parity(
     models: Sequence[str | Path | Spec | ResolvedModel],
     runtimes: Sequence[str] | None = None,
     *,
-    batch: int = 2,
+    batch: int | None = None,
     image_size: int | None = None,
     precision: str = "fp32",
     fold: bool = False,
@@ -411,7 +412,7 @@ def check_parity(
     precision, no usable engine) raises a UserError before anything runs."""
     if precision not in DEFAULT_TOLERANCES:
         raise UserError(f"unknown precision {precision!r}; choose fp32 or fp16")
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise UserError(f"batch must be a positive integer, got {batch}")
     explicit = runtimes is not None
     plans = _plan_engines(list(runtimes) if explicit else DEFAULT_RUNTIMES, precision)
@@ -422,10 +423,17 @@ def check_parity(
         else resolve(m, precision=precision, image_size=image_size, fold=fold, cache_dir=cache_dir)
         for m in models
     ]
-    checked = [(m, _preflight(plans, m, precision, batch, explicit)) for m in resolved]
-    return ParityReport(
-        [_check_one(m, p, precision, batch, seed, tol, threads) for m, p in checked]
-    )
+    # A file that fixes its batch runs at that batch unless --batch says otherwise (then: exit 2).
+    batches = []
+    for m in resolved:
+        if batch is not None:
+            check_batch(m, batch)
+        batches.append(batch or m.fixed_batch or DEFAULT_BATCH)
+    checked = [
+        (m, b, _preflight(plans, m, precision, b, explicit))
+        for m, b in zip(resolved, batches, strict=True)
+    ]
+    return ParityReport([_check_one(m, p, precision, b, seed, tol, threads) for m, b, p in checked])
 
 
 def _check_one(

@@ -72,6 +72,17 @@ def test_tampered_graph_fails_structure_and_numbers(
     assert [r["status"] for r in model["results"]] == ["fail", "fail"]
 
 
+@pytest.mark.parametrize(
+    "extra", [["--image-size", "64"], ["--precision", "fp16"]], ids=["size", "precision"]
+)
+def test_a_named_file_is_never_swapped_for_a_rebuilt_one(
+    tampered: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A rebuild from metadata would pass a tampered file; the file is run as it is or refused.
+    assert main(["parity", "--models", str(tampered), "--runtimes", "ort-cpu", *extra]) == 2
+    _one_error_line(capsys, "run as it is")
+
+
 def test_tolerance_override_decides(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["parity", "--models", "cifar-resnet20", "--runtimes", "ort-cpu", "--rtol", "1e-12"]
     assert main([*argv, "--atol", "0"]) == 1
@@ -180,3 +191,21 @@ def test_only_unavailable_engines_is_exit_2(capsys: pytest.CaptureFixture[str]) 
         pytest.skip("every GPU engine is usable here")
     assert main(["parity", "--models", "cifar-resnet20", "--runtimes", ",".join(gpu)]) == 2
     _one_error_line(capsys, "no usable engine")
+
+
+def test_a_file_with_a_fixed_batch_runs_at_that_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from graphgen.cli import main as graphgen
+
+    path = tmp_path / "fixed.onnx"
+    assert graphgen(["build", "--depth", "8", "--batch", "3", "-o", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["parity", "--models", str(path), "--runtimes", "ort-cpu", "--json"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"]
+    assert model["batch"] == 3
+    assert main(["parity", "--models", str(path), "--runtimes", "ort-cpu", "--batch", "2"]) == 2
+    _one_error_line(capsys, "has a fixed batch of 3")
+    run = ["run", "--models", str(path), "--runtimes", "ort-cpu", "--out", str(tmp_path / "o")]
+    assert main(run) == 2
+    _one_error_line(capsys, "pass --batch 3")

@@ -44,13 +44,19 @@ def test_a_spec_and_a_graphgen_path_resolve(model_cache: Path) -> None:
     built = resolve(spec, cache_dir=model_cache)
     assert built.plan.spec.shortcut == "B"
     again = resolve(built.path, cache_dir=model_cache)
-    assert again.path == built.path and again.plan == built.plan
+    assert again.path == built.path and again.plan == built.plan and again.name == str(built.path)
 
 
-def test_a_graphgen_path_is_rebuilt_for_another_precision(model_cache: Path) -> None:
+def test_a_graphgen_path_is_run_as_it_is_never_rebuilt(model_cache: Path) -> None:
+    # A rebuilt copy would hide a tampered file: another precision, size or folding is refused.
     fp32 = resolve("cifar-resnet20", cache_dir=model_cache)
-    fp16 = resolve(fp32.path, precision="fp16", cache_dir=model_cache)
-    assert fp16.path != fp32.path and fp16.precision == "fp16"
+    assert resolve(fp32.path, cache_dir=model_cache).path == fp32.path
+    with pytest.raises(UserError, match="pass --precision fp32"):
+        resolve(fp32.path, precision="fp16", cache_dir=model_cache)
+    with pytest.raises(UserError, match="takes 32x32 images, not 64"):
+        resolve(fp32.path, image_size=64, cache_dir=model_cache)
+    with pytest.raises(UserError, match="not BN-folded"):
+        resolve(fp32.path, fold=True, cache_dir=model_cache)
 
 
 def test_missing_file_and_unknown_name_are_user_errors(model_cache: Path) -> None:

@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=csv_list("runtime"),
         help="engines to check (default: every engine but torch-compile; see `list`)",
     )
-    p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        help="batch size (default 2, or the batch a file fixes)",
+    )
     p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
     p.add_argument("--precision", choices=tuple(DEFAULT_TOLERANCES), default="fp32")
     p.add_argument("--atol", type=_non_negative_float, help="absolute floor of the max-diff bound")

@@ -97,7 +97,10 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
     """The sweep config and the engines skipped before it starts ({engine: why})."""
     if args.models is not None:
         args.models = list(dict.fromkeys(args.models))  # de-duplicated, order kept
-        adapters.check_models(args.models)
+        adapters.check_precisions(args.precision)
+        adapters.check_models(
+            args.models, precisions=args.precision, batches=args.batch, image_size=args.image_size
+        )
     adapters.check_precisions(args.precision)
     skipped: dict[str, str] = {}
     if args.runtimes is not None:
