@@ -167,7 +167,10 @@ def write_streamed(
         arrays = [a.astype(a.dtype.newbyteorder("<")) for a in arrays]
     path, folder = _target(path)
     total = sum(a.nbytes for a in arrays)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
+    try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
+    except OSError as err:  # e.g. a read-only or pseudo file system that passed os.access
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     try:
         if check:
             _check_skeleton(skeleton, arrays, tmpdir)

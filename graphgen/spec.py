@@ -213,10 +213,26 @@ def spec_for_depth(depth: int, dataset: str | None = None, **overrides: Any) -> 
     if dataset is not None and dataset not in DATASETS:
         raise SpecError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if dataset is None:
+        if depth not in IMAGENET_DEPTHS and (depth < 8 or (depth - 2) % 6):
+            raise SpecError(unknown_depth_message(depth))
         dataset = "imagenet" if depth in IMAGENET_DEPTHS else "cifar10"
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if dataset == "imagenet":
+        if depth not in IMAGENET_DEPTHS:
+            raise SpecError(
+                f"depth {depth} is not an ImageNet depth (Table 1: 18, 34, 50, 101, 152); "
+                "for a CIFAR net (6n+2) use --dataset cifar10"
+            )
         return imagenet_spec(depth, **overrides)
+    if depth < 8 or (depth - 2) % 6:
+        raise SpecError(
+            f"depth {depth} is not a CIFAR depth (6n+2: 8, 14, 20, ..., 110, 1202)"
+            + (
+                "; it is an ImageNet depth: use --dataset imagenet"
+                if depth in IMAGENET_DEPTHS
+                else ""
+            )
+        )
     return cifar_spec(depth, **overrides)
 
 
@@ -299,9 +315,11 @@ def load_spec_file(path: str | Path) -> Spec:
     """Read a YAML or JSON spec file; errors name the file and the key or line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise SpecError(f"cannot read spec file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path} is not a text file (expected YAML or JSON)") from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -140,7 +140,8 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
 
 def render(dirs: Sequence[str | Path], *, out: str | Path) -> dict[str, Path]:
     """Read, merge and write the three report files into `out`; returns their paths."""
-    folders = [read_folder(d) for d in dirs]
+    unique = list(dict.fromkeys(Path(d).resolve() for d in dirs))  # a folder named twice is one
+    folders = [read_folder(d) for d in unique]
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

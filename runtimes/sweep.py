@@ -188,6 +188,10 @@ class Sweep:
                 inflight.unlink(missing_ok=True)
                 records.append(record)
                 on_record(job, record)
+        except KeyboardInterrupt:
+            # A clean interrupt is not a crash: --resume should measure that job again.
+            inflight.unlink(missing_ok=True)
+            raise
         finally:
             writer.close()
         return records

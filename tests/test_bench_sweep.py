@@ -1,6 +1,7 @@
 """Sweeps on real engines with a tiny model: streaming, resume, failures, skips."""
 
 import json
+import os
 from pathlib import Path
 
 import onnx
@@ -128,6 +129,32 @@ def test_process_death_mid_job_becomes_a_failed_record_on_resume(tmp_path, cache
     ]
     # A second resume neither re-runs nor re-records anything.
     assert Sweep(config(tmp_path, cache, batches=[1, 2, 4], resume=True, parity=False)).run() == []
+
+
+def test_ctrl_c_is_not_a_crash_resume_measures_that_job_again(tmp_path, cache):
+    class Interrupted(Sweep):
+        def run_job(self, job):
+            if job.batch == 2:  # mid-measurement: the in-flight marker is on disk
+                assert (tmp_path / "inflight.json").exists()
+                raise KeyboardInterrupt
+            return super().run_job(job)
+
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(config(tmp_path, cache, batches=[1, 2], parity=False)).run()
+    assert not (tmp_path / "inflight.json").exists()
+    new = Sweep(config(tmp_path, cache, batches=[1, 2], resume=True, parity=False)).run()
+    assert [(r["batch"], r["status"]) for r in new] == [(2, "ok")]
+
+
+def test_result_files_get_ordinary_permissions(tmp_path, cache):
+    Sweep(config(tmp_path, cache, batches=[1], parity=False)).run()
+    from reports.render import render
+
+    render([tmp_path], out=tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("report.json", "report.md", "report.html"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_resume_skips_models_that_failed_to_resolve(tmp_path, cache):

@@ -74,3 +74,21 @@ def test_other_schema_version_exits_2_with_one_line(reports, tmp_path, capsys):
 def test_folder_argument_reads_its_report(reports):
     old, same, _ = reports
     assert main(["compare", str(old.parent), str(same.parent)]) == 0
+
+
+def test_unrelated_reports_share_nothing_exit_2(tmp_path, capsys):
+    records = sample_records()
+    other = [dict(r, model=f"other-{r['model']}") for r in records]
+    old = render([folder(tmp_path / "old", "ci-1", records)], out=tmp_path / "old")["json"]
+    new = render([folder(tmp_path / "new", "ci-1", other)], out=tmp_path / "new")["json"]
+    assert main(["compare", str(old), str(new)]) == 2
+    assert "share no successful result" in capsys.readouterr().err
+
+
+def test_a_folder_named_twice_is_merged_once(tmp_path):
+    import json
+
+    path = folder(tmp_path / "a", "vm", sample_records())
+    out = render([path, path], out=tmp_path / "merged")["json"]
+    report = json.loads(out.read_text())
+    assert list(report["machines"]) == ["vm"] and len(report["records"]) == len(sample_records())

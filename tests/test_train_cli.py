@@ -178,3 +178,10 @@ def test_forward_frees_every_intermediate_activation():
     assert max(seen) <= 4  # a block's input, its shortcut and the current tensor, not ~170
     model.double()  # module conversions still work
     assert next(model.parameters()).dtype == torch.float64
+
+
+def test_data_with_synthetic_is_refused(tmp_path, capsys):
+    err = _one_line_error(
+        capsys, ["--depth", "8", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    )
+    assert "the synthetic set is built in" in err

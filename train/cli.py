@@ -23,6 +23,7 @@ from graphgen.cliutil import (
 from graphgen.errors import SpecError, UserError
 from graphgen.spec import IMAGENET_DEPTHS, Spec
 from train.data import DATASETS
+from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
 
 def _experiment(argv: Sequence[str]) -> int:
@@ -123,7 +124,8 @@ def make_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--epochs",
         type=positive_int,
-        help="train this many epochs; the paper's milestones move to 50%%/75%% of the run",
+        help="train this many epochs (default: the recipe's iterations; 10 on synthetic data); "
+        "the paper's milestones move to 50%%/75%% of the run",
     )
     rec.add_argument(
         "--max-iters",
@@ -214,7 +216,7 @@ def spec_for(args: argparse.Namespace, *, classes: int | None = None) -> Spec:
         return spec_from_args(ns)
     except SpecError as err:
         if (
-            str(err).startswith("unknown depth")
+            "not a CIFAR depth" in str(err)
             and ns.dataset == "cifar10"
             and ns.family is None
             and ns.depth in IMAGENET_DEPTHS
@@ -244,6 +246,14 @@ def config_from_args(args: argparse.Namespace):
         raise UserError("give --out RUN_FOLDER (or --resume RUN_FOLDER)")
     if args.epochs is not None and args.max_iters is not None:
         raise UserError("give --epochs or --max-iters, not both")
+    if args.dataset == "synthetic":
+        if args.data is not None:
+            raise UserError(
+                "--data goes with --dataset cifar10 or imagefolder; the synthetic set is built in"
+            )
+        if args.epochs is None and args.max_iters is None:
+            # The paper's 64k iterations are for CIFAR-10; a demo on built-in data stays short.
+            args.epochs = SYNTHETIC_DEFAULT_EPOCHS
     spec = spec_for(args, classes=_classes_of(args))
     recipe = imagenet_recipe() if spec.stem == "imagenet" else cifar_recipe(spec.depth)
     if args.dataset == "synthetic":

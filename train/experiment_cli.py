@@ -12,8 +12,7 @@ from pathlib import Path
 
 from graphgen.cliutil import OneLineParser, csv_list, fail, positive_int
 from graphgen.errors import UserError
-
-SYNTHETIC_DEFAULT_EPOCHS = 10
+from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
 
 def _common(p: argparse.ArgumentParser) -> None:

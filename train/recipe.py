@@ -15,6 +15,9 @@ from graphgen.errors import UserError
 
 SCHEDULES = ("step", "plateau", "constant")
 
+# Epochs on the built-in synthetic set when none are given (a demo, not the paper's 64k iterations).
+SYNTHETIC_DEFAULT_EPOCHS = 10
+
 
 @dataclass(frozen=True)
 class Recipe:

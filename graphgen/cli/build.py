@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graphgen.cliutil import positive_int
+from graphgen.cliutil import non_negative_int, positive_int
 from graphgen.errors import SpecError, UserError
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.onnx_io import build_file
-from graphgen.plan import expand
+from graphgen.plan import expand, fold_bn
 from graphgen.spec import (
     BLOCKS,
     DATASETS,
@@ -66,7 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fold BatchNorm into conv weights and biases (inference graph)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="weight seed (default 0); same seed, same bytes"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="weight seed (default 0); same seed, same bytes",
     )
     p.add_argument("-o", "--output", type=Path, help="output file (default NAME.onnx here)")
     p.add_argument(
@@ -140,6 +143,8 @@ def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:
             suffix += f"-{spec.image_size}px"
         if spec.classes != family.classes:
             suffix += f"-{spec.classes}cls"
+    if args.batch != "dynamic":
+        suffix += f"-b{args.batch}"
     suffix += "-fp16" if args.dtype == "float16" else ""
     return suffix + ("-folded" if args.fold_bn else "")
 
@@ -172,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     out = args.output or Path(f"{spec.name}{_suffix(args, spec)}.onnx")
     build_file(spec, out, **options)
-    plan = expand(spec)
+    plan = fold_bn(expand(spec)) if args.fold_bn else expand(spec)
     print(f"wrote {out}  ({spec.name}: {plan.params:,} params, {plan.macs:,} MACs)")
     return 0
 

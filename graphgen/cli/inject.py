@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graphgen.inject import WEIGHT_FORMATS, inject, read_normalisation, read_weights
+from graphgen.inject import (
+    IGNORED_SUFFIXES,
+    WEIGHT_FORMATS,
+    inject,
+    read_normalisation,
+    read_weights,
+)
 from graphgen.onnx_io import load, save
 
 
@@ -41,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
         extra_props=read_normalisation(args.weights),
     )
     save(out, args.output)
-    print(f"wrote {args.output}  ({len(weights)} tensors from {args.weights})")
+    used = sum(not name.endswith(IGNORED_SUFFIXES) for name in weights)
+    print(f"wrote {args.output}  ({used} tensors from {args.weights})")
     return 0
