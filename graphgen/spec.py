@@ -296,7 +296,8 @@ def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
             return spec_for_depth(depth, dataset, **fields)
         if "layers" not in fields or "widths" not in fields:
             raise SpecError("give either 'depth' or both 'layers' and 'widths'")
-        if dataset == "cifar10":
+        if dataset == "cifar10" or (dataset is None and fields.get("stem") == "cifar"):
+            # A CIFAR stem brings the CIFAR family's defaults, as `dataset: cifar10` does.
             fields = {
                 "stem": "cifar",
                 "shortcut": "A",

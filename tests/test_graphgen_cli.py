@@ -226,3 +226,10 @@ def test_info_on_non_onnx(tmp_path, capsys):
 def test_depth_and_family_mismatch_says_which_family(argv, message, tmp_path, capsys):
     assert main(["build", *argv, "-o", str(tmp_path / "m.onnx")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_cifar_stem_brings_cifar_defaults():
+    from graphgen.spec import spec_from_mapping
+
+    spec = spec_from_mapping({"layers": [1, 1], "widths": [16, 32], "stem": "cifar"})
+    assert (spec.image_size, spec.classes, spec.stem_width, spec.shortcut) == (32, 10, 16, "A")
