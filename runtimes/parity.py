@@ -362,32 +362,11 @@ def _run(runner: Runner, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dic
 def check_model(
     model: str | Path | Spec | ResolvedModel,
     runtimes: Sequence[str] | None = None,
-    *,
-    batch: int | None = None,
-    image_size: int | None = None,
-    precision: str = "fp32",
-    fold: bool = False,
-    seed: int = DEFAULT_SEED,
-    atol: float | None = None,
-    rtol: float | None = None,
-    threads: int | None = None,
-    cache_dir: str | Path | None = None,
+    **options: Any,
 ) -> ModelResult:
-    """Run one model through `runtimes` (default: every registered CPU and GPU engine but
-    torch-compile) and compare each with the reference."""
-    return check_parity(
-        [model],
-        runtimes,
-        batch=batch,
-        image_size=image_size,
-        precision=precision,
-        fold=fold,
-        seed=seed,
-        atol=atol,
-        rtol=rtol,
-        threads=threads,
-        cache_dir=cache_dir,
-    ).models[0]
+    """One model through `runtimes` (default: every registered engine but torch-compile),
+    each compared with the reference; options as for `check_parity`."""
+    return check_parity([model], runtimes, **options).models[0]
 
 
 DEFAULT_BATCH = 2
