@@ -1,8 +1,6 @@
-"""Typed errors: the CLIs turn `UserError` into one line on stderr and exit code 2."""
+"""graphgen's typed errors; the CLIs turn them (UserErrors) into one line and exit code 2."""
 
-
-class UserError(Exception):
-    """Bad input a user can fix; the message says how."""
+from resnet_common.errors import UserError
 
 
 class SpecError(UserError):

@@ -16,11 +16,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from graphgen.errors import GraphError, UserError
+from graphgen.errors import GraphError
 from graphgen.onnx_emit import DTYPES, NP_DTYPES, emit_model
 from graphgen.onnx_io import metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.weights import Weights, fold_weights
+from resnet_common.errors import UserError
 
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 # Keys under which checkpoints nest their state_dict (resnet-train's last.pt uses "model").

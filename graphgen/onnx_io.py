@@ -17,12 +17,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from graphgen.errors import GraphError, SpecError, UserError
-from graphgen.fileio import atomic_write_bytes
+from graphgen.errors import GraphError, SpecError
 from graphgen.onnx_emit import DEFAULT_OPSET, emit_model, emit_skeleton
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import Spec, spec_from_mapping
 from graphgen.weights import Weights, fold_weights, init_weights
+from resnet_common.errors import UserError
+from resnet_common.fileio import atomic_write_bytes
 
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26  # protobuf's 2 GiB ceiling, with room for the graph
 

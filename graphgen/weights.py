@@ -113,7 +113,7 @@ def calibrate_bn(plan: Plan, weights: Weights, *, seed: int = 0, images: int | N
     rng = np.random.default_rng([seed, 1])
     s = plan.spec.image_size
     values = {INPUT: rng.standard_normal((images, s, s, 3), dtype=np.float32)}
-    last_use = _last_use(plan)
+    frees = last_use(plan)
     for index, op in enumerate(plan.ops):
         if isinstance(op, GlobalAvgPool | Linear):
             break
@@ -142,11 +142,11 @@ def calibrate_bn(plan: Plan, weights: Weights, *, seed: int = 0, images: int | N
         else:  # pragma: no cover - the plan's op union is closed
             raise TypeError(type(op).__name__)
         values[op.out] = out
-        for name in last_use.get(index, ()):
+        for name in frees.get(index, ()):
             values.pop(name, None)
 
 
-def _last_use(plan: Plan) -> dict[int, list[str]]:
+def last_use(plan: Plan) -> dict[int, list[str]]:
     """Op index -> tensors no later op reads, so the forward pass frees them early."""
     last: dict[str, int] = {}
     for index, op in enumerate(plan.ops):

@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from graphgen.errors import UserError
-from graphgen.fileio import atomic_write_bytes
 from reports import tables
 from reports.plots import all_plots
 from reports.results import ResultFolder, read_folder
 from reports.schema import SCHEMA_VERSION, make_report
+from resnet_common.errors import UserError
+from resnet_common.fileio import atomic_write_bytes
 
 
 def merge(folders: Sequence[ResultFolder]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graphgen.errors import UserError
 from reports.schema import ENVIRONMENT_FILE, RESULTS_FILE, SchemaError, check_record, record_key
+from resnet_common.errors import UserError
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from graphgen.errors import UserError
+from resnet_common.errors import UserError
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "bench-runtimes-report"

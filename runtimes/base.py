@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from graphgen.errors import UserError
+from resnet_common.errors import UserError
 
 PRECISIONS = ("fp32", "fp16")
 TIMING_MODES = ("device", "end-to-end")  # GPU runners: device events, or host arrays in and out

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from graphgen.errors import UserError
+from resnet_common.errors import UserError
 from runtimes.base import PRECISIONS, Runner, UnsupportedError
 
 DEFAULT_MODELS = ("resnet18", "resnet50")

@@ -18,11 +18,12 @@ import onnx
 
 from graphgen import __version__ as graphgen_version
 from graphgen.cost import graph_cost
-from graphgen.errors import GraphError, UserError
+from graphgen.errors import GraphError
 from graphgen.onnx_emit import DEFAULT_OPSET
 from graphgen.onnx_io import build_file, load, metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, variant
+from resnet_common.errors import UserError
 
 DTYPE_OF = {"fp32": "float32", "fp16": "float16"}
 PRECISION_OF = {v: k for k, v in DTYPE_OF.items()}

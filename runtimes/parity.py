@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from graphgen.errors import GraphError, UserError
+from graphgen.errors import GraphError
 from graphgen.onnx_emit import emit_model
 from graphgen.onnx_io import load, metadata, plan_of, weights_of
 from graphgen.spec import Spec
+from resnet_common.errors import UserError
 from runtimes import registry
 from runtimes.base import Runner, RunnerError, UnsupportedError
 from runtimes.inputs import DEFAULT_SEED, DISTRIBUTION, feeds

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from graphgen.errors import UserError
+from resnet_common.errors import UserError
 from runtimes.base import Runner
 
 

@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from graphgen.errors import UserError
-from graphgen.fileio import atomic_write_text
 from reports.results import read_records
 from reports.schema import (
     ENVIRONMENT_FILE,
@@ -34,6 +32,8 @@ from reports.schema import (
     new_record,
     record_key,
 )
+from resnet_common.errors import UserError
+from resnet_common.fileio import atomic_write_text
 from runtimes import bench_adapters as adapters
 from runtimes.bench import LoopConfig, Measurement, achieved_gflops, measure, throughput_ips
 

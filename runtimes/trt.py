@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from graphgen.fileio import atomic_write_bytes
+from resnet_common.fileio import atomic_write_bytes
 from runtimes.base import Runner, RunnerError, UnsupportedError, check_timing
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30

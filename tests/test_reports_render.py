@@ -93,7 +93,7 @@ def test_same_machine_name_twice_is_kept_apart(tmp_path):
 
 
 def test_render_of_a_non_result_folder_is_a_user_error(tmp_path):
-    from graphgen.errors import UserError
+    from resnet_common.errors import UserError
 
     with pytest.raises(UserError, match="results.jsonl"):
         render([tmp_path], out=tmp_path)

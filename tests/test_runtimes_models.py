@@ -7,8 +7,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from graphgen.errors import UserError
 from graphgen.spec import variant
+from resnet_common.errors import UserError
 from runtimes.models import resolve
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from graphgen.errors import UserError
-from graphgen.fileio import atomic_write_bytes
+from resnet_common.errors import UserError
+from resnet_common.fileio import atomic_write_bytes
 
 LAST = "last.pt"
 BEST_WEIGHTS = "best.safetensors"

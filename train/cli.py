@@ -11,8 +11,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from graphgen.cli.build import add_architecture_arguments, spec_from_args
-from graphgen.cliutil import (
+from graphgen.arguments import add_architecture_arguments, spec_from_args
+from graphgen.errors import SpecError
+from graphgen.spec import IMAGENET_DEPTHS, Spec
+from resnet_common.cli import (
     EXIT_CHECK_FAILED,
     OneLineParser,
     csv_list,
@@ -20,8 +22,7 @@ from graphgen.cliutil import (
     non_negative_int,
     positive_int,
 )
-from graphgen.errors import SpecError, UserError
-from graphgen.spec import IMAGENET_DEPTHS, Spec
+from resnet_common.errors import UserError
 from train.data import DATASETS
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from graphgen.errors import UserError
+from resnet_common.errors import UserError
 
 DATASETS = ("synthetic", "cifar10", "imagefolder")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

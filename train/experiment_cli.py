@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from graphgen.cliutil import OneLineParser, csv_list, fail, positive_int
-from graphgen.errors import UserError
+from resnet_common.cli import OneLineParser, csv_list, fail, positive_int
+from resnet_common.errors import UserError
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
 

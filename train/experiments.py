@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graphgen.errors import UserError
-from graphgen.fileio import atomic_write_bytes, atomic_write_text
 from graphgen.plan import expand
 from graphgen.spec import Spec, cifar_spec
+from resnet_common.errors import UserError
+from resnet_common.fileio import atomic_write_bytes, atomic_write_text
 from train import metrics
 from train.recipe import Recipe, cifar_recipe, scaled_to_epochs
 

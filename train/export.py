@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from graphgen.errors import UserError
-from graphgen.fileio import atomic_write_text
 from graphgen.inject import check_weights
 from graphgen.onnx_io import build, save
 from graphgen.plan import expand
+from resnet_common.errors import UserError
+from resnet_common.fileio import atomic_write_text
 from train.checkpoint import model_weights, unwrap
 
 REL_L2_LIMIT = 1e-5

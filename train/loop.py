@@ -25,9 +25,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from graphgen.errors import UserError
-from graphgen.fileio import atomic_write_text
 from graphgen.spec import Spec, spec_from_mapping
+from resnet_common.errors import UserError
+from resnet_common.fileio import atomic_write_text
 from train import checkpoint as ckpt
 from train import metrics
 from train.data import DataBundle, TensorSet, iterate_batches, load_data

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from graphgen.fileio import atomic_write_bytes, atomic_write_text
+from resnet_common.fileio import atomic_write_bytes, atomic_write_text
 
 METRICS = "metrics.jsonl"
 CURVE = "curve.png"

@@ -26,7 +26,7 @@ from graphgen.plan import (
     fold_bn,
 )
 from graphgen.spec import Spec
-from graphgen.weights import _last_use
+from graphgen.weights import last_use
 
 
 class PlanNet(nn.Module):
@@ -45,7 +45,7 @@ class PlanNet(nn.Module):
         # op index -> activations no later op reads: forward drops them (autograd keeps what it
         # saved for backward), so only the live ones stay in memory, not every block's output.
         self._free_after = {
-            i: tuple(n for n in names if n != "logits") for i, names in _last_use(plan).items()
+            i: tuple(n for n in names if n != "logits") for i, names in last_use(plan).items()
         }
         self.reset_parameters()
 

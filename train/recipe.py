@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphgen.errors import UserError
+from resnet_common.errors import UserError
 
 SCHEDULES = ("step", "plateau", "constant")
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from graphgen import __version__
 from graphgen.cli import build, info, inject, listing
-from graphgen.cliutil import OneLineParser, run_main
+from resnet_common.cli import OneLineParser, run_main
 
 COMMANDS = [build, listing, info, inject]
 

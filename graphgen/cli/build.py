@@ -5,23 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graphgen.cliutil import non_negative_int, positive_int
-from graphgen.errors import SpecError, UserError
+from graphgen.arguments import OVERRIDES, add_architecture_arguments, spec_from_args
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.onnx_io import build_file
 from graphgen.plan import expand, fold_bn
 from graphgen.spec import (
-    BLOCKS,
     DATASETS,
-    SHORTCUTS,
     STANDARD_VARIANTS,
-    STRIDE_PLACEMENTS,
     Spec,
-    load_spec_file,
     spec_for_depth,
 )
-
-OVERRIDES = ("shortcut", "block", "stride_at", "classes", "image_size")
+from resnet_common.cli import non_negative_int, positive_int
+from resnet_common.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,36 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_architecture_arguments(
-    group: argparse._ActionsContainer,
-    *,
-    classes_default: str = "1000 / 10",
-    size_default: str = "224 / 32",
-) -> None:
-    """The spec overrides every command that builds a network takes (graphgen build,
-    resnet-train): shortcut, block, stride placement, classes, image size."""
-    group.add_argument(
-        "--shortcut",
-        choices=SHORTCUTS,
-        help="A zero-pad identity, B project where shapes change, C project always, "
-        "none = plain net (default: B for ImageNet, A for CIFAR, as in the paper)",
-    )
-    group.add_argument("--block", choices=BLOCKS, help="override the depth table's block type")
-    group.add_argument(
-        "--stride-at",
-        dest="stride_at",
-        choices=STRIDE_PLACEMENTS,
-        help="where a bottleneck strides: 1x1 (the paper) or 3x3 (torchvision v1.5)",
-    )
-    group.add_argument("--classes", type=int, help=f"output classes (default {classes_default})")
-    group.add_argument(
-        "--image-size",
-        dest="image_size",
-        type=int,
-        help=f"input height and width (default {size_default})",
-    )
-
-
 def _batch(text: str) -> int | None:
     if text == "dynamic":
         return None
@@ -119,18 +84,6 @@ def _batch(text: str) -> int | None:
         return positive_int(text)
     except argparse.ArgumentTypeError:
         raise UserError(f"--batch must be a positive integer or 'dynamic', got {text!r}") from None
-
-
-def spec_from_args(args: argparse.Namespace) -> Spec:
-    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    if args.spec is not None:
-        spec = load_spec_file(args.spec)
-        if args.dataset is not None:
-            raise SpecError("--dataset goes with --depth; put the dataset in the spec file")
-        return spec.replace(**overrides) if overrides else spec
-    if args.depth < 1:
-        raise SpecError(f"unknown depth {args.depth}: depths are positive")
-    return spec_for_depth(args.depth, args.dataset, **overrides)
 
 
 def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:

@@ -10,7 +10,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from graphgen.cliutil import OneLineParser, run_main
+from resnet_common.cli import OneLineParser, run_main
 
 COMMAND_MODULES = [
     "runtimes.cli.list_cmd",

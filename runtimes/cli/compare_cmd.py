@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graphgen.errors import UserError
+from resnet_common.errors import UserError
 
 
 def _threshold(text: str) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from graphgen.cliutil import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int
+from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int
 from runtimes.parity import DEFAULT_TOLERANCES, REFERENCE, REFERENCE_PRECISION, ParityReport
 
 

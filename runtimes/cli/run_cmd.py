@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from graphgen.cliutil import csv_list, positive_int
-from graphgen.errors import UserError
+from resnet_common.cli import csv_list, positive_int
+from resnet_common.errors import UserError
 from runtimes import bench_adapters as adapters
 from runtimes.base import TIMING_MODES
 from runtimes.bench import LoopConfig
