@@ -2,7 +2,7 @@
 
 Both loops time the same onnxruntime session (ort-cpu, ResNet-18, 224x224, batch 1) in
 alternating blocks, so drift in clock speed or machine load hits both alike. The harness path is
-exactly what `bench-runtimes run` times: `bench.timed_loop` over `bench.bound_step`
+exactly what `bench-runtimes run` times: `timing.timed_loop` over `timing.bound_step`
 (Runner.timed_run with perf_counter_ns around the runner's infer). Goal: within 2%.
 
     python benchmarks/harness_overhead.py [--rounds 100] [--per-round 1] [--threads N]
@@ -14,8 +14,9 @@ import argparse
 import statistics
 import time
 
-from runtimes import bench, registry
-from runtimes.bench_adapters import make_inputs, resolve_model
+from runtimes import registry, timing
+from runtimes.inputs import feeds as make_feeds
+from runtimes.models import resolve
 
 
 def main() -> int:
@@ -27,13 +28,13 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
 
-    model = resolve_model(args.model, precision="fp32", image_size=args.image_size, cache=None)
-    feeds = make_inputs(model, 1, seed=1)
+    model = resolve(args.model, precision="fp32", image_size=args.image_size)
+    feeds = make_feeds(model.input_name, 1, model.image_size, seed=1)
     runner = registry.create("ort-cpu", model.path, threads=args.threads)
     runner.activate()
     session, names = runner.session, runner.output_names
     runner.bind(feeds)
-    harness_step = bench.bound_step(runner)
+    harness_step = timing.bound_step(runner)
 
     def bare_step() -> float:
         t0 = time.perf_counter_ns()
@@ -48,7 +49,7 @@ def main() -> int:
         order = (harness, bare) if i % 2 == 0 else (bare, harness)
         for samples in order:
             step = harness_step if samples is harness else bare_step
-            samples += bench.timed_loop(step, args.per_round, None)
+            samples += timing.timed_loop(step, args.per_round, None)
     runner.deactivate()
 
     h, b = statistics.median(harness), statistics.median(bare)

@@ -21,6 +21,10 @@ KEY_FIELDS = ("model", "runtime", "precision", "batch", "image_size")
 LATENCY_FIELDS = ("mean", "median", "p90", "p95", "p99", "min", "max", "std")
 REQUIRED = (*KEY_FIELDS, "schema_version", "status")
 
+# trtexec: "coefficient of variance > 2.5%" -> unstable. Timing flags records with it and the
+# report shows it; both import it from here.
+UNSTABLE_COV = 0.025
+
 RESULTS_FILE = "results.jsonl"
 INFLIGHT_FILE = "inflight.json"  # the job being measured; left behind when the process dies
 ENVIRONMENT_FILE = "environment.json"

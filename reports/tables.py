@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runtimes.bench import UNSTABLE_COV
+from reports.schema import UNSTABLE_COV
 
 RESULT_COLUMNS = (
     "machine",
@@ -97,16 +97,10 @@ def image_cell(record: Mapping[str, Any]) -> str:
 
 
 def record_device(record: Mapping[str, Any]) -> str | None:
-    """Where the record ran: the runner's own `device`, else its registered engine's."""
-    device = (record.get("runner") or {}).get("device")
-    if device is None:
-        try:
-            from runtimes import registry
-
-            device = registry.runner_class(record["runtime"]).device
-        except Exception:  # an engine this install does not know: unknown device
-            return None
-    return str(device)
+    """Where the record ran, as the record says (the runner's own `device` for records written
+    before records carried one)."""
+    device = record.get("device") or (record.get("runner") or {}).get("device")
+    return None if device is None else str(device)
 
 
 def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -1,8 +1,9 @@
 """The one interface every engine implements (Polygraphy's lifecycle: activate, infer, deactivate).
 
 Subclasses override the `*_impl` methods and the class attributes; the harness (timing, parity,
-sweeps) only ever talks to this interface. Heavy engine imports happen inside the `*_impl`
-methods and `availability()`, so `import runtimes` works when an engine is missing.
+sweeps) only ever talks to this interface, and every hook it may call is declared here with its
+default, so no caller probes a runner with `getattr`. Heavy engine imports happen inside the
+`*_impl` methods and `availability()`, so `import runtimes` works when an engine is missing.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypedDict
 
 import numpy as np
 
 from resnet_common.errors import UserError
 
 PRECISIONS = ("fp32", "fp16")
-TIMING_MODES = ("device", "end-to-end")  # GPU runners: device events, or host arrays in and out
+Timing = Literal["device", "end-to-end"]
+TIMING_MODES: tuple[Timing, ...] = ("device", "end-to-end")  # GPU: device events, or host I/O
+Feeds = dict[str, np.ndarray]
 
 
 class RunnerError(Exception):
@@ -29,11 +33,21 @@ class UnsupportedError(UserError):
     """The engine cannot do what was asked (precision, model kind): a user error, exit 2."""
 
 
-def check_timing(timing: str) -> str:
+def check_timing(timing: str) -> Timing:
     """`timing` when it is one of TIMING_MODES, else UnsupportedError (exit 2)."""
-    if timing not in TIMING_MODES:
-        raise UnsupportedError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
-    return timing
+    if timing == "device" or timing == "end-to-end":
+        return timing
+    raise UnsupportedError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
+
+
+class RunnerArgs(TypedDict, total=False):
+    """What every runner takes besides the model file; engines add typed options of their own."""
+
+    precision: str
+    batch_sizes: Sequence[int]
+    threads: int | None
+    timing: str
+    macs: int | None
 
 
 class Runner(ABC):
@@ -41,21 +55,28 @@ class Runner(ABC):
 
     `model_path` is an ONNX file; for fp16 it is graphgen's half-precision graph (float32 I/O),
     because TensorRT 11 and the onnxruntime CPU provider take precision from the graph itself.
+    `batch_sizes` are the batches the runner must serve (GPU engines build one optimization
+    profile over them); `timing` is how GPU runners time ("device" or "end-to-end"; CPU runners
+    are always host-timed); `macs` is the model's cost per sample when the caller knows it.
     """
 
     name: ClassVar[str]
     device: ClassVar[str] = "cpu"  # "cpu" or "cuda": decides how the harness times it
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     needs_graphgen: ClassVar[bool] = False  # True when the engine rebuilds from graphgen metadata
+    # True for engines that build for a batch range (TensorRT): the sweep then hands them every
+    # batch it will time, so one engine serves them all instead of one build per batch.
+    builds_for_batches: ClassVar[bool] = False
 
     def __init__(
         self,
         model_path: str | Path,
         *,
         precision: str = "fp32",
-        batch_sizes: tuple[int, ...] = (1,),
+        batch_sizes: Sequence[int] = (1,),
         threads: int | None = None,
-        **options: Any,
+        timing: str = "device",
+        macs: int | None = None,
     ) -> None:
         if precision not in self.precisions:
             raise UnsupportedError(
@@ -64,18 +85,34 @@ class Runner(ABC):
             )
         self.model_path = Path(model_path)
         self.precision = precision
-        self.batch_sizes = tuple(batch_sizes)
+        self.batch_sizes = tuple(int(b) for b in batch_sizes)
         self.threads = threads
-        self.options = options
+        self.timing: Timing = check_timing(timing)
+        self.macs = macs
         self.is_active = False
         self.load_time_s: float | None = None
-        self._bound: dict[str, np.ndarray] | None = None
+        self._bound: Feeds | None = None
 
     # -- availability -------------------------------------------------------------------------
     @classmethod
     def availability(cls) -> str | None:
         """None when the engine can run here, else the reason ("tensorrt not installed")."""
         return None
+
+    @classmethod
+    def profile_batches(
+        cls, batch: int, sweep_batches: Sequence[int], fixed_batch: int | None
+    ) -> tuple[int, ...]:
+        """The batches a runner for `batch` should be built for in a sweep over
+        `sweep_batches`: all of them for engines that build for a range (unless the graph fixes
+        its batch), else just `batch`."""
+        if cls.builds_for_batches and fixed_batch is None:
+            return tuple(sorted({batch, *sweep_batches}))
+        return (batch,)
+
+    def check_size(self) -> None:
+        """Raise UnsupportedError, before loading, when the model is too big for this engine
+        (onnx-ref refuses what numpy would take minutes over); the default accepts all."""
 
     # -- lifecycle ----------------------------------------------------------------------------
     def activate(self) -> None:
@@ -91,7 +128,7 @@ class Runner(ABC):
         self.load_time_s = time.perf_counter() - start
         self.is_active = True
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, feeds: Feeds) -> Feeds:
         """Run on named host arrays and return named host arrays."""
         if not self.is_active:
             raise RuntimeError(f"{self.name}: infer() called before activate()")
@@ -110,14 +147,25 @@ class Runner(ABC):
         self.deactivate()
 
     # -- timing (the harness's hot loop) ------------------------------------------------------
-    def bind(self, feeds: dict[str, np.ndarray]) -> None:
+    @property
+    def timing_mode(self) -> str:
+        """How this runner's samples are taken: "host" for CPU engines, else `timing`."""
+        return "host" if self.device == "cpu" else self.timing
+
+    @property
+    def clock(self) -> str:
+        """The clock behind the samples."""
+        return "perf_counter_ns"
+
+    def bind(self, feeds: Feeds) -> None:
         """Stage inputs where the engine wants them (device memory on GPU) before timing."""
         self._bound = feeds
 
     def timed_run(self) -> float:
         """Run once on the bound inputs; return the latency in seconds, measured the engine's
         way: perf_counter_ns here, CUDA events in GPU runners."""
-        assert self._bound is not None, "bind() first"
+        if self._bound is None:
+            raise RuntimeError(f"{self.name}: timed_run() called before bind()")
         start = time.perf_counter_ns()
         self.infer_impl(self._bound)
         return (time.perf_counter_ns() - start) * 1e-9
@@ -127,6 +175,10 @@ class Runner(ABC):
         onnxruntime provider that fell back to the CPU mid-run). The harness calls it after
         the timed loop; the default has nothing to check."""
 
+    def peak_device_memory_bytes(self) -> int | None:
+        """Peak device memory of this runner; None for CPU engines."""
+        return None
+
     # -- what ran -----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """What actually ran: provider, precision, threads, versions, options."""
@@ -135,6 +187,8 @@ class Runner(ABC):
             "precision": self.precision,
             "device": self.device,
             "threads": self.threads,
+            "timing": self.timing_mode,
+            "clock": self.clock,
         }
 
     # -- subclass hooks -----------------------------------------------------------------------
@@ -142,7 +196,7 @@ class Runner(ABC):
     def activate_impl(self) -> None: ...
 
     @abstractmethod
-    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def infer_impl(self, feeds: Feeds) -> Feeds: ...
 
     def deactivate_impl(self) -> None:
         pass

@@ -26,6 +26,7 @@ from graphgen.spec import STANDARD_VARIANTS, Spec, variant
 from resnet_common.errors import UserError
 
 DTYPE_OF = {"fp32": "float32", "fp16": "float16"}
+DEFAULT_MODELS = ("resnet18", "resnet50")
 PRECISION_OF = {v: k for k, v in DTYPE_OF.items()}
 
 
@@ -46,6 +47,14 @@ class ResolvedModel:
     @property
     def is_graphgen(self) -> bool:
         return self.plan is not None
+
+    @property
+    def depth(self) -> int | None:
+        return None if self.plan is None else self.plan.spec.depth
+
+    @property
+    def params(self) -> int | None:
+        return None if self.plan is None else self.plan.params
 
     def macs_at(self, batch: int) -> int | None:
         return None if self.macs is None else self.macs * batch
@@ -220,3 +229,34 @@ def _foreign(
         model.graph.output[0].name,
         fixed_batch(model),
     )
+
+
+def check_models(
+    names: list[str],
+    *,
+    precisions: list[str],
+    batches: list[int],
+    image_size: int | None,
+) -> None:
+    """Bad model arguments are bad input (exit 2) before anything runs: unknown names, missing
+    files, and files that cannot run as asked (another precision or size, a fixed batch)."""
+    for name in names:
+        if name in STANDARD_VARIANTS:
+            continue
+        if not name.endswith(".onnx"):
+            raise UserError(
+                f"unknown model {name!r}; use a standard variant "
+                f"({', '.join(STANDARD_VARIANTS)}) or a path to an .onnx file"
+            )
+        if not Path(name).is_file():
+            raise UserError(f"no such model file: {name}")
+        for precision in precisions:
+            resolved = resolve(name, precision=precision, image_size=image_size)
+            for batch in batches:
+                check_batch(resolved, batch)
+
+
+def check_precisions(names: list[str]) -> None:
+    bad = [p for p in names if p not in DTYPE_OF]
+    if bad:
+        raise UserError(f"unknown precision {bad[0]!r}; choose from {', '.join(DTYPE_OF)}")

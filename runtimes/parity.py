@@ -10,11 +10,14 @@ Judgement is on relative measures, since absolute differences scale with the log
 passes when its outputs are finite and, with `rtol` and `atol` for the precision:
 
 - relative L2 error ||y - r|| / ||r|| <= rtol
-- cosine similarity >= 1 - rtol
 - max |y - r| <= atol + rtol * max |r| (element-wise, against the logits' scale)
 
-Top-1/top-5 agreement and max relative difference are reported, not judged: with random weights
-near-tied logits can swap places inside any sane tolerance.
+Cosine similarity, top-1/top-5 agreement and max relative difference are reported, not judged:
+cosine >= 1 - rtol follows from relative L2 <= rtol (1 - cos <= rel_l2**2 / 2), so it could never
+fail alone, and with random weights near-tied logits can swap places inside any sane tolerance.
+
+One path: `bench-runtimes parity` (`check_parity`) and the sweep's per-record parity both build
+a `Reference` (structure check plus the reference's outputs) and `judge` each engine against it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import Any
 import numpy as np
 import onnx
 
-from graphgen.errors import GraphError
 from graphgen.onnx_emit import emit_model
 from graphgen.onnx_io import load, metadata, plan_of, weights_of
 from graphgen.spec import Spec
@@ -152,8 +154,6 @@ def compare(
         bound = tolerance.atol + tolerance.rtol * float(np.abs(r).max())
         if not metrics.rel_l2 <= tolerance.rtol:
             failures.append(f"relative L2 {metrics.rel_l2:.2e} > {tolerance.rtol:.0e}")
-        if not metrics.cosine >= 1 - tolerance.rtol:
-            failures.append(f"cosine {metrics.cosine:.6f} < {1 - tolerance.rtol:.6f}")
         if not metrics.max_abs <= bound:
             failures.append(f"max abs {metrics.max_abs:.2e} > {bound:.2e}")
     return Comparison(metrics, tolerance, tuple(failures))
@@ -261,23 +261,81 @@ def structure_check(path: str | Path) -> str | None:
     return None
 
 
-def reference_outputs(
-    model_path: str | Path, inputs: dict[str, np.ndarray]
-) -> dict[str, np.ndarray] | None:
-    """The reference's outputs (torch, float64) for a graphgen file; None when torch is missing
-    or the file is not graphgen's (the caller then picks another engine as reference)."""
-    if registry.availability(REFERENCE) is not None:
-        return None
+@dataclass
+class Reference:
+    """What every engine is judged against for one model at one precision, batch and seed:
+    the seeded inputs, the structure check, and the reference's outputs (None with `error`
+    when it could not run, or when there is none: foreign files pick an engine instead)."""
+
+    model: ResolvedModel
+    precision: str
+    batch: int
+    seed: int
+    tolerance: Tolerance
+    inputs: dict[str, np.ndarray]
+    structure: str | None
+    name: str = "none"
+    outputs: np.ndarray | None = None
+    error: str | None = None
+
+    def judge(self, runtime: str, output: np.ndarray | dict[str, np.ndarray]) -> EngineResult:
+        """One engine's outputs on `inputs`, against the reference (and the structure check)."""
+        if self.outputs is None:
+            return EngineResult(runtime, "skipped", "not run: no reference to compare with")
+        comparison = compare(output, self.outputs, self.tolerance)
+        failures = list(comparison.failures)
+        if self.structure is not None:
+            failures.append(f"structure: {self.structure}")
+        status = "pass" if not failures else "fail"
+        return EngineResult(runtime, status, "; ".join(failures) or None, comparison)
+
+    def record(self, result: EngineResult) -> dict[str, Any]:
+        """The `parity` object of a sweep record (docs/report-schema.md)."""
+        if result.comparison is None:
+            return {"reference": self.name, "error": result.reason}
+        data = result.comparison.to_dict()
+        data.update(
+            reference=self.name,
+            structure=self.structure or "ok",
+            passed=result.status == "pass",
+            failures=[] if result.reason is None else result.reason.split("; "),
+        )
+        return data
+
+
+def reference_for(
+    model: ResolvedModel,
+    *,
+    precision: str,
+    batch: int,
+    seed: int = DEFAULT_SEED,
+    tolerance: Tolerance | None = None,
+) -> Reference:
+    """The inputs, structure check and torch float64 outputs for a graphgen file. Without torch,
+    or for a file graphgen did not make, `outputs` stays None (name "none")."""
+    inputs = feeds(model.input_name, batch, model.image_size, seed=seed)
+    ref = Reference(
+        model,
+        precision,
+        batch,
+        seed,
+        tolerance or DEFAULT_TOLERANCES[precision],
+        inputs,
+        structure_check(model.path) if model.is_graphgen else None,
+    )
+    if not model.is_graphgen or registry.availability(REFERENCE) is not None:
+        return ref
+    ref.name = f"{REFERENCE} ({REFERENCE_PRECISION})"
     try:
-        runner = registry.create(REFERENCE, model_path, precision=REFERENCE_PRECISION)
-        with runner:
-            return runner.infer(inputs)
-    except GraphError:
-        return None
+        runner = registry.create(REFERENCE, model.path, precision=REFERENCE_PRECISION)
+        ref.outputs, _ = _run(runner, inputs)
+    except Exception as err:  # no traceback: the comparison cannot be made, say why
+        ref.error = f"the reference {ref.name} failed: {_reason(err)}"
+    return ref
 
 
 @dataclass(frozen=True)
-class _Plan:
+class EngineChoice:
     """What a parity run will do for one engine, decided before anything runs."""
 
     runtime: str
@@ -285,8 +343,8 @@ class _Plan:
     reason: str | None  # why it is skipped
 
 
-def _plan_engines(runtimes: Sequence[str], precision: str) -> list[_Plan]:
-    plans = []
+def _choose_engines(runtimes: Sequence[str], precision: str) -> list[EngineChoice]:
+    choices = []
     for name in runtimes:
         reason = registry.availability(name)  # unknown names raise UnknownRuntimeError
         cls = None if reason is not None else registry.runner_class(name)
@@ -295,49 +353,47 @@ def _plan_engines(runtimes: Sequence[str], precision: str) -> list[_Plan]:
                 f"{name} does not support precision {precision!r}; it supports "
                 f"{', '.join(p for p in cls.precisions if p != 'fp64')}"
             )
-        plans.append(_Plan(name, cls, reason))
-    if all(p.cls is None for p in plans):
-        why = "; ".join(f"{p.runtime}: {p.reason}" for p in plans)
+        choices.append(EngineChoice(name, cls, reason))
+    if all(c.cls is None for c in choices):
+        why = "; ".join(f"{c.runtime}: {c.reason}" for c in choices)
         raise registry.UnavailableError(f"no usable engine among those asked for ({why})")
-    return plans
+    return choices
 
 
 def _make(
-    plan: _Plan, model: ResolvedModel, precision: str, batch: int, threads: int | None
+    choice: EngineChoice, model: ResolvedModel, precision: str, batch: int, threads: int | None
 ) -> Runner:
-    assert plan.cls is not None
-    kwargs: dict[str, Any] = {"precision": precision, "batch_sizes": (batch,), "threads": threads}
-    if plan.runtime == "onnx-ref":
-        kwargs["macs"] = model.macs
-    return plan.cls(model.path, **kwargs)
+    if choice.cls is None:
+        raise RunnerError(f"{choice.runtime} cannot run here: {choice.reason}")
+    return choice.cls(
+        model.path, precision=precision, batch_sizes=(batch,), threads=threads, macs=model.macs
+    )
 
 
 def _preflight(
-    plans: list[_Plan], model: ResolvedModel, precision: str, batch: int, explicit: bool
-) -> list[_Plan]:
+    choices: list[EngineChoice], model: ResolvedModel, precision: str, batch: int, explicit: bool
+) -> list[EngineChoice]:
     """Skip what cannot run this model; an explicit request for it is bad input."""
     out = []
-    for plan in plans:
-        reason = plan.reason
-        if plan.cls is not None and plan.cls.needs_graphgen and not model.is_graphgen:
+    for choice in choices:
+        reason = choice.reason
+        if choice.cls is not None and choice.cls.needs_graphgen and not model.is_graphgen:
             # Skipped even when asked for by name: the other engines still run the file, and
             # only when none is left is it bad input (UnavailableError below, exit 2).
             reason = (
                 f"cannot rebuild a non-graphgen file: {model.path.name} has no graphgen.spec "
                 "metadata"
             )
-        elif plan.cls is not None:
-            check = getattr(_make(plan, model, precision, batch, None), "check_size", None)
+        elif choice.cls is not None:
             try:
-                if check is not None:
-                    check()
+                _make(choice, model, precision, batch, None).check_size()
             except UnsupportedError as err:
-                if explicit and len(plans) == 1:
+                if explicit and len(choices) == 1:
                     raise
                 reason = str(err)
-        out.append(_Plan(plan.runtime, plan.cls if reason is None else None, reason))
-    if all(p.cls is None for p in out):
-        why = "; ".join(f"{p.runtime}: {p.reason}" for p in out)
+        out.append(EngineChoice(choice.runtime, choice.cls if reason is None else None, reason))
+    if all(c.cls is None for c in out):
+        why = "; ".join(f"{c.runtime}: {c.reason}" for c in out)
         raise registry.UnavailableError(f"no engine can run {model.name} here ({why})")
     return out
 
@@ -360,7 +416,7 @@ def _run(runner: Runner, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dic
     return next(iter(outputs.values())), info
 
 
-def check_model(
+def parity_of(
     model: str | Path | Spec | ResolvedModel,
     runtimes: Sequence[str] | None = None,
     **options: Any,
@@ -392,10 +448,10 @@ def check_parity(
     precision, no usable engine) raises a UserError before anything runs."""
     if precision not in DEFAULT_TOLERANCES:
         raise UserError(f"unknown precision {precision!r}; choose fp32 or fp16")
-    if batch is not None and batch < 1:
-        raise UserError(f"batch must be a positive integer, got {batch}")
     explicit = runtimes is not None
-    plans = _plan_engines(list(runtimes) if explicit else DEFAULT_RUNTIMES, precision)
+    choices = _choose_engines(
+        list(runtimes) if runtimes is not None else DEFAULT_RUNTIMES, precision
+    )
     tol = tolerance_for(precision, rtol=rtol, atol=atol)
     resolved = [
         m
@@ -410,71 +466,58 @@ def check_parity(
             check_batch(m, batch)
         batches.append(batch or m.fixed_batch or DEFAULT_BATCH)
     checked = [
-        (m, b, _preflight(plans, m, precision, b, explicit))
+        (m, b, _preflight(choices, m, precision, b, explicit))
         for m, b in zip(resolved, batches, strict=True)
     ]
-    return ParityReport([_check_one(m, p, precision, b, seed, tol, threads) for m, b, p in checked])
+    return ParityReport([_check_one(m, c, precision, b, seed, tol, threads) for m, b, c in checked])
 
 
 def _check_one(
     model: ResolvedModel,
-    plans: list[_Plan],
+    choices: list[EngineChoice],
     precision: str,
     batch: int,
     seed: int,
     tol: Tolerance,
     threads: int | None,
 ) -> ModelResult:
-    inputs = feeds(model.input_name, batch, model.image_size, seed=seed)
-    structure = structure_check(model.path) if model.is_graphgen else None
+    ref = reference_for(model, precision=precision, batch=batch, seed=seed, tolerance=tol)
     results: list[EngineResult] = []
-    torch_ok = registry.availability(REFERENCE) is None
-    reference: np.ndarray | None = None
-    reference_error: str | None = None
-    engines = list(plans)
-    if model.is_graphgen and torch_ok:
-        ref_name = f"{REFERENCE} ({REFERENCE_PRECISION})"
-        try:
-            ref_runner = registry.create(REFERENCE, model.path, precision=REFERENCE_PRECISION)
-            reference, _ = _run(ref_runner, inputs)
-        except Exception as err:  # no traceback: the comparison cannot be made, say why
-            reference_error = f"the reference {ref_name} failed: {_reason(err)}"
-    else:
+    engines = list(choices)
+    if ref.outputs is None and ref.error is None:
         # Foreign files (or no torch): the first engine that runs is the reference; one that
         # fails to run is recorded as that engine's error and the next one is tried.
-        ref_name = "none"
-        for plan in plans:
-            if plan.cls is None:
+        for choice in choices:
+            if choice.cls is None:
                 continue
-            engines.remove(plan)
+            engines.remove(choice)
             try:
-                reference, info = _run(_make(plan, model, precision, batch, threads), inputs)
+                output, info = _run(_make(choice, model, precision, batch, threads), ref.inputs)
             except Exception as err:
-                results.append(EngineResult(plan.runtime, "error", _reason(err)))
+                results.append(EngineResult(choice.runtime, "error", _reason(err)))
                 continue
-            ref_name = plan.runtime
-            results.append(EngineResult(plan.runtime, "pass", "reference", None, info))
+            ref.name, ref.outputs = choice.runtime, output
+            results.append(EngineResult(choice.runtime, "pass", "reference", None, info))
             break
-        if reference is None:
-            reference_error = "no engine could run the model, so there is no reference"
-    for plan in engines:
-        if plan.cls is None:
-            results.append(EngineResult(plan.runtime, "skipped", plan.reason))
+        if ref.outputs is None:
+            ref.error = "no engine could run the model, so there is no reference"
+    for choice in engines:
+        if choice.cls is None:
+            results.append(EngineResult(choice.runtime, "skipped", choice.reason))
             continue
-        if reference is None:
+        if ref.outputs is None:
             results.append(
-                EngineResult(plan.runtime, "skipped", "not run: no reference to compare with")
+                EngineResult(choice.runtime, "skipped", "not run: no reference to compare with")
             )
             continue
         try:
-            output, info = _run(_make(plan, model, precision, batch, threads), inputs)
+            output, info = _run(_make(choice, model, precision, batch, threads), ref.inputs)
         except Exception as err:  # any engine failure is that engine's result, never a crash
-            results.append(EngineResult(plan.runtime, "error", _reason(err)))
+            results.append(EngineResult(choice.runtime, "error", _reason(err)))
             continue
-        comparison = compare(output, reference, tol)
-        status = "pass" if comparison else "fail"
-        reason = "; ".join(comparison.failures) or None
-        results.append(EngineResult(plan.runtime, status, reason, comparison, info))
+        result = ref.judge(choice.runtime, output)
+        result.info = info
+        results.append(result)
     return ModelResult(
         model.name,
         str(model.path),
@@ -482,9 +525,9 @@ def _check_one(
         batch,
         model.image_size,
         seed,
-        ref_name,
+        ref.name,
         tol,
-        structure,
+        ref.structure,
         results,
-        reference_error,
+        ref.error,
     )

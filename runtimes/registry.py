@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from resnet_common.errors import UserError
@@ -33,11 +34,18 @@ class Entry:
 
 def _probe_ort_provider(provider: str) -> Callable[[], str | None]:
     def probe() -> str | None:
-        from runtimes.ort import provider_reason
+        from runtimes.engines.ort import provider_reason
 
         return provider_reason(provider)
 
     return probe
+
+
+# Left out of the no-argument sweep and parity run (asked for by name they run).
+NOT_BY_DEFAULT = {
+    "torch-compile": "not in the default sweep (inductor compiles for minutes on CPU); "
+    "ask for it with --runtimes torch-compile",
+}
 
 
 def _probe_tensorrt() -> str | None:
@@ -64,25 +72,51 @@ def register(
     _REGISTRY[name] = Entry(target, probe)
 
 
-register("ort-cpu", "runtimes.ort:OrtCpuRunner")
+register("ort-cpu", "runtimes.engines.ort_cpu:OrtCpuRunner")
 register(
-    "ort-cuda", "runtimes.ort_gpu:OrtCudaRunner", probe=_probe_ort_provider("CUDAExecutionProvider")
+    "ort-cuda",
+    "runtimes.engines.ort_cuda:OrtCudaRunner",
+    probe=_probe_ort_provider("CUDAExecutionProvider"),
 )
 register(
     "ort-trt",
-    "runtimes.ort_gpu:OrtTrtRunner",
+    "runtimes.engines.ort_trt:OrtTrtRunner",
     probe=_probe_ort_provider("TensorrtExecutionProvider"),
 )
-register("trt", "runtimes.trt:TrtRunner", probe=_probe_tensorrt)
-register("torch", "runtimes.torch_runner:TorchRunner")
-register("torch-cuda", "runtimes.torch_runner:TorchCudaRunner")
-register("torch-compile", "runtimes.torch_runner:TorchCompileRunner")
-register("openvino", "runtimes.openvino_runner:OpenVinoRunner")
-register("onnx-ref", "runtimes.onnx_ref:OnnxRefRunner")
+register("trt", "runtimes.engines.trt:TensorRTRunner", probe=_probe_tensorrt)
+register("torch", "runtimes.engines.torch_eager:TorchRunner")
+register("torch-cuda", "runtimes.engines.torch_cuda:TorchCudaRunner")
+register("torch-compile", "runtimes.engines.torch_compile:TorchCompileRunner")
+register("openvino", "runtimes.engines.openvino_cpu:OpenVinoRunner")
+register("onnx-ref", "runtimes.engines.onnx_ref:OnnxRefRunner")
 
 
 def names() -> list[str]:
     return list(_REGISTRY)
+
+
+def check_names(requested: list[str]) -> None:
+    """UnknownRuntimeError (exit 2) for the first name the registry does not know."""
+    unknown = [n for n in requested if n not in _REGISTRY]
+    if unknown:
+        raise UnknownRuntimeError(
+            f"unknown runtime {unknown[0]!r}; known runtimes: {', '.join(_REGISTRY)}"
+        )
+
+
+def usable(*, exclude: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+    """(engines usable here by default, {engine: why not}) over every registered engine."""
+    ok: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in _REGISTRY:
+        if name in exclude:
+            continue
+        why = availability(name) or NOT_BY_DEFAULT.get(name)
+        if why is None:
+            ok.append(name)
+        else:
+            skipped[name] = why
+    return ok, skipped
 
 
 def _entry(name: str) -> Entry:
@@ -122,7 +156,13 @@ def availability(name: str) -> str | None:
     return reason if cls is None else cls.availability()
 
 
-def create(name: str, model_path: Any, **kwargs: Any) -> Runner:
+def device_of(name: str) -> str | None:
+    """ "cpu" or "cuda" for a known engine whose module imports, else None."""
+    cls, _ = _load(name)
+    return None if cls is None else cls.device
+
+
+def create(name: str, model_path: str | Path, **kwargs: Any) -> Runner:
     """A runner for `name`, after checking it can run here (UnavailableError says why not)."""
     cls = runner_class(name)
     reason = cls.availability()
@@ -163,8 +203,8 @@ def engines() -> list[EngineInfo]:
                 name,
                 reason is None,
                 reason,
-                getattr(cls, "device", None),
-                tuple(getattr(cls, "precisions", ())),
+                None if cls is None else cls.device,
+                () if cls is None else cls.precisions,
                 entry.target,
             )
         )

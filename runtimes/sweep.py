@@ -34,8 +34,10 @@ from reports.schema import (
 )
 from resnet_common.errors import UserError
 from resnet_common.fileio import atomic_write_text
-from runtimes import bench_adapters as adapters
-from runtimes.bench import LoopConfig, Measurement, achieved_gflops, measure, throughput_ips
+from runtimes import parity, registry
+from runtimes.base import Runner, UnsupportedError
+from runtimes.models import ResolvedModel, resolve
+from runtimes.timing import LoopConfig, Measurement, achieved_gflops, measure, throughput_ips
 
 DIED_REASON = "process died during this measurement (crash or kill); not re-run by --resume"
 
@@ -142,8 +144,8 @@ class Sweep:
 
     def __init__(self, config: SweepConfig) -> None:
         self.config = config
-        self.models: dict[tuple[str, str], adapters.Model | Exception] = {}
-        self.references: dict[tuple[str, str, int], dict[str, np.ndarray] | None] = {}
+        self.models: dict[tuple[str, str], ResolvedModel | Exception] = {}
+        self.references: dict[tuple[str, str, int], parity.Reference] = {}
         self.warnings: list[str] = []
 
     def done_keys(self) -> set[str]:
@@ -217,7 +219,7 @@ class Sweep:
     def _base(self, job: Job) -> dict[str, Any]:
         """The record's key fields for a job (image size 0 when the model does not resolve)."""
         model = self._model(job.model, job.precision)
-        size = model.image_size if isinstance(model, adapters.Model) else self._unresolved_size
+        size = model.image_size if isinstance(model, ResolvedModel) else self._unresolved_size
         return {**job.__dict__, "image_size": size}
 
     @property
@@ -227,15 +229,15 @@ class Sweep:
     def _key(self, job: Job) -> str:
         return record_key(self._base(job))
 
-    def _model(self, name: str, precision: str) -> adapters.Model | Exception:
+    def _model(self, name: str, precision: str) -> ResolvedModel | Exception:
         key = (name, precision)
         if key not in self.models:
             try:
-                self.models[key] = adapters.resolve_model(
+                self.models[key] = resolve(
                     name,
                     precision=precision,
                     image_size=self.config.image_size,
-                    cache=self.config.model_cache,
+                    cache_dir=self.config.model_cache,
                 )
             except Exception as err:  # recorded as a failed result for every job of the model
                 self.models[key] = err
@@ -243,41 +245,36 @@ class Sweep:
 
     def run_job(self, job: Job) -> dict[str, Any]:
         model = self._model(job.model, job.precision)
-        base = {
+        base: dict[str, Any] = {
             "model": job.model,
             "runtime": job.runtime,
             "precision": job.precision,
             "batch": job.batch,
+            "device": registry.device_of(job.runtime),  # reports need no registry to place it
         }
         if isinstance(model, Exception):
             size = self._unresolved_size  # the same key `_key` gives, so --resume skips it
             return new_record(**base, image_size=size, status="failed", reason=_reason(model))
         base |= {"image_size": model.image_size}
         info = {"depth": model.depth, "macs": model.macs, "params": model.params}
-        skip = adapters.skip_reason(job.runtime, job.precision, model)
+        skip = skip_reason(job.runtime, job.precision, model)
         if skip is not None:
             return new_record(**base, status="skipped", reason=skip, **info)
-        feeds = adapters.make_inputs(model, job.batch, seed=self.config.seed)
-        parity_box: dict[str, Any] = {}
+        reference = self._reference(model, job) if self.config.parity else None
+        feeds = reference.inputs if reference is not None else self._feeds(model, job)
+        box: dict[str, Any] = {}
 
-        def check(runner: Any) -> None:
-            parity_box["runner"] = runner.describe()  # while active: what actually ran
-            if self.config.parity:
-                parity_box["parity"] = self._parity(runner, model, job, feeds)
+        def check(runner: Runner) -> None:
+            box["runner"] = runner.describe()  # while active: what actually ran
+            if reference is not None:
+                box["parity"] = _parity(runner, reference)
 
         try:
-            runner = adapters.make_runner(
-                job.runtime,
-                model,
-                precision=job.precision,
-                batch=job.batch,
-                batches=self.config.batches,
-                threads=self.config.threads,
-                timing=self.config.loop.timing,
-            )
-            too_big = adapters.size_reason(runner)
-            if too_big is not None:
-                return new_record(**base, status="skipped", reason=too_big, **info)
+            runner = make_runner(job, model, self.config)
+            try:
+                runner.check_size()
+            except UnsupportedError as err:  # too big for this engine: a skip, not a failure
+                return new_record(**base, status="skipped", reason=_first_line(err), **info)
             m = measure(runner, feeds, self.config.loop, on_active=check)
         except Exception as err:
             return new_record(
@@ -288,11 +285,11 @@ class Sweep:
                 **info,
             )
         return new_record(
-            **base, status="ok", **info, **self._measured(m, model, job), runner=parity_box.get("runner"),
-            parity=parity_box.get("parity"),
+            **base, status="ok", **info, **self._measured(m, model, job), runner=box.get("runner"),
+            parity=box.get("parity"),
         )  # fmt: skip
 
-    def _measured(self, m: Measurement, model: adapters.Model, job: Job) -> dict[str, Any]:
+    def _measured(self, m: Measurement, model: ResolvedModel, job: Job) -> dict[str, Any]:
         s = m.stats
         return {
             "latency_ms": s.latency_dict(),
@@ -318,14 +315,63 @@ class Sweep:
             },
         }
 
-    def _parity(self, runner: Any, model: adapters.Model, job: Job, feeds: dict) -> dict | None:
+    def _feeds(self, model: ResolvedModel, job: Job) -> dict[str, np.ndarray]:
+        from runtimes.inputs import feeds
+
+        return feeds(model.input_name, job.batch, model.image_size, seed=self.config.seed)
+
+    def _reference(self, model: ResolvedModel, job: Job) -> parity.Reference:
+        """The parity reference (inputs, structure check, torch fp64 outputs), once per model,
+        precision and batch: `bench-runtimes parity` builds the very same object."""
         key = (job.model, job.precision, job.batch)
-        try:
-            if key not in self.references:
-                self.references[key] = adapters.reference_outputs(model, feeds)
-            reference = self.references[key]
-            if reference is None:
-                return None
-            return adapters.parity_metrics(runner.infer(feeds), reference, job.precision)
-        except Exception as err:
-            return {"error": _reason(err)}
+        if key not in self.references:
+            self.references[key] = parity.reference_for(
+                model, precision=job.precision, batch=job.batch, seed=self.config.seed
+            )
+        return self.references[key]
+
+
+def _parity(runner: Runner, reference: parity.Reference) -> dict[str, Any] | None:
+    """The record's parity: the active runner's outputs judged against the reference."""
+    if reference.error is not None:
+        return {"reference": reference.name, "error": reference.error}
+    if reference.outputs is None:
+        return None  # a file graphgen did not make: no reference here
+    try:
+        result = reference.judge(runner.name, runner.infer(reference.inputs))
+    except Exception as err:
+        return {"reference": reference.name, "error": _reason(err)}
+    return reference.record(result)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def skip_reason(runtime: str, precision: str, model: ResolvedModel) -> str | None:
+    """Why a job cannot run here (known before trying), or None."""
+    why = registry.availability(runtime)
+    if why is not None:
+        return why
+    cls = registry.runner_class(runtime)
+    if precision not in cls.precisions:
+        return f"{runtime} does not support {precision} (it runs {', '.join(cls.precisions)})"
+    if cls.needs_graphgen and not model.is_graphgen:
+        return f"{runtime} rebuilds networks from graphgen metadata; {model.path} has none"
+    return None
+
+
+def make_runner(job: Job, model: ResolvedModel, config: SweepConfig) -> Runner:
+    """The runner for one job. Engines that build for a batch range (TensorRT) get every batch
+    of the sweep, so one cached engine serves all of them; a graph with a fixed batch admits
+    only its own."""
+    cls = registry.runner_class(job.runtime)
+    return cls(
+        model.path,
+        precision=job.precision,
+        batch_sizes=cls.profile_batches(job.batch, config.batches, model.fixed_batch),
+        threads=config.threads,
+        timing=config.loop.timing,
+        macs=model.macs,
+    )

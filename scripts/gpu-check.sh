@@ -130,7 +130,7 @@ try:
     print("tensorrt", tensorrt.__version__)
 except Exception as exc:
     bad.append(f"tensorrt: {exc}")
-from runtimes import cuda_util
+from runtimes.engines import cuda_util
 reason = cuda_util.availability()
 print("cuda-python:", reason or cuda_util.device_info(0))
 bad += [f"cuda-python: {reason}"] if reason else []

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtimes.bench import (
+from runtimes.timing import (
     achieved_gflops,
     median,
     median_ci,

@@ -9,8 +9,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from reports.results import read_records
-from runtimes.bench import LoopConfig
 from runtimes.sweep import Sweep, SweepConfig
+from runtimes.timing import LoopConfig
 
 TINY = "cifar-resnet20"
 FAST = LoopConfig(warmup=1, warmup_s=None, iterations=5, duration_s=None)
@@ -172,21 +172,23 @@ def test_peak_rss_does_not_include_what_runs_after_timing(tmp_path, cache):
     attributed to the engine (resnet50 b8 read 3 GB with parity, 0.8 GB without)."""
     import numpy as np
 
-    from runtimes import bench_adapters as adapters
-    from runtimes.bench import measure, peak_rss_mb, reset_peak_rss
+    from runtimes.inputs import feeds as make_feeds
+    from runtimes.models import resolve
+    from runtimes.sweep import Job, make_runner
+    from runtimes.timing import measure, peak_rss_mb, reset_peak_rss
 
     if not reset_peak_rss():
         pytest.skip("the kernel's peak RSS cannot be reset here (/proc/self/clear_refs)")
-    model = adapters.resolve_model(TINY, precision="fp32", image_size=None, cache=cache)
-    feeds = adapters.make_inputs(model, 1, seed=1)
+    model = resolve(TINY, precision="fp32", cache_dir=cache)
+    feeds = make_feeds(model.input_name, 1, model.image_size, seed=1)
     hog = 400  # MB, touched page by page so it is resident
 
     def reference(_runner) -> None:
         block = np.ones(hog * 2**20, dtype=np.uint8)
         assert block.sum() > 0
 
-    runner = adapters.make_runner(
-        "ort-cpu", model, precision="fp32", batch=1, threads=1, timing="device"
+    runner = make_runner(
+        Job(TINY, "ort-cpu", "fp32", 1), model, config(tmp_path, cache, batches=[1], threads=1)
     )
     m = measure(runner, feeds, FAST, on_active=reference)
     assert peak_rss_mb() >= m.peak_host_rss_mb + hog * 0.9  # the hog was resident afterwards

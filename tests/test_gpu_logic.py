@@ -16,13 +16,14 @@ import pytest
 from graphgen.onnx_io import build, save
 from graphgen.spec import variant
 from runtimes.base import RunnerError, UnsupportedError
-from runtimes.ort import OrtRunner
-from runtimes.ort_gpu import OrtCudaRunner, profile_option
-from runtimes.trt import (
+from runtimes.engines.ort import OrtRunner
+from runtimes.engines.ort_cuda import OrtCudaRunner
+from runtimes.engines.ort_trt import profile_option
+from runtimes.engines.trt import TensorRTRunner
+from runtimes.engines.trt_profiles import (
     BatchProfile,
     EngineCache,
     ProfileError,
-    TensorRTRunner,
     batch_profile,
     cache_key,
 )
@@ -157,16 +158,18 @@ def test_trt_provider_shape_syntax():
 
 
 def test_tensorrt_precision_routes(tmp_path):
-    fp16 = TensorRTRunner(tmp_path / "m.onnx", precision="fp16")
-    assert fp16._precision_path(11) == (
+    fp16 = TensorRTRunner(tmp_path / "m.onnx", precision="fp16").options
+    assert fp16.precision_path(11) == (
         "strongly typed, precision from the graph (TensorRT 11)",
         True,
     )
-    assert fp16._precision_path(10)[1] is True  # TRT 10 default: the same strongly typed route
-    flag = TensorRTRunner(tmp_path / "m.onnx", precision="fp16", fp16_flag=True)
-    assert flag._precision_path(10) == ("weakly typed, BuilderFlag.FP16 (TensorRT 10)", False)
+    assert fp16.precision_path(10)[1] is True  # TRT 10 default: the same strongly typed route
+    flag = TensorRTRunner(tmp_path / "m.onnx", precision="fp16", fp16_flag=True).options
+    assert flag.precision_path(10) == ("weakly typed, BuilderFlag.FP16 (TensorRT 10)", False)
     with pytest.raises(UnsupportedError, match="TensorRT 11 removed BuilderFlag.FP16"):
-        flag._precision_path(11)
+        flag.precision_path(11)
+    with pytest.raises(UnsupportedError, match="fp16_flag only applies to precision fp16"):
+        TensorRTRunner(tmp_path / "m.onnx", precision="fp32", fp16_flag=True)
 
 
 def test_timing_mode_is_checked(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from runtimes.base import RunnerError
-from runtimes.ort_gpu import CUDA_EP, TRT_EP, OrtCudaRunner, OrtTrtRunner
-from runtimes.trt import ProfileError
+from runtimes.engines.ort_cuda import CUDA_EP, OrtCudaRunner
+from runtimes.engines.ort_trt import TRT_EP, OrtTrtRunner
+from runtimes.engines.trt_profiles import ProfileError
 from tests._gpu import graph, inputs, reference, rel_l2
 
 _CUDA = OrtCudaRunner.availability()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtimes.trt import ProfileError, TensorRTRunner
+from runtimes.engines.trt import TensorRTRunner
+from runtimes.engines.trt_profiles import ProfileError
 from tests._gpu import graph, inputs, reference, rel_l2
 
 _REASON = TensorRTRunner.availability()

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from graphgen.spec import Spec, variant
-from runtimes.parity import DEFAULT_TOLERANCES, Tolerance, check_model, compare
+from runtimes.parity import DEFAULT_TOLERANCES, Tolerance, compare, parity_of
 
 CPU_ENGINES = ["ort-cpu", "torch", "openvino", "onnx-ref"]
 FP16_ENGINES = ["ort-cpu", "torch", "openvino"]  # onnx-ref is fp32 only
@@ -38,7 +38,7 @@ def _assert_passed(result) -> None:
 @pytest.mark.parametrize("key", SPECS)
 def test_cpu_engines_agree_fp32(key: str, model_cache: Path) -> None:
     spec, size = SPECS[key]
-    result = check_model(spec, CPU_ENGINES, image_size=size, cache_dir=model_cache)
+    result = parity_of(spec, CPU_ENGINES, image_size=size, cache_dir=model_cache)
     _assert_passed(result)
     assert result.reference == "torch (fp64)" and result.structure is None
     for r in result.results:
@@ -48,9 +48,7 @@ def test_cpu_engines_agree_fp32(key: str, model_cache: Path) -> None:
 @pytest.mark.parametrize("key", ["cifar20-A", "resnet18"])
 def test_cpu_engines_agree_fp16(key: str, model_cache: Path) -> None:
     spec, size = SPECS[key]
-    result = check_model(
-        spec, FP16_ENGINES, image_size=size, precision="fp16", cache_dir=model_cache
-    )
+    result = parity_of(spec, FP16_ENGINES, image_size=size, precision="fp16", cache_dir=model_cache)
     _assert_passed(result)
 
 
@@ -59,13 +57,13 @@ def test_folded_graph_agrees_with_engines_and_with_the_unfolded_one(
     key: str, model_cache: Path
 ) -> None:
     spec, size = SPECS[key]
-    folded = check_model(spec, CPU_ENGINES, image_size=size, fold=True, cache_dir=model_cache)
+    folded = parity_of(spec, CPU_ENGINES, image_size=size, fold=True, cache_dir=model_cache)
     _assert_passed(folded)
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(folded.path).graph.node}
     from runtimes import registry
     from runtimes.inputs import feeds
 
-    unfolded = check_model(spec, ["ort-cpu"], image_size=size, cache_dir=model_cache)
+    unfolded = parity_of(spec, ["ort-cpu"], image_size=size, cache_dir=model_cache)
     x = feeds("input", 2, size)
     outs = []
     for path in (folded.path, unfolded.path):

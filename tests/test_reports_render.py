@@ -7,7 +7,7 @@ import pytest
 
 from reports.render import render
 from reports.schema import SCHEMA_VERSION, load_report, new_record
-from runtimes.bench import summarize
+from runtimes.timing import summarize
 
 EVIL = "<script>alert(1)</script>"
 

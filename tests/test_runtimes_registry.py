@@ -34,7 +34,7 @@ def test_unknown_runtime_lists_the_known_ones() -> None:
 
 def test_duplicate_registration_is_an_error() -> None:
     with pytest.raises(ValueError, match="already registered"):
-        registry.register("ort-cpu", "runtimes.ort:OrtCpuRunner")
+        registry.register("ort-cpu", "runtimes.engines.ort_cpu:OrtCpuRunner")
 
 
 @pytest.mark.parametrize("name", CPU_ENGINES)

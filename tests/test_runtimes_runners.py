@@ -10,9 +10,9 @@ import pytest
 from graphgen.errors import GraphError
 from runtimes import registry
 from runtimes.base import UnsupportedError
+from runtimes.engines.onnx_ref import OnnxRefRunner
 from runtimes.inputs import IMAGENET_MEAN, IMAGENET_STD, feeds, image_batch
 from runtimes.models import resolve
-from runtimes.onnx_ref import OnnxRefRunner
 
 CPU_ENGINES = ("ort-cpu", "torch", "openvino", "onnx-ref")
 

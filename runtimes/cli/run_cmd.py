@@ -14,10 +14,10 @@ from typing import Any
 
 from resnet_common.cli import csv_list, positive_int
 from resnet_common.errors import UserError
-from runtimes import bench_adapters as adapters
+from runtimes import models, registry
 from runtimes.base import TIMING_MODES
-from runtimes.bench import LoopConfig
 from runtimes.sweep import Sweep, SweepConfig
+from runtimes.timing import LoopConfig
 
 DEFAULT_OUT = Path("bench-results")
 
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--models",
         type=csv_list("model"),
         help="comma list of variant names or .onnx paths "
-        f"(default: {','.join(adapters.DEFAULT_MODELS)})",
+        f"(default: {','.join(models.DEFAULT_MODELS)})",
     )
     p.add_argument(
         "--runtimes",
@@ -97,21 +97,21 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
     """The sweep config and the engines skipped before it starts ({engine: why})."""
     if args.models is not None:
         args.models = list(dict.fromkeys(args.models))  # de-duplicated, order kept
-        adapters.check_precisions(args.precision)
-        adapters.check_models(
+        models.check_precisions(args.precision)
+        models.check_models(
             args.models, precisions=args.precision, batches=args.batch, image_size=args.image_size
         )
-    adapters.check_precisions(args.precision)
+    models.check_precisions(args.precision)
     skipped: dict[str, str] = {}
     if args.runtimes is not None:
         runtimes = list(dict.fromkeys(args.runtimes))
-        adapters.check_runtimes(runtimes)
-        why = {name: adapters.availability(name) for name in runtimes}
+        registry.check_names(runtimes)
+        why = {name: registry.availability(name) for name in runtimes}
         if all(why.values()):
             detail = "; ".join(f"{name}: {reason}" for name, reason in why.items())
             raise UserError(f"no usable engine among those asked for ({detail})")
     else:
-        runtimes, skipped = adapters.usable_runtimes()
+        runtimes, skipped = registry.usable()
         if not runtimes:
             raise UserError("no engine is usable here; see `bench-runtimes list`")
     loop = LoopConfig(
@@ -122,7 +122,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         timing=args.timing,
     )
     config = SweepConfig(
-        models=list(args.models or adapters.DEFAULT_MODELS),
+        models=list(args.models or models.DEFAULT_MODELS),
         runtimes=runtimes,
         batches=list(dict.fromkeys(args.batch)),
         precisions=list(dict.fromkeys(args.precision)),

@@ -1,4 +1,4 @@
-"""onnxruntime runners. `OrtRunner` is the base the GPU providers (runtimes/ort_gpu.py) extend.
+"""The onnxruntime session every onnxruntime runner shares (`ort-cpu`, `ort-cuda`, `ort-trt`).
 
 onnxruntime falls back to the CPU provider silently when a provider fails to load (ENGINES.md
 3.2), so a non-CPU session sets `session.disable_cpu_ep_fallback` and `activate` checks that the
@@ -111,10 +111,3 @@ class OrtRunner(Runner):
             version=f"onnxruntime {ort.__version__}",
         )
         return info
-
-
-class OrtCpuRunner(OrtRunner):
-    """onnxruntime's CPU provider. fp16 graphs run with fp32 kernels between inserted casts."""
-
-    name = "ort-cpu"
-    precisions = ("fp32", "fp16")

@@ -23,11 +23,6 @@ class OnnxRefRunner(Runner):
     name = "onnx-ref"
     precisions = ("fp32",)
 
-    def __init__(self, model_path: Any, *, macs: int | None = None, **kwargs: Any) -> None:
-        """`macs` per sample, when the caller knows it (saves walking the graph)."""
-        super().__init__(model_path, **kwargs)
-        self.macs = macs
-
     @classmethod
     def availability(cls) -> str | None:
         try:
@@ -37,7 +32,8 @@ class OnnxRefRunner(Runner):
         return None
 
     def check_size(self) -> None:
-        """Refuse big models up front rather than run for an hour."""
+        """Refuse big models up front rather than run for an hour (`macs`, when the caller
+        gave it, saves walking the graph)."""
         macs = self.macs
         if macs is None:
             from graphgen.cost import graph_cost

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from reports.schema import UNSTABLE_COV
 from runtimes.base import Runner
 
 PERCENTILES = (90, 95, 99)
-UNSTABLE_COV = 0.025  # trtexec: "coefficient of variance > 2.5%" -> unstable
 MIN_DURATION_ITERATIONS = 10  # trtexec's --iterations default: "at least" this many
 
 
@@ -168,11 +168,8 @@ def peak_rss_mb() -> float:
 
 
 def peak_device_mb(runner: Runner) -> float | None:
-    """GPU runners may expose `peak_device_memory_bytes()`; CPU runners have no device memory."""
-    hook: Callable[[], int | None] | None = getattr(runner, "peak_device_memory_bytes", None)
-    if runner.device == "cpu" or hook is None:
-        return None
-    value = hook()
+    """The runner's peak device memory in MiB; None for CPU engines."""
+    value = runner.peak_device_memory_bytes()
     return None if value is None else value / 2**20
 
 
@@ -272,7 +269,6 @@ def measure(
             on_active(runner)
     finally:
         runner.deactivate()
-    mode, clock = timing_of(runner)
     return Measurement(
         samples_ms=samples,
         stats=summarize(samples),
@@ -280,20 +276,11 @@ def measure(
         load_time_s=float(runner.load_time_s or 0.0),
         warmup_iterations=len(warm),
         timed_s=timed_s,
-        timing_mode=mode,
-        clock=clock,
+        timing_mode=runner.timing_mode,
+        clock=runner.clock,
         peak_host_rss_mb=host_mb,
         peak_device_mb=device_mb,
     )
-
-
-def timing_of(runner: Runner) -> tuple[str, str]:
-    """(mode, clock) a runner's samples were taken with: CPU runners are host-timed with
-    perf_counter_ns; GPU runners report their own mode and clock."""
-    if runner.device == "cpu":
-        return "host", "perf_counter_ns"
-    mode = str(getattr(runner, "timing", "device"))
-    return mode, str(getattr(runner, "clock", "device events"))
 
 
 def throughput_ips(stats: LatencyStats, batch: int) -> float:
