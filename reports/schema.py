@@ -99,7 +99,9 @@ def make_report(
     rows = [dict(r) for r in records]
     unknown = {r.get("machine") for r in rows} - set(machines)
     if unknown:
-        raise SchemaError(f"records name machines without an environment: {sorted(unknown)}")
+        raise SchemaError(
+            f"records name machines without an environment: {sorted(map(str, unknown))}"
+        )
     return {
         "kind": REPORT_KIND,
         "schema_version": SCHEMA_VERSION,

@@ -35,8 +35,10 @@ class UnsupportedError(UserError):
 
 def check_timing(timing: str) -> Timing:
     """`timing` when it is one of TIMING_MODES, else UnsupportedError (exit 2)."""
-    if timing == "device" or timing == "end-to-end":
-        return timing
+    if timing == "device":
+        return "device"
+    if timing == "end-to-end":
+        return "end-to-end"
     raise UnsupportedError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
 
 

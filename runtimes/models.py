@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -108,7 +109,7 @@ def _sized(spec: Spec, image_size: int | None) -> Spec:
         raise UserError(f"{spec.name} cannot take image size {image_size}: {err}") from None
 
 
-def _cache_path(cache: Path, name: str, key: dict) -> Path:
+def _cache_path(cache: Path, name: str, key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return (
         cache
@@ -224,7 +225,7 @@ def _foreign(
         None,
         macs,
         precision,
-        image_size or size,
+        image_size or int(size or 0),
         inputs[0].name,
         model.graph.output[0].name,
         fixed_batch(model),

@@ -256,7 +256,7 @@ class Sweep:
             size = self._unresolved_size  # the same key `_key` gives, so --resume skips it
             return new_record(**base, image_size=size, status="failed", reason=_reason(model))
         base |= {"image_size": model.image_size}
-        info = {"depth": model.depth, "macs": model.macs, "params": model.params}
+        info: dict[str, Any] = {"depth": model.depth, "macs": model.macs, "params": model.params}
         skip = skip_reason(job.runtime, job.precision, model)
         if skip is not None:
             return new_record(**base, status="skipped", reason=skip, **info)

@@ -221,7 +221,9 @@ def timed_loop(
     return _loop(run_once, count, seconds, minimum)
 
 
-def _loop(run_once: Callable[[], float], count: int | None, seconds: float | None, minimum: int):
+def _loop(
+    run_once: Callable[[], float], count: int | None, seconds: float | None, minimum: int
+) -> list[float]:
     """Call `run_once` `count` times, or for `seconds` (and at least `minimum` times)."""
     samples: list[float] = []
     append = samples.append

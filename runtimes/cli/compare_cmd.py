@@ -25,7 +25,7 @@ def _threshold(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "compare",
         help="compare two reports; exit 1 when NEW is slower than OLD beyond the threshold",

@@ -20,7 +20,7 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tol = ", ".join(f"{p} rtol {t.rtol:g} atol {t.atol:g}" for p, t in DEFAULT_TOLERANCES.items())
     p = subparsers.add_parser(
         "parity",

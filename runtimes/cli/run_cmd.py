@@ -32,7 +32,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "run",
         help="benchmark latency and throughput across engines; write results and reports",
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_progress(sweep: Sweep, env: dict, console: Any) -> list[dict[str, Any]]:
+def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[dict[str, Any]]:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

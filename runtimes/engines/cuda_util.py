@@ -227,18 +227,20 @@ class PinnedArray:
         nbytes = max(count * dtype.itemsize, 1)
         self._ptr = call(cudart().cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})")
         raw = (ctypes.c_byte * nbytes).from_address(int(self._ptr))
-        self.array = np.frombuffer(raw, dtype=np.uint8, count=nbytes)[: count * dtype.itemsize]
+        flat = np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8, count=nbytes)
+        self.array: np.ndarray = flat[: count * dtype.itemsize]
         self.array = self.array.view(dtype).reshape(shape)
 
     def view(self, shape: tuple[int, ...]) -> np.ndarray:
         """The first prod(shape) elements, reshaped: a smaller batch in a max-size buffer."""
         count = int(np.prod(shape, dtype=np.int64))
-        return self.array.reshape(-1)[:count].reshape(shape)
+        view: np.ndarray = self.array.reshape(-1)[:count].reshape(shape)
+        return view
 
     def close(self) -> None:
         """Free the page-locked memory; idempotent (see DeviceBuffer.close)."""
         if self._ptr is not None:
-            self.array = None  # type: ignore[assignment]
+            self.array = np.empty(0, dtype=np.uint8)
             ptr, self._ptr = self._ptr, None
             call(cudart().cudaFreeHost(ptr), "cudaFreeHost")
 

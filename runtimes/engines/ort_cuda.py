@@ -163,7 +163,7 @@ class OrtGpuRunner(OrtRunner):
             return (time.perf_counter_ns() - start) * 1e-9
         self._timer.start()
         self.session.run_with_iobinding(self._io)
-        return self._timer.stop_seconds()
+        return float(self._timer.stop_seconds())
 
     def peak_device_memory_bytes(self) -> int | None:
         """Device memory in use above what was in use before `activate` (device-wide; sampled

@@ -93,6 +93,8 @@ class OrtTrtRunner(OrtGpuRunner):
         self._profile: BatchProfile | None = None
         self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
         self._cache_dir: Path | None = None
+        self._engines_before: list[Path] = []
+        self._engines_checked = False
 
     @classmethod
     def availability(cls) -> str | None:
@@ -184,7 +186,7 @@ class OrtTrtRunner(OrtGpuRunner):
         if importlib.util.find_spec("tensorrt") is not None:
             # Loading the wheel's libnvinfer first lets the provider find it by soname.
             importlib.import_module("tensorrt")
-        self._engines_before: list[Path] = []
+        self._engines_before = []
         self._engines_checked = False
         super().activate_impl()  # providers() -> trt_options() lists the cache first
 
@@ -194,6 +196,8 @@ class OrtTrtRunner(OrtGpuRunner):
         return sorted(p for p in self._cache_dir.iterdir() if p.suffix == ".engine")
 
     def check_batch(self, feeds: dict[str, np.ndarray]) -> None:
+        if self._profile is None:
+            raise RunnerError("ort-trt: no optimization profile (activate() first)")
         for name in self._shapes:
             if name in feeds:
                 self._profile.check(int(feeds[name].shape[0]), what="TensorRT provider")

@@ -64,12 +64,15 @@ class TorchCudaRunner(TorchRunner):
 
         super().bind(feeds)
         (array,) = feeds.values()
-        self._x = torch.from_numpy(np.ascontiguousarray(array)).to("cuda", self.dtype)
+        self._x: Any = torch.from_numpy(np.ascontiguousarray(array)).to("cuda", self.dtype)
 
     def timed_run(self) -> float:
         import torch
 
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if self._bound is None:
+            raise RuntimeError("torch-cuda: timed_run() called before bind()")
+        start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
         with torch.inference_mode():
             if self.timing == "end-to-end":
                 (array,) = self._bound.values()
@@ -82,7 +85,7 @@ class TorchCudaRunner(TorchRunner):
                 self.model(self._x)
                 end.record()
         end.synchronize()
-        return start.elapsed_time(end) * 1e-3
+        return float(start.elapsed_time(end)) * 1e-3
 
     def deactivate_impl(self) -> None:
         self._x = None

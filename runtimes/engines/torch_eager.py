@@ -9,7 +9,7 @@ rounding error (~1e-15) negligible next to any engine's.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class TorchRunner(Runner):
     """Eager PyTorch on the CPU."""
 
     name = "torch"
-    precisions = ("fp32", "fp16", "fp64")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "fp64")
     needs_graphgen = True
 
     @classmethod

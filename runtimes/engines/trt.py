@@ -222,6 +222,8 @@ class TensorRTRunner(Runner):
         missing = [n for n in self._inputs if n not in feeds]
         if missing:
             raise RunnerError(f"missing inputs {missing}; the engine takes {self._inputs}")
+        if self._profile is None:
+            raise RunnerError("trt: no optimization profile (activate() first)")
         shapes: dict[str, tuple[int, ...]] = {}
         for name in self._inputs:
             shape = tuple(int(d) for d in feeds[name].shape)
@@ -270,8 +272,9 @@ class TensorRTRunner(Runner):
         self._bound_shapes = shapes
 
     def timed_run(self) -> float:
+        if self._bound is None:
+            raise RuntimeError("trt: timed_run() called before bind()")
         if not self._bound_shapes:
-            assert self._bound is not None, "bind() first"
             self.bind(self._bound)
         if self.timing == "end-to-end":
             self._timer.start()
@@ -281,7 +284,7 @@ class TensorRTRunner(Runner):
         else:
             self._timer.start()
             self._enqueue()
-        return self._timer.stop_seconds()
+        return float(self._timer.stop_seconds())
 
     def peak_device_memory_bytes(self) -> int | None:
         """Device memory in use above what was in use before `activate` (sampled at load,

@@ -55,7 +55,7 @@ class BuildOptions:
 def make_logger(trt: Any, min_severity: Any) -> Any:
     """An ILogger that keeps the messages, so a failed build or parse can say why."""
 
-    class _Collecting(trt.ILogger):  # type: ignore[misc, name-defined]
+    class _Collecting(trt.ILogger):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.messages: list[str] = []

@@ -85,7 +85,7 @@ def file_digest(path: str | Path) -> str:
     for part in (path, path.with_name(path.name + ".data")):
         if part.exists():
             with part.open("rb") as f:
-                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                while chunk := f.read(1 << 20):
                     h.update(chunk)
     return h.hexdigest()
 
