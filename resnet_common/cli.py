@@ -44,10 +44,10 @@ def run_main(
         return fail("interrupted", 130)
 
 
-def csv_list(kind: str, convert: Callable[[str], object] = str) -> Callable[[str], list]:
+def csv_list(kind: str, convert: Callable[[str], object] = str) -> Callable[[str], list[object]]:
     """An argparse type for comma-separated lists, with a clear message for bad items."""
 
-    def parse(text: str) -> list:
+    def parse(text: str) -> list[object]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
             raise argparse.ArgumentTypeError(f"empty {kind} list")
@@ -74,3 +74,29 @@ def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
 
 positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "an integer >= 0")
+
+SEED_LIMIT = 2**63  # numpy, torch and Python's random all take a seed below this
+
+
+def seed_int(text: str) -> int:
+    """The one seed parser of every command line: an integer with 0 <= seed < 2**63."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"seed must be in 0 .. 2**63-1 ({SEED_LIMIT - 1}), got "
+            + (text if len(text) <= 24 else f"{text[:20]}... ({len(text)} digits)")
+        )
+    return value
+
+
+def size_limits(text: str) -> dict[str, int]:
+    """An argparse type for `--size-limit KEY=N[,KEY=N]` (see resnet_common.limits)."""
+    from resnet_common.limits import parse_limits
+
+    try:
+        return parse_limits(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
