@@ -17,7 +17,7 @@ class TorchCudaRunner(TorchRunner):
 
     name = "torch-cuda"
     device = "cuda"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "fp64")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "fp64")
 
     @property
     def clock(self) -> str:

@@ -16,14 +16,16 @@ import numpy as np
 from graphgen.errors import GraphError
 from runtimes.base import Runner, RunnerError
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "fp64": "float64"}
+# bf16: the fp32 graph's module in bfloat16 (graphs have no bf16 weights; the Python API
+# and scripts/gpu-check.sh use it, `bench-runtimes --precision` knows the graphs' precisions).
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
 
 
 class TorchRunner(Runner):
     """Eager PyTorch on the CPU."""
 
     name = "torch"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "fp64")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "fp64")
     needs_graphgen = True
 
     @classmethod
