@@ -181,8 +181,8 @@ def test_image_failing_in_a_worker_keeps_its_path(tmp_path, capsys):
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
     fit(tiny_config(tmp_path / "run", epochs=1))
-    argv = ["--depth", "8", "--image-size", "16", "--synthetic-train", "64", "--out",
-            str(tmp_path / "run"), "--epochs", "1"]  # fmt: skip
+    argv = ["--depth", "8", "--image-size", "16", "--synthetic-train", "64", "--batch-size",
+            "32", "--workers", "0", "--out", str(tmp_path / "run"), "--epochs", "1"]  # fmt: skip
     assert cli.main(argv) == 2
     assert "--resume" in capsys.readouterr().err
 

@@ -41,6 +41,53 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__})") from None
 
 
+def restore(
+    path: Path,
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    control: Any,
+) -> tuple[int, float | None]:
+    """Load a checkpoint's state into a fresh model, optimizer, scaler and lr controller.
+
+    Returns (first epoch to train, best val error). A checkpoint of another network (wrong or
+    missing keys, other shapes) or of another format is a one-line `UserError`, never a trace.
+    """
+    bad = f"{path} does not belong to this run's network"
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise UserError(f"{path} is not a resnet-train checkpoint (no model state)")
+    expected = model.state_dict()
+    given = state["model"]
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first {unexpected[0]!r})")
+        raise UserError(f"{bad}: {', '.join(parts)}")
+    for key, value in given.items():
+        want = expected[key]
+        if not isinstance(value, torch.Tensor) or value.shape != want.shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise UserError(f"{bad}: {key} is {shape}, the network has {tuple(want.shape)}")
+    try:
+        model.load_state_dict(given)
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        control.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"])
+        epoch, best = int(state["epoch"]), state["best_val_error"]
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+        what = f"missing {err}" if isinstance(err, KeyError) else type(err).__name__
+        raise UserError(f"{path} is not a readable resnet-train checkpoint ({what})") from None
+    if epoch < 0 or not (best is None or isinstance(best, float | int)):
+        raise UserError(f"{path} is not a readable resnet-train checkpoint (bad epoch or best)")
+    return epoch + 1, best
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 

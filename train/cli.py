@@ -21,6 +21,8 @@ from resnet_common.cli import (
     fail,
     non_negative_int,
     positive_int,
+    seed_int,
+    size_limits,
 )
 from resnet_common.errors import UserError
 from train.data import DATASETS
@@ -166,7 +168,9 @@ def make_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="plateau schedule: epochs without improvement before a drop (5)",
     )
-    rec.add_argument("--seed", type=int, default=0, help="initialisation, data order, augmentation")
+    rec.add_argument(
+        "--seed", type=seed_int, default=0, help="initialisation, data order, augmentation"
+    )
 
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, weights)")
@@ -200,6 +204,15 @@ def make_parser() -> argparse.ArgumentParser:
         help="fold BatchNorm into the convs of the exported graph",
     )
     run.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
+    run.add_argument(
+        "--size-limit",
+        dest="size_limits",
+        type=size_limits,
+        metavar="KEY=N[,KEY=N]",
+        help="raise a sanity limit checked before anything is allocated: blocks (10000), "
+        "params (1e9), macs per image (1e12), activation (2**30 values per image), memory "
+        "(bytes to assume free; default: what the machine has)",
+    )
     return p
 
 
@@ -299,6 +312,7 @@ def config_from_args(args: argparse.Namespace):
         export=args.export,
         export_fold_bn=args.export_fold_bn,
         progress=args.progress,
+        size_limits=args.size_limits or {},
     )
 
 
@@ -339,7 +353,7 @@ def resume_config(args: argparse.Namespace):
         raise UserError(f"--resume {args.resume}: no {CONFIG} there, so it is not a run folder")
     try:
         config = TrainConfig.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise UserError(f"{path} is not a readable run config ({err})") from None
     changes = {"out": args.resume}
     counts_epochs = config.recipe.epochs is not None
@@ -359,7 +373,20 @@ def resume_config(args: argparse.Namespace):
         value = getattr(args, key)
         if value is not None and value != make_parser().get_default(key):
             changes[key] = value
+    if args.export is None and config.export is not None:
+        changes["export"] = _export_inside(args.resume, config.export, path)
     return dataclasses.replace(config, **changes)
+
+
+def _export_inside(run_dir: Path, export: Path, config_path: Path) -> Path:
+    """config.json's export, resolved in the run folder; a path outside it is not followed."""
+    target = export if export.is_absolute() else run_dir / export
+    if not target.resolve().is_relative_to(run_dir.resolve()):
+        raise UserError(
+            f"{config_path} names the export {export}, outside the run folder: --resume writes "
+            f"only inside {run_dir}; give --export FILE to export there again"
+        )
+    return target
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from resnet_common.cli import OneLineParser, csv_list, fail, positive_int
+from resnet_common.cli import (
+    OneLineParser,
+    csv_list,
+    fail,
+    non_negative_int,
+    positive_int,
+    seed_int,
+    size_limits,
+)
 from resnet_common.errors import UserError
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
@@ -37,12 +45,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, help="default 128")
     p.add_argument("--lr", type=float, help="default 0.1")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=non_negative_int, default=2)
     p.add_argument("--quiet", dest="progress", action="store_false", help="one line per run only")
     p.add_argument("--out", type=Path, required=True, help="experiment folder")
+    p.add_argument(
+        "--size-limit", dest="size_limits", type=size_limits, metavar="KEY=N[,KEY=N]",
+        help="raise a sanity limit (as resnet-train --size-limit)",
+    )  # fmt: skip
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -93,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         augment=args.augment,
         workers=args.workers,
         progress=args.progress,
+        size_limits=tuple(sorted((args.size_limits or {}).items())),
     )
     if args.kind == "degradation":
         runs = degradation_runs(args.depths, image_size=args.image_size)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from graphgen.errors import SpecError
 from graphgen.plan import expand
-from graphgen.spec import Spec, cifar_spec
+from graphgen.spec import IMAGENET_DEPTHS, Spec, cifar_spec
 from resnet_common.errors import UserError
 from resnet_common.fileio import atomic_write_bytes, atomic_write_text
 from train import metrics
@@ -50,6 +51,7 @@ class Settings:
     augment: bool = True
     workers: int = 2
     progress: bool = True
+    size_limits: tuple[tuple[str, int], ...] = ()  # raised sanity limits, as resnet-train's
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 1:
@@ -80,10 +82,21 @@ def parse_depths(depths: Sequence[int]) -> list[int]:
     """CIFAR depths 6n+2 (§4.2), at least two distinct ones for a degradation comparison."""
     out = sorted(set(depths))
     for d in out:
-        cifar_spec(d)  # raises the SpecError (a UserError) that names the valid depths
+        check_cifar_depth(d)
     if len(out) < 2:
         raise UserError(f"--depths needs at least two different depths, got {list(depths)}")
     return out
+
+
+def check_cifar_depth(depth: int) -> None:
+    """Experiments train the paper's CIFAR nets (§4.2): say so, whatever depth is asked for."""
+    if depth >= 8 and (depth - 2) % 6 == 0:
+        return
+    why = " is an ImageNet depth (Table 1)" if depth in IMAGENET_DEPTHS else " is not 6n+2"
+    raise SpecError(
+        f"depth {depth}{why}: experiments train the paper's CIFAR nets (§4.2), depths 6n+2 "
+        "for n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
+    )
 
 
 def degradation_runs(
@@ -100,6 +113,7 @@ def degradation_runs(
 
 def shortcut_runs(depth: int, *, image_size: int, classes: int = 10) -> list[PlannedRun]:
     """Plain and options A, B, C at one depth: the CIFAR analogue of Table 3 (§3.3, §4.1)."""
+    check_cifar_depth(depth)
     runs = []
     for shortcut in ("none", "A", "B", "C"):
         spec = cifar_spec(depth, shortcut=shortcut, image_size=image_size, classes=classes)
@@ -118,18 +132,16 @@ def run_experiment(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train every planned run (reusing finished ones), then write results, curves and report."""
-    from train.loop import SUMMARY, TrainConfig, fit
+    from train.loop import SUMMARY, TrainConfig, check_sizes, fit
 
     out = Path(out)
-    _check_writable(out)
-    results = []
-    for i, planned in enumerate(runs, 1):
-        run_dir = out / planned.name
+    configs = []
+    for planned in runs:
         config = TrainConfig(
             spec=planned.spec,
             dataset=settings.dataset,
             data=settings.data,
-            out=run_dir,
+            out=out / planned.name,
             recipe=settings.recipe(planned.depth),
             seed=settings.seed,
             device=settings.device,
@@ -138,7 +150,14 @@ def run_experiment(
             synthetic_train=settings.train_size,
             synthetic_val=settings.val_size,
             progress=settings.progress,
+            size_limits=dict(settings.size_limits),
         )
+        check_sizes(config)  # every run's sizes before the first folder exists
+        configs.append(config)
+    _check_writable(out)
+    results = []
+    for i, (planned, config) in enumerate(zip(runs, configs, strict=True), 1):
+        run_dir = config.out
         head = (
             f"[{i}/{len(runs)}] {planned.name} (depth {planned.depth}, shortcut {planned.shortcut})"
         )

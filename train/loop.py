@@ -26,17 +26,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphgen.spec import Spec, spec_from_mapping
+from resnet_common.cli import SEED_LIMIT
 from resnet_common.errors import UserError
-from resnet_common.fileio import atomic_write_text
+from resnet_common.fileio import atomic_write_text, check_replaceable, remove_debris
+from resnet_common.limits import SizeLimits
+from resnet_common.locks import folder_lock
 from train import checkpoint as ckpt
-from train import metrics
+from train import metrics, sizes
 from train.data import DataBundle, TensorSet, iterate_batches, load_data
+from train.export import VERIFICATION
 from train.model import build_model
 from train.recipe import LrController, Recipe, scaled_to_epochs
 
 CONFIG = "config.json"
 DATA_INFO = "data.json"
 SUMMARY = "summary.json"
+# Every file a run writes: a restart clears them, and their temporary names are debris.
+RUN_FILES = (
+    CONFIG, DATA_INFO, SUMMARY, VERIFICATION, metrics.METRICS, metrics.CURVE,
+    ckpt.LAST, ckpt.LAST_WEIGHTS, ckpt.BEST_WEIGHTS,
+)  # fmt: skip
+# Settings that do not change what a run computes: a restart may differ in them.
+NOT_THE_RUN = ("out", "progress", "workers", "device", "export", "export_fold_bn")
+
+
+def limit_hint(key: str) -> str:
+    return f"--size-limit {key}=N"
 
 
 @dataclass
@@ -59,6 +74,7 @@ class TrainConfig:
     export: Path | None = None
     export_fold_bn: bool = False
     progress: bool = True
+    size_limits: dict[str, int] = field(default_factory=dict)  # raised with --size-limit
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -66,7 +82,8 @@ class TrainConfig:
             spec=self.spec.to_dict(),
             recipe=self.recipe.to_dict(),
             out=str(self.out),
-            export=str(self.export) if self.export else None,
+            export=_export_entry(self.export, Path(self.out)),
+            size_limits=dict(self.size_limits),
         )
         return d
 
@@ -77,7 +94,25 @@ class TrainConfig:
         d["recipe"] = Recipe.from_dict(d["recipe"])
         d["out"] = Path(d["out"])
         d["export"] = Path(d["export"]) if d.get("export") else None
+        seed = d.get("seed", 0)
+        if not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"seed {seed!r} is not in 0 .. 2**63-1")
+        SizeLimits().raised(d.get("size_limits") or {})
         return cls(**d)
+
+
+def _export_entry(export: Path | None, out: Path) -> str | None:
+    """config.json's export: relative to the run folder when inside it, else absolute.
+
+    `--resume` follows only the relative form (see `train.cli.resume_config`), so a moved or
+    crafted run folder never writes outside itself unless the user names the file again.
+    """
+    if export is None:
+        return None
+    target, folder = Path(export).resolve(), out.resolve()
+    if target.is_relative_to(folder):
+        return str(target.relative_to(folder))
+    return str(target)
 
 
 @dataclass
@@ -138,18 +173,41 @@ def fit(config: TrainConfig, *, resume: bool = False) -> FitResult:
     kind = "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     dd = _init_distributed(kind)
     try:
-        return _fit(config, dd, _device(config.device, dd.local_rank), resume)
+        with contextlib.ExitStack() as stack:
+            return _fit(config, dd, _device(config.device, dd.local_rank), resume, stack)
     finally:
         if dd.owned:
             dist.destroy_process_group()
 
 
-def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> FitResult:
+def check_sizes(config: TrainConfig) -> sizes.NetworkSize:
+    """The network and the synthetic set against the size limits, before anything is made."""
+    limits = SizeLimits().raised(config.size_limits)
+    size = sizes.network_size(config.spec, limits, hint=limit_hint)
+    if config.dataset == "synthetic":
+        sizes.check_synthetic_memory(
+            config.synthetic_train + config.synthetic_val,
+            config.spec.image_size,
+            limits,
+            hint=limit_hint,
+        )
+    return size
+
+
+def _fit(
+    config: TrainConfig,
+    dd: _Dist,
+    device: torch.device,
+    resume: bool,
+    stack: contextlib.ExitStack,
+) -> FitResult:
+    """Validate everything (sizes, data, batch), then claim the run folder, then train: a start
+    that fails on bad input creates nothing."""
     out = Path(config.out)
     cuda = device.type == "cuda"
+    size = check_sizes(config)
     if dd.main:
-        _check_export_target(config.export)
-        _prepare_run_dir(out, config, resume)
+        _check_export_target(config.export, out)
     data = load_data(
         config.dataset,
         config.data,
@@ -179,6 +237,17 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
     epochs = recipe.epochs or math.ceil(recipe.max_iters / iters)
     if config.bn_replicas > 1 and (dd.world > 1 or batch % config.bn_replicas):
         raise UserError("--bn-replicas emulates DDP in one process and must divide the batch")
+    if dd.world > 1 and config.sync_bn and not cuda:
+        raise UserError("--sync-bn needs GPUs: torch's SyncBatchNorm has no CPU kernel")
+    free = torch.cuda.mem_get_info(device)[0] if cuda else None
+    limits = SizeLimits().raised(config.size_limits)
+    sizes.check_training_memory(size, local_batch, limits, hint=limit_hint, available=free)
+    if dd.main:
+        stack.enter_context(_claim_run_dir(out, config, resume))
+    dd.barrier()
+    restart = not (out / ckpt.LAST).is_file()
+    if resume and restart and dd.main and config.progress:
+        print(f"{out}: no checkpoint yet (killed in its first epoch): starting from epoch 0")
 
     torch.manual_seed(config.seed)
     model: nn.Module = build_model(config.spec).to(device)
@@ -186,8 +255,6 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
         model = model.to(memory_format=torch.channels_last)
     if dd.world > 1:
         if config.sync_bn:
-            if not cuda:
-                raise UserError("--sync-bn needs GPUs: torch's SyncBatchNorm has no CPU kernel")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if cuda else None
@@ -202,15 +269,14 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
     control = LrController(recipe)
     start_epoch, best = 0, None
     records: list[dict[str, Any]] = []
-    if resume:
+    if not restart:
         state = ckpt.load_checkpoint(out / ckpt.LAST)
-        ckpt.unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        control.load_state_dict(state["schedule"])
-        ckpt.set_rng_state(state["rng"])
-        start_epoch, best = state["epoch"] + 1, state["best_val_error"]
-        if dd.main:
+        start_epoch, best = ckpt.restore(
+            out / ckpt.LAST, state, ckpt.unwrap(model), optimizer, scaler, control
+        )
+    if dd.main:
+        _start_run_files(out, config, restart=restart)
+        if not restart:
             records = metrics.keep_before(out / metrics.METRICS, start_epoch)
     dd.barrier()
 
@@ -300,7 +366,7 @@ def _fit(config: TrainConfig, dd: _Dist, device: torch.device, resume: bool) -> 
     return result
 
 
-def _check_export_target(export: Path | None) -> None:
+def _check_export_target(export: Path | None, out: Path) -> None:
     """`--export FILE` must be writable before hours of training, not after."""
     if export is None:
         return
@@ -308,21 +374,67 @@ def _check_export_target(export: Path | None) -> None:
     folder = export.parent
     if export.is_dir():
         raise UserError(f"--export {export} is a folder; give a file name such as model.onnx")
+    if folder.resolve() == out.resolve() and not folder.exists():
+        return  # the run folder itself, made once everything is checked
     if not folder.is_dir():
         raise UserError(f"--export {export}: no folder {folder} to write it in")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UserError(f"--export {export}: folder {folder} is not writable")
+    check_replaceable(export)
 
 
-def _prepare_run_dir(out: Path, config: TrainConfig, resume: bool) -> None:
-    if not resume and (out / ckpt.LAST).exists():
-        raise UserError(
-            f"{out} already holds a run: continue it with --resume {out}, or pick --out"
-        )
+def _same_run(saved: Any, config: TrainConfig) -> bool:
+    mine = json.loads(json.dumps(config.to_dict()))
+    if not isinstance(saved, dict):
+        return False
+    return {k: v for k, v in saved.items() if k not in NOT_THE_RUN} == {
+        k: v for k, v in mine.items() if k not in NOT_THE_RUN
+    }
+
+
+@contextlib.contextmanager
+def _claim_run_dir(out: Path, config: TrainConfig, resume: bool) -> Iterator[None]:
+    """One writer per run folder: lock it for the whole run, clear dead writers' temporary
+    files, and refuse a start that would mix with the run already there.
+
+    A folder with a checkpoint is resumed (`--resume`) or refused. A folder with a config but
+    no checkpoint holds a run killed in its first epoch: the same settings start it over (its
+    metrics are cleared, so no epoch is ever recorded twice), other settings are refused.
+    """
+    if resume and not (out / CONFIG).is_file():
+        raise UserError(f"--resume {out}: no {CONFIG} there, so it is not a run folder")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create run folder {out}: {err.strerror}") from None
+        raise UserError(f"cannot create run folder {out}: {err.strerror or err}") from None
+    with folder_lock(out, what=f"run folder {out}"):
+        remove_debris(out, owned=True, legacy_bases=RUN_FILES)
+        if not resume and (out / ckpt.LAST).exists():
+            raise UserError(
+                f"{out} already holds a run: continue it with --resume {out}, or pick --out"
+            )
+        if not resume and (out / CONFIG).exists():
+            try:
+                saved = json.loads((out / CONFIG).read_text())
+            except (OSError, ValueError):
+                saved = None
+            if not _same_run(saved, config):
+                raise UserError(
+                    f"{out} holds an unfinished run with other settings (no checkpoint yet): "
+                    f"continue it with --resume {out}, or pick another --out"
+                )
+        yield
+
+
+def _start_run_files(out: Path, config: TrainConfig, *, restart: bool) -> None:
+    """config.json, and on a (re)start from epoch 0 nothing left of an earlier attempt."""
+    if restart:
+        for name in RUN_FILES:
+            if name != CONFIG:
+                (out / name).unlink(missing_ok=True)
+        atomic_write_text(out / metrics.METRICS, "")
     atomic_write_text(out / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
 
 

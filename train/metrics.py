@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from resnet_common.fileio import atomic_write_bytes, atomic_write_text
+from resnet_common.fileio import append_durable, atomic_write_bytes, atomic_write_text
 
 METRICS = "metrics.jsonl"
 CURVE = "curve.png"
@@ -16,10 +15,7 @@ CURVE = "curve.png"
 
 def append(path: Path, record: dict[str, Any]) -> None:
     """One line per epoch, flushed to disk before the checkpoint that follows it."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_durable(path, json.dumps(record) + "\n")
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -35,8 +31,17 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def keep_before(path: Path, epoch: int) -> list[dict[str, Any]]:
-    """On resume: keep the epochs the checkpoint covers, drop any written after it."""
-    records = [r for r in read(path) if r["epoch"] < epoch]
+    """On resume: keep the epochs the checkpoint covers, drop any written after it.
+
+    Each epoch is kept once (the last line written for it, the one its checkpoint followed),
+    so a file that an older version appended to twice is mended too.
+    """
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for r in read(path):
+        e = r.get("epoch") if isinstance(r, dict) else None
+        if isinstance(e, int) and 0 <= e < epoch:
+            by_epoch[e] = r
+    records = [by_epoch[e] for e in sorted(by_epoch)]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
     return records
 
