@@ -56,6 +56,18 @@ class SweepConfig:
     parity: bool = True
     seed: int = 1  # runtimes.inputs.DEFAULT_SEED
     model_cache: Path | None = None  # None: runtimes.models' shared cache
+    # Time the jobs that fit in memory together in shuffled rounds (runtimes.interleave), so
+    # the machine's slow phases fall on all of them alike; False times one job after another.
+    interleave: bool = False
+
+    def cpu_threads(self) -> int:
+        """The intra-op threads every CPU engine gets: `threads`, else every usable core, the
+        same for all of them (left to themselves, engines pick different counts)."""
+        return self.threads or usable_cores()
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,19 @@ class Job:
     @property
     def label(self) -> str:
         return f"{self.model} · {self.runtime} · {self.precision} · batch {self.batch}"
+
+
+@dataclass
+class Prepared:
+    """A job ready to time: its model, runner (not yet loaded), inputs and parity reference."""
+
+    job: Job
+    model: ResolvedModel
+    base: dict[str, Any]
+    info: dict[str, Any]
+    runner: Runner
+    feeds: dict[str, np.ndarray]
+    reference: parity.Reference | None
 
 
 # -- results file -------------------------------------------------------------------------------
@@ -172,24 +197,23 @@ class Sweep:
         records = []
         try:
             if config.resume:
-                died = self._died_record(inflight, done)
-                if died is not None:
+                for died in self._died_records(inflight, done):
                     writer.append(died)
                     records.append(died)
                     done.add(record_key(died))
             inflight.unlink(missing_ok=True)
+            todo = []
             for job in jobs(config):
-                key = self._key(job)
-                if key in done:
+                if self._key(job) in done:
                     on_record(job, {})
-                    continue
-                on_start(job)
-                write_json_atomic(inflight, {**self._base(job), "key": key})
-                record = self.run_job(job)
+                else:
+                    todo.append(job)
+            run = self._run_interleaved if config.interleave else self._run_sequential
+            for job, record in run(todo, inflight, on_start):
                 writer.append(record)
-                inflight.unlink(missing_ok=True)
                 records.append(record)
                 on_record(job, record)
+            inflight.unlink(missing_ok=True)
         except KeyboardInterrupt:
             # A clean interrupt is not a crash: --resume should measure that job again.
             inflight.unlink(missing_ok=True)
@@ -198,23 +222,122 @@ class Sweep:
             writer.close()
         return records
 
-    def _died_record(self, inflight: Path, done: set[str]) -> dict[str, Any] | None:
-        """The failed record for a job a previous run started but never finished, if any."""
+    # -- running the jobs ---------------------------------------------------------------------
+    def _run_sequential(
+        self, todo: list[Job], inflight: Path, on_start: Callable[[Job], None]
+    ) -> Iterator[tuple[Job, dict[str, Any]]]:
+        for job in todo:
+            on_start(job)
+            self._mark_inflight(inflight, [job])
+            record = self.run_job(job)
+            yield job, record
+            inflight.unlink(missing_ok=True)
+
+    def _run_interleaved(
+        self, todo: list[Job], inflight: Path, on_start: Callable[[Job], None]
+    ) -> Iterator[tuple[Job, dict[str, Any]]]:
+        """Jobs that can run are loaded together while memory allows, then timed in rounds;
+        a job that is skipped or fails to load gets its record at once."""
+        from runtimes.interleave import Slot, has_room
+
+        group: list[tuple[Prepared, Slot]] = []
+        number = 0
+        for job in todo:
+            on_start(job)
+            prepared = self._prepare(job)
+            if isinstance(prepared, dict):
+                yield job, prepared
+                continue
+            self._mark_inflight(inflight, [p.job for p, _ in group] + [job])
+            slot = Slot(self._key(job), prepared.runner, prepared.feeds)
+            try:
+                slot.start(self.config.loop)
+            except Exception as err:
+                prepared.runner.deactivate()
+                yield job, self._failed(prepared, err)
+                continue
+            group.append((prepared, slot))
+            if not has_room():
+                number += 1
+                yield from self._time_group(group, number)
+                group = []
+                inflight.unlink(missing_ok=True)
+        if group:
+            number += 1
+            yield from self._time_group(group, number)
+
+    def _time_group(
+        self, group: list[tuple[Prepared, Any]], number: int
+    ) -> Iterator[tuple[Job, dict[str, Any]]]:
+        from runtimes.interleave import plan_rounds, run_rounds
+        from runtimes.timing import peak_device_mb, peak_rss_mb, summarize
+
+        slots = [slot for _, slot in group]
+        rounds = plan_rounds(slots, self.config.loop)
+        errors = run_rounds(slots, rounds, seed=self.config.seed + number)
+        host_mb = peak_rss_mb()  # the group's: every job of it was loaded at once
+        for prepared, slot in group:
+            runner = prepared.runner
+            try:
+                if slot.key in errors:
+                    raise errors[slot.key]
+                runner.verify()
+                box = self._check(prepared)
+                m = Measurement(
+                    samples_ms=slot.samples_ms,
+                    stats=summarize(slot.samples_ms),
+                    first_inference_ms=slot.first_inference_ms,
+                    load_time_s=float(runner.load_time_s or 0.0),
+                    warmup_iterations=slot.warmup_iterations,
+                    timed_s=slot.timed_s,
+                    timing_mode=runner.timing_mode,
+                    clock=runner.clock,
+                    peak_host_rss_mb=host_mb,
+                    peak_device_mb=peak_device_mb(runner),
+                )
+            except Exception as err:
+                yield prepared.job, self._failed(prepared, err)
+                continue
+            finally:
+                runner.deactivate()
+            record = self._ok(prepared, m, box)
+            record["timing"]["interleaved"] = {
+                "group": number,
+                "jobs": len(group),
+                "rounds": rounds,
+                "per_round": slot.per_round,
+                "round_medians_ms": slot.round_medians_ms,
+            }
+            record["peak_host_rss_mb_scope"] = "interleaved group"
+            yield prepared.job, record
+
+    def _mark_inflight(self, inflight: Path, started: list[Job]) -> None:
+        """Name the jobs being measured, so that a process that dies leaves them named."""
+        bases = [{**self._base(job), "key": self._key(job)} for job in started]
+        write_json_atomic(inflight, {**bases[-1], "jobs": bases})
+
+    def _died_records(self, inflight: Path, done: set[str]) -> list[dict[str, Any]]:
+        """Failed records for the jobs a previous run started but never finished."""
         try:
             started = json.loads(inflight.read_text())
-            base = {k: started[k] for k in KEY_FIELDS}
+            listed = started.get("jobs") or [started]
+            bases = [{k: one[k] for k in KEY_FIELDS} for one in listed]
         except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            return []
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             self.warnings.append(f"{inflight}: unreadable, ignored ({type(err).__name__})")
-            return None
-        if record_key(base) in done:
-            return None  # the record was written; only the marker's removal was lost
-        self.warnings.append(
-            f"{base['model']} on {base['runtime']} {base['precision']} batch {base['batch']}: "
-            "the process died during this measurement; recorded as failed, not re-run"
-        )
-        return new_record(**base, status="failed", reason=DIED_REASON)
+            return []
+        died = []
+        for base in bases:
+            if record_key(base) in done:
+                continue  # the record was written; only the marker's removal was lost
+            self.warnings.append(
+                f"{base['model']} on {base['runtime']} {base['precision']} batch "
+                f"{base['batch']}: the process died during this measurement; recorded as "
+                "failed, not re-run"
+            )
+            died.append(new_record(**base, status="failed", reason=DIED_REASON))
+        return died
 
     def _base(self, job: Job) -> dict[str, Any]:
         """The record's key fields for a job (image size 0 when the model does not resolve)."""
@@ -244,6 +367,24 @@ class Sweep:
         return self.models[key]
 
     def run_job(self, job: Job) -> dict[str, Any]:
+        """One job timed alone: load, warm up, time, check parity, unload."""
+        prepared = self._prepare(job)
+        if isinstance(prepared, dict):
+            return prepared
+        box: dict[str, Any] = {}
+
+        def check(runner: Runner) -> None:
+            box.update(self._check(prepared))
+
+        try:
+            m = measure(prepared.runner, prepared.feeds, self.config.loop, on_active=check)
+        except Exception as err:
+            return self._failed(prepared, err)
+        return self._ok(prepared, m, box)
+
+    def _prepare(self, job: Job) -> Prepared | dict[str, Any]:
+        """The job ready to time, or its record when it cannot run (a failed model, an engine
+        missing here, a model too big for the engine)."""
         model = self._model(job.model, job.precision)
         base: dict[str, Any] = {
             "model": job.model,
@@ -260,34 +401,44 @@ class Sweep:
         skip = skip_reason(job.runtime, job.precision, model)
         if skip is not None:
             return new_record(**base, status="skipped", reason=skip, **info)
-        reference = self._reference(model, job) if self.config.parity else None
-        feeds = reference.inputs if reference is not None else self._feeds(model, job)
-        box: dict[str, Any] = {}
-
-        def check(runner: Runner) -> None:
-            box["runner"] = runner.describe()  # while active: what actually ran
-            if reference is not None:
-                box["parity"] = _parity(runner, reference)
-
+        if base["device"] == "cpu":
+            info["threads"] = self.config.cpu_threads()
         try:
             runner = make_runner(job, model, self.config)
-            try:
-                runner.check_size()
-            except UnsupportedError as err:  # too big for this engine: a skip, not a failure
-                return new_record(**base, status="skipped", reason=_first_line(err), **info)
-            m = measure(runner, feeds, self.config.loop, on_active=check)
+            runner.check_size()
+        except UnsupportedError as err:  # too big for this engine: a skip, not a failure
+            return new_record(**base, status="skipped", reason=_first_line(err), **info)
         except Exception as err:
-            return new_record(
-                **base,
-                status="failed",
-                reason=_reason(err),
-                traceback=traceback.format_exc(limit=-3),
-                **info,
-            )
+            return new_record(**base, status="failed", reason=_reason(err), **info)
+        reference = self._reference(model, job) if self.config.parity else None
+        feeds = reference.inputs if reference is not None else self._feeds(model, job)
+        return Prepared(job, model, base, info, runner, feeds, reference)
+
+    def _check(self, prepared: Prepared) -> dict[str, Any]:
+        """While the runner is active: what actually ran, and its parity."""
+        out: dict[str, Any] = {"runner": prepared.runner.describe()}
+        if prepared.reference is not None:
+            out["parity"] = _parity(prepared.runner, prepared.reference)
+        return out
+
+    def _failed(self, prepared: Prepared, err: BaseException) -> dict[str, Any]:
         return new_record(
-            **base, status="ok", **info, **self._measured(m, model, job), runner=box.get("runner"),
+            **prepared.base,
+            status="failed",
+            reason=_reason(err),
+            traceback=traceback.format_exc(limit=-3),
+            **prepared.info,
+        )
+
+    def _ok(self, prepared: Prepared, m: Measurement, box: dict[str, Any]) -> dict[str, Any]:
+        return new_record(
+            **prepared.base,
+            status="ok",
+            **prepared.info,
+            **self._measured(m, prepared.model, prepared.job),
+            runner=box.get("runner"),
             parity=box.get("parity"),
-        )  # fmt: skip
+        )
 
     def _measured(self, m: Measurement, model: ResolvedModel, job: Job) -> dict[str, Any]:
         s = m.stats
@@ -371,7 +522,7 @@ def make_runner(job: Job, model: ResolvedModel, config: SweepConfig) -> Runner:
         model.path,
         precision=job.precision,
         batch_sizes=cls.profile_batches(job.batch, config.batches, model.fixed_batch),
-        threads=config.threads,
+        threads=config.cpu_threads() if cls.device == "cpu" else config.threads,
         timing=config.loop.timing,
         macs=model.macs,
     )

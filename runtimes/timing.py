@@ -15,12 +15,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from reports.schema import UNSTABLE_COV
+from resnet_common.stats import median, median_ci, median_ci_ranks, percentile
 from runtimes.base import Runner
 
 PERCENTILES = (90, 95, 99)
@@ -28,70 +28,6 @@ MIN_DURATION_ITERATIONS = 10  # trtexec's --iterations default: "at least" this 
 
 
 # -- statistics ---------------------------------------------------------------------------------
-def percentile(sorted_samples: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already-sorted samples: the smallest x with >= p% at or below."""
-    n = len(sorted_samples)
-    if n == 0:
-        raise ValueError("percentile of no samples")
-    rank = math.ceil(round(p * n / 100, 9))  # round: 90 * 10 / 100 must be exactly 9
-    return sorted_samples[min(max(rank, 1), n) - 1]
-
-
-def median(sorted_samples: Sequence[float]) -> float:
-    n = len(sorted_samples)
-    if n == 0:
-        raise ValueError("median of no samples")
-    mid = n // 2
-    if n % 2:
-        return sorted_samples[mid]
-    return (sorted_samples[mid - 1] + sorted_samples[mid]) / 2
-
-
-EXACT_CI_MAX_N = 5000  # exact binomial ranks up to here; the normal approximation beyond
-
-
-def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
-    """1-based ranks (j, n+1-j) with P(x_(j) <= true median <= x_(n+1-j)) >= confidence.
-
-    Coverage of [x_(j), x_(n+1-j)] is 1 - 2 P(B <= j-1) for B ~ Binomial(n, 1/2); take the
-    largest such j. None when even [min, max] falls short (n < 6 at 95%)."""
-    if n < 1:
-        return None
-    alpha = (1 - confidence) / 2
-    if n > EXACT_CI_MAX_N:
-        z = math.sqrt(2) * _erfinv(1 - 2 * alpha)
-        j = math.floor(n / 2 - z * math.sqrt(n) / 2)
-        return max(j, 1), n + 1 - max(j, 1)
-    a = Fraction(alpha).limit_denominator(10**6)
-    budget = a.numerator * 2**n  # compare tail / 2^n <= alpha in exact integers
-    term, tail, j = 1, 0, 0  # tail = sum_{i < j} C(n, i); term = C(n, j)
-    while j < (n + 1) // 2:
-        if (
-            tail + term
-        ) * a.denominator > budget:  # taking rank j+1 would leave too little coverage
-            break
-        tail += term
-        term = term * (n - j) // (j + 1)
-        j += 1
-    return None if j == 0 else (j, n + 1 - j)
-
-
-def _erfinv(y: float) -> float:
-    """Inverse error function by Newton steps (only for the large-n normal approximation)."""
-    x = 0.0
-    for _ in range(60):
-        x -= (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
-    return x
-
-
-def median_ci(sorted_samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free CI of the median; [min, max] when there are too few samples for it."""
-    ranks = median_ci_ranks(len(sorted_samples), confidence)
-    if ranks is None:
-        return sorted_samples[0], sorted_samples[-1]
-    return sorted_samples[ranks[0] - 1], sorted_samples[ranks[1] - 1]
-
-
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency statistics in milliseconds, plus stability measures."""

@@ -8,15 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtimes.timing import (
-    achieved_gflops,
-    median,
-    median_ci,
-    median_ci_ranks,
-    percentile,
-    summarize,
-    throughput_ips,
-)
+from resnet_common.stats import median, median_ci, median_ci_ranks, percentile
+from runtimes.timing import achieved_gflops, summarize, throughput_ips
 
 quick = settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
 

@@ -83,7 +83,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     timed.add_argument(
         "--duration-s", dest="duration_s", type=_positive_float, help="(default 3, >= 10 runs)"
     )
-    p.add_argument("--threads", type=positive_int, help="intra-op threads per engine")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="intra-op threads of every CPU engine (default: every usable core, the same for all; "
+        "recorded in each record)",
+    )
+    p.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the jobs that fit in memory together and time them in shuffled rounds, so a "
+        "slow phase of the machine falls on all of them alike; the report then gives paired "
+        "ratios with 95%% intervals (default: on when more than one engine or model is timed)",
+    )
     p.add_argument("--timing", choices=TIMING_MODES, default="device", help="GPU engines only")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
     p.add_argument("--resume", action="store_true", help="skip results already in OUT")
@@ -121,8 +134,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         duration_s=None if args.iterations else (args.duration_s or 3.0),
         timing=args.timing,
     )
+    chosen_models = list(args.models or models.DEFAULT_MODELS)
+    interleave = args.interleave
+    if interleave is None:
+        interleave = len(chosen_models) > 1 or len(runtimes) > 1
     config = SweepConfig(
-        models=list(args.models or models.DEFAULT_MODELS),
+        models=chosen_models,
         runtimes=runtimes,
         batches=list(dict.fromkeys(args.batch)),
         precisions=list(dict.fromkeys(args.precision)),
@@ -133,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         resume=args.resume,
         parity=args.parity,
         seed=args.seed,
+        interleave=interleave,
     )
     return config, skipped
 

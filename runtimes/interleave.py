@@ -1,0 +1,111 @@
+"""Interleaved timing: the jobs of a group are all loaded at once and timed in rounds, each round
+running every job a few iterations in a freshly shuffled order.
+
+A machine's slow phases (another tenant, a thermal or frequency change, a noisy neighbour on a
+CI runner) then fall on every job of the group alike instead of on whichever engine happened to
+be timed during them, as in a sequential sweep. Each job keeps its own samples (so its record
+has the same statistics as a sequential one) and, per round, the median of its iterations there:
+two jobs' per-round medians pair up round by round, and the distribution of their ratios gives a
+paired ratio with a distribution-free 95% interval (`reports.ratios`).
+
+Groups are formed greedily: jobs are loaded one after another while the machine keeps at least
+`MIN_AVAILABLE_FRACTION` of its memory available; the job that crosses the line is timed in the
+next group.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from resnet_common.stats import median
+from runtimes.base import Feeds, Runner
+from runtimes.timing import MIN_DURATION_ITERATIONS, LoopConfig, bound_step
+
+MIN_AVAILABLE_FRACTION = 0.25  # load no more jobs together once less memory than this is free
+SLOT_S = 0.1  # about how long one job runs per round (a round of 5 jobs: half a second)
+MIN_ROUNDS = 20  # enough rounds for a 95% interval of a paired ratio from order statistics
+
+
+@dataclass
+class Slot:
+    """One loaded job inside a group: its runner, bound inputs and what timing produced."""
+
+    key: str
+    runner: Runner
+    feeds: Feeds
+    step: Callable[[], float] = field(init=False)
+    first_inference_ms: float = 0.0
+    warmup_iterations: int = 0
+    per_round: int = 1
+    samples_ms: list[float] = field(default_factory=list)
+    round_medians_ms: list[float] = field(default_factory=list)
+    timed_s: float = 0.0
+
+    def start(self, config: LoopConfig) -> None:
+        """Load, time the first inference, bind and warm up (the same steps as `measure`)."""
+        self.runner.activate()
+        t0 = time.perf_counter_ns()
+        self.runner.infer(self.feeds)
+        self.first_inference_ms = (time.perf_counter_ns() - t0) * 1e-6
+        self.runner.bind(self.feeds)
+        self.step = bound_step(self.runner)
+        warm: list[float] = []
+        deadline = time.perf_counter() + (config.warmup_s or 0.0)
+        while (config.warmup is not None and len(warm) < config.warmup) or (
+            config.warmup is None and (not warm or time.perf_counter() < deadline)
+        ):
+            warm.append(self.step())
+        self.warmup_iterations = len(warm)
+        typical_s = median(sorted(warm)) * 1e-3
+        self.per_round = max(1, round(SLOT_S / typical_s)) if typical_s > 0 else 1
+
+
+def memory_available_fraction() -> float | None:
+    """MemAvailable / MemTotal from /proc/meminfo; None where the kernel does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) for line in f if ":" in line}
+        return info["MemAvailable"] / info["MemTotal"]
+    except (OSError, KeyError, ValueError, IndexError, ZeroDivisionError):
+        return None
+
+
+def has_room() -> bool:
+    """Whether one more job may be loaded into the current group."""
+    fraction = memory_available_fraction()
+    return fraction is None or fraction >= MIN_AVAILABLE_FRACTION
+
+
+def plan_rounds(slots: Sequence[Slot], config: LoopConfig) -> int:
+    """How many rounds to run: by count, each job gets at least `iterations` samples; by
+    duration, each job gets about `duration_s` of timed work, as in a sequential sweep (and at
+    least MIN_ROUNDS rounds and trtexec's 10 samples either way)."""
+    if config.iterations is not None:
+        return max(1, -(-config.iterations // min(s.per_round for s in slots)))
+    return max(MIN_ROUNDS, MIN_DURATION_ITERATIONS, round((config.duration_s or 0.0) / SLOT_S))
+
+
+def run_rounds(slots: Sequence[Slot], rounds: int, *, seed: int) -> dict[str, Exception]:
+    """Time `rounds` rounds over the slots, each round in a new order drawn from `seed`. A job
+    whose engine fails leaves the rounds (the others go on); returns {key: error} for those."""
+    rng = random.Random(seed)
+    order = list(slots)
+    errors: dict[str, Exception] = {}
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for slot in list(order):
+            step, n = slot.step, slot.per_round
+            t0 = time.perf_counter()
+            try:
+                here = [step() for _ in range(n)]
+            except Exception as err:  # that engine's failure, recorded as its result
+                errors[slot.key] = err
+                order.remove(slot)
+                continue
+            slot.timed_s += time.perf_counter() - t0
+            slot.samples_ms.extend(here)
+            slot.round_medians_ms.append(median(sorted(here)))
+    return errors
