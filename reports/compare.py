@@ -4,6 +4,11 @@ Results match on (model, runtime, precision, batch, image size) and, when both r
 same machines, on the machine too; with one machine on each side, the machine is ignored (the
 usual "same sweep, before and after" case on a CI runner whose hostname changes). A result ok in
 OLD that NEW has as failed or skipped, or lacks, is listed too and fails the comparison.
+
+A slowdown is a regression when NEW's median is slower than OLD's by more than the threshold
+*and* the two medians' 95% intervals separate (NEW's lower bound above OLD's upper bound): on a
+noisy machine two runs of the same code differ by more than any useful threshold, and gating on
+medians alone fails CI on noise. Records without intervals fall back to the medians.
 """
 
 from __future__ import annotations
@@ -21,10 +26,26 @@ class Change:
     machine: str
     old_ms: float
     new_ms: float
+    old_ci: tuple[float, float] | None = None  # 95% interval of the median, ms
+    new_ci: tuple[float, float] | None = None
 
     @property
     def ratio(self) -> float:
         return self.new_ms / self.old_ms if self.old_ms > 0 else float("inf")
+
+    @property
+    def separated(self) -> bool | None:
+        """Whether NEW's interval lies wholly above OLD's; None without both intervals."""
+        if self.old_ci is None or self.new_ci is None:
+            return None
+        return self.new_ci[0] > self.old_ci[1]
+
+
+def _ci(record: Mapping[str, Any]) -> tuple[float, float] | None:
+    ci = (record.get("stability") or {}).get("median_ci95_ms")
+    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+        return float(ci[0]), float(ci[1])
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,11 +100,24 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     for key in sorted(before.keys() & after.keys()):
         o, n = before[key], after[key]
         changes.append(
-            Change(key[1], n["machine"], o["latency_ms"]["median"], n["latency_ms"]["median"])
+            Change(
+                key[1],
+                n["machine"],
+                o["latency_ms"]["median"],
+                n["latency_ms"]["median"],
+                _ci(o),
+                _ci(n),
+            )
         )
     return changes
 
 
 def regressions(changes: list[Change], threshold: float) -> list[Change]:
-    """Changes where NEW is slower than OLD by more than `threshold` (0.05 = 5%)."""
-    return [c for c in changes if c.ratio > 1 + threshold]
+    """Changes where NEW is slower than OLD by more than `threshold` (0.05 = 5%) and the
+    intervals separate (the medians alone where a record has no interval)."""
+    return [c for c in changes if c.ratio > 1 + threshold and c.separated is not False]
+
+
+def within_noise(changes: list[Change], threshold: float) -> list[Change]:
+    """Slower past the threshold by the medians, but with overlapping intervals: not gated."""
+    return [c for c in changes if c.ratio > 1 + threshold and c.separated is False]

@@ -14,24 +14,62 @@ def reports(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("reports")
     old = render([folder(tmp_path / "old", "ci-1", sample_records())], out=tmp_path / "old")
     same = render([folder(tmp_path / "same", "ci-2", sample_records())], out=tmp_path / "same")
-    slow = render([folder(tmp_path / "slow", "ci-3", sample_records(1.2))], out=tmp_path / "slow")
-    return old["json"], same["json"], slow["json"]
+    slow = render([folder(tmp_path / "slow", "ci-3", sample_records(3.0))], out=tmp_path / "slow")
+    noisy = render([folder(tmp_path / "noisy", "ci-4", sample_records(1.2))], out=tmp_path / "n")
+    return old["json"], same["json"], slow["json"], noisy["json"]
 
 
 def test_no_regression_exits_0(reports, capsys):
-    old, same, _ = reports
+    old, same, *_ = reports
     assert main(["compare", str(old), str(same)]) == 0
 
 
-def test_regression_beyond_threshold_exits_1(reports, capsys):
-    old, _, slow = reports
+def test_a_3x_slowdown_is_a_regression(reports, capsys):
+    old, _, slow, _ = reports
     assert main(["compare", str(old), str(slow)]) == 1
     assert "REGRESSION" in capsys.readouterr().out
-    assert main(["compare", str(old), str(slow), "--threshold", "25%"]) == 0
+    assert main(["compare", str(old), str(slow), "--threshold", "250%"]) == 0
+
+
+def test_a_slowdown_inside_the_noise_does_not_fail(reports, capsys):
+    """1.2x by the medians, but the samples' spread (up to 1.5x) makes the 95% intervals of the
+    medians overlap: the gate says 'within noise' and passes."""
+    old, _, _, noisy = reports
+    assert main(["compare", str(old), str(noisy)]) == 0
+    out = capsys.readouterr().out
+    assert "within noise" in out and "0 regression(s)" in out
+
+
+def test_real_noise_from_one_machine_does_not_fail_and_a_real_3x_does(tmp_path, capsys):
+    """Two real timings of the same model on the same engine pass the gate; the same timing
+    with every sample tripled fails it. The threshold is 50%: between two runs on this shared
+    2-core VM the load can move a median by 10-30% with both intervals narrow (at 5% this test
+    failed 2 runs in 6 while other work ran), which no unpaired gate can tell from a real
+    change; interleaved runs and their paired ratios are the answer for small differences."""
+    from runtimes.sweep import Sweep, SweepConfig
+    from runtimes.timing import LoopConfig
+
+    loop = LoopConfig(warmup=3, warmup_s=None, iterations=60, duration_s=None)
+    runs = []
+    for name in ("a", "b"):
+        config = SweepConfig(
+            models=["cifar-resnet20"], runtimes=["ort-cpu"], loop=loop, out=tmp_path / name,
+            parity=False, model_cache=tmp_path / "cache",
+        )  # fmt: skip
+        Sweep(config).run()
+        runs.append(render([tmp_path / name], out=tmp_path / name)["json"])
+    assert main(["compare", str(runs[0]), str(runs[1]), "--threshold", "50%"]) == 0
+    tripled = json.loads(runs[1].read_text())
+    for r in tripled["records"]:
+        r["latency_ms"] = {k: v * 3 for k, v in r["latency_ms"].items()}
+        r["stability"]["median_ci95_ms"] = [v * 3 for v in r["stability"]["median_ci95_ms"]]
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps(tripled))
+    assert main(["compare", str(runs[0]), str(slow), "--threshold", "50%"]) == 1
 
 
 def test_faster_is_not_a_regression(reports):
-    old, _, slow = reports
+    old, _, slow, _ = reports
     assert main(["compare", str(slow), str(old)]) == 0
 
 
@@ -53,7 +91,7 @@ def test_results_that_stopped_working_or_vanished_exit_1(tmp_path, capsys):
 
 @pytest.mark.parametrize(("value", "message"), [("5", "did you mean 5%?"), ("-1", "negative")])
 def test_threshold_without_percent_above_1_is_rejected(reports, capsys, value, message):
-    old, same, _ = reports
+    old, same, *_ = reports
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(old), str(same), "--threshold", value])
     assert exit_info.value.code == 2
@@ -61,7 +99,7 @@ def test_threshold_without_percent_above_1_is_rejected(reports, capsys, value, m
 
 
 def test_other_schema_version_exits_2_with_one_line(reports, tmp_path, capsys):
-    old, _, _ = reports
+    old, *_ = reports
     data = json.loads(old.read_text())
     data["schema_version"] = 999
     other = tmp_path / "v999.json"
@@ -72,7 +110,7 @@ def test_other_schema_version_exits_2_with_one_line(reports, tmp_path, capsys):
 
 
 def test_folder_argument_reads_its_report(reports):
-    old, same, _ = reports
+    old, same, *_ = reports
     assert main(["compare", str(old.parent), str(same.parent)]) == 0
 
 

@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "compare",
         help="compare two reports; exit 1 when NEW is slower than OLD beyond the threshold",
         description="Compare median latencies of two report.json files (or folders holding "
-        "one). A result that was ok in OLD and is failed, skipped or missing in NEW also fails "
+        "one). A slowdown past the threshold is a regression only when the two medians' 95%% "
+        "intervals separate, so noise alone does not fail (it is listed as 'within noise'). "
+        "A result that was ok in OLD and is failed, skipped or missing in NEW also fails "
         "the comparison. Exit 0: no regression; 1: a regression or a lost result; 2: bad input "
         "or another schema version.",
     )
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from reports.compare import compare, lost, regressions
+    from reports.compare import compare, lost, regressions, within_noise
     from reports.schema import load_report
 
     old, new = load_report(args.old), load_report(args.new)
@@ -64,14 +66,19 @@ def run(args: argparse.Namespace) -> int:
     if not changes:  # nothing in common: a comparison of unrelated sweeps, not a regression
         raise UserError(f"{args.old} and {args.new} share no successful result to compare")
     slow = regressions(changes, args.threshold)
+    noisy = within_noise(changes, args.threshold)
     table = Table(title=f"median latency, NEW vs OLD (threshold {args.threshold:.1%})")
-    for col in ("machine", "result", "old ms", "new ms", "change", ""):
+    for col in ("machine", "result", "old ms [95% CI]", "new ms [95% CI]", "change", ""):
         table.add_column(col)
+
+    def cell(ms: float, ci: tuple[float, float] | None) -> str:
+        return f"{ms:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
     for c in changes:
-        flag = "REGRESSION" if c in slow else ""
-        style = "red" if flag else None
+        flag = "REGRESSION" if c in slow else ("within noise" if c in noisy else "")
+        style = "red" if c in slow else ("yellow" if flag else None)
         table.add_row(
-            escape(c.machine), escape(c.key), f"{c.old_ms:.3f}", f"{c.new_ms:.3f}",
+            escape(c.machine), escape(c.key), cell(c.old_ms, c.old_ci), cell(c.new_ms, c.new_ci),
             f"{c.ratio - 1:+.1%}", flag, style=style,
         )  # fmt: skip
     console = Console()
@@ -87,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
             lost_table.add_row(escape(g.machine), escape(g.key), escape(g.describe), style="red")
         console.print(lost_table)
     print(
-        f"{len(slow)} regression(s) beyond {args.threshold:.1%} in {len(changes)} result(s); "
+        f"{len(slow)} regression(s) beyond {args.threshold:.1%} in {len(changes)} result(s) "
+        f"({len(noisy)} slower within noise); "
         f"{len(gone)} result(s) ok in OLD but failed, skipped or missing in NEW"
     )
     return 1 if slow or gone else 0
