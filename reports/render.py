@@ -17,6 +17,7 @@ from typing import Any
 
 from reports import tables
 from reports.plots import all_plots
+from reports.ratios import ratio_rows
 from reports.results import ResultFolder, read_folder
 from reports.schema import SCHEMA_VERSION, make_report
 from resnet_common.errors import UserError
@@ -27,14 +28,18 @@ def merge(folders: Sequence[ResultFolder]) -> dict[str, Any]:
     """One report over several folders; a machine name used twice gets its folder appended."""
     machines: dict[str, dict[str, Any]] = {}
     records = []
+    loadgen = []
     for folder in folders:
         name = folder.machine
         if name in machines:
             name = f"{name} ({folder.path})"
         machines[name] = {**folder.environment, "machine": name}
         records += [{**r, "machine": name} for r in folder.records]
+        loadgen += [{**r, "machine": name} for r in folder.loadgen]
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return make_report(machines, records, generated_at=now, sources=[str(f.path) for f in folders])
+    return make_report(
+        machines, records, generated_at=now, sources=[str(f.path) for f in folders], loadgen=loadgen
+    )
 
 
 def _write_atomic(path: Path, data: str | bytes) -> None:
@@ -63,12 +68,25 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "2 x MACs x batch / median; % peak is against the machine's measured fp32 matmul peak.",
         "## Machines",
         _md_table(tables.environment_rows(report)),
-        "## MLPerf-style view",
-        "SingleStream: p90 latency at batch 1. Offline: throughput at the largest batch run.",
-        _md_table(tables.mlperf_rows(report)),
+        "## Max-batch view",
+        "Our sequential loop: p90 latency at batch 1, throughput at the largest batch run "
+        "(MLPerf's scenarios are in the LoadGen section, when `bench-runtimes loadgen` ran).",
+        _md_table(tables.max_batch_rows(report)),
         "## Results",
         _md_table(tables.result_rows(report)),
     ]
+    ratios = ratio_rows(report)
+    if ratios:
+        parts += [
+            "## Paired ratios",
+            "Jobs timed together in shuffled rounds (`--interleave`): A / B is the median of "
+            "the per-round latency ratios, with its distribution-free 95% interval; the "
+            "difference is real when the interval excludes 1.",
+            _md_table(ratios),
+        ]
+    loadgen = tables.loadgen_rows(report)
+    if loadgen:
+        parts += ["## MLPerf LoadGen", _md_table(loadgen)]
     unstable = tables.unstable_records(report)
     if unstable:
         parts += [
@@ -128,10 +146,22 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         "Latencies in ms; throughput = batch / mean latency; GFLOP/s = 2 × MACs × batch / "
         "median.</p>"
         f"<h2>Machines</h2>{_html_table(tables.environment_rows(report))}"
-        "<h2>MLPerf-style view</h2><p>SingleStream: p90 latency at batch 1. "
-        "Offline: throughput at the largest batch run.</p>"
-        f"{_html_table(tables.mlperf_rows(report))}"
+        "<h2>Max-batch view</h2><p>Our sequential loop: p90 latency at batch 1, "
+        "throughput at the largest batch run (MLPerf's scenarios: the LoadGen section).</p>"
+        f"{_html_table(tables.max_batch_rows(report))}"
         f"<h2>Results</h2>{_html_table(tables.result_rows(report))}"
+        + (
+            "<h2>Paired ratios</h2><p>Jobs timed together in shuffled rounds: A / B is the "
+            "median of the per-round latency ratios, with its 95% interval; real when the "
+            f"interval excludes 1.</p>{_html_table(ratio_rows(report))}"
+            if ratio_rows(report)
+            else ""
+        )
+        + (
+            f"<h2>MLPerf LoadGen</h2>{_html_table(tables.loadgen_rows(report))}"
+            if report.get("loadgen")
+            else ""
+        )
         + (f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else "")
         + f"<h2>Plots</h2>{images or '<p><em>no data to plot</em></p>'}"
         "</body></html>\n"

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports.schema import ENVIRONMENT_FILE, RESULTS_FILE, SchemaError, check_record, record_key
+from reports.schema import (
+    ENVIRONMENT_FILE,
+    LOADGEN_FILE,
+    RESULTS_FILE,
+    SchemaError,
+    check_record,
+    record_key,
+)
 from resnet_common.errors import UserError
 
 
@@ -22,6 +29,7 @@ class ResultFolder:
     environment: dict[str, Any]
     records: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    loadgen: list[dict[str, Any]] = field(default_factory=list)  # `bench-runtimes loadgen` runs
 
     @property
     def machine(self) -> str:
@@ -56,7 +64,7 @@ def read_folder(path: str | Path) -> ResultFolder:
     if not path.is_dir():
         raise UserError(f"no such result folder: {path}")
     results = path / RESULTS_FILE
-    if not results.is_file():
+    if not results.is_file() and not (path / LOADGEN_FILE).is_file():
         raise UserError(f"{path} holds no {RESULTS_FILE}: not a bench-runtimes result folder")
     env_path = path / ENVIRONMENT_FILE
     environment: dict[str, Any] = {}
@@ -66,7 +74,27 @@ def read_folder(path: str | Path) -> ResultFolder:
         except json.JSONDecodeError:
             environment = {}
     records, warnings = read_records(results)
+    loadgen = read_loadgen(path / LOADGEN_FILE, warnings)
     if not environment:
         warnings.append(f"{env_path} missing or unreadable; machine named after the folder")
         environment = {"machine": path.resolve().name}
-    return ResultFolder(path, environment, records, warnings)
+    return ResultFolder(path, environment, records, warnings, loadgen)
+
+
+def read_loadgen(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """LoadGen results, one JSON object a line; later runs of the same test win."""
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if not path.is_file():
+        return []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            key = tuple(row[k] for k in ("model", "runtime", "precision", "scenario"))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            warnings.append(f"{path}:{number}: skipped a corrupt LoadGen line")
+            continue
+        by_key.pop(key, None)
+        by_key[key] = row
+    return list(by_key.values())

@@ -28,6 +28,7 @@ UNSTABLE_COV = 0.025
 RESULTS_FILE = "results.jsonl"
 INFLIGHT_FILE = "inflight.json"  # the job being measured; left behind when the process dies
 ENVIRONMENT_FILE = "environment.json"
+LOADGEN_FILE = "loadgen.jsonl"  # `bench-runtimes loadgen` results, one test a line
 
 
 class SchemaError(UserError):
@@ -94,6 +95,7 @@ def make_report(
     *,
     generated_at: str,
     sources: Iterable[str] = (),
+    loadgen: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A report: every record tagged with its `machine`, which must be one of `machines`."""
     rows = [dict(r) for r in records]
@@ -109,6 +111,7 @@ def make_report(
         "sources": list(sources),
         "machines": {k: dict(v) for k, v in machines.items()},
         "records": rows,
+        "loadgen": [dict(r) for r in loadgen],
     }
 
 

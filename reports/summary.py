@@ -72,7 +72,8 @@ def _drop_constant(rows: list[dict[str, str]], columns: tuple[str, ...]) -> tupl
 
 
 def print_summary(report: Mapping[str, Any], *, console: Any) -> None:
-    """Results, the MLPerf-style view, and one line per unstable result."""
+    """Results, the max-batch view, LoadGen's results, paired ratios, and one line per
+    unstable result."""
     multi = len(report["machines"]) > 1
     rows = _compact(tables.result_rows(report))
     if rows:
@@ -87,13 +88,25 @@ def print_summary(report: Mapping[str, Any], *, console: Any) -> None:
                 markup=False,
                 highlight=False,
             )
-    mlperf = tables.mlperf_rows(report)
+    mlperf = tables.max_batch_rows(report)
     if mlperf:
         columns, said = _drop_constant(
-            mlperf, tables.MLPERF_COLUMNS if multi else tables.MLPERF_COLUMNS[1:]
+            mlperf, tables.MAX_BATCH_COLUMNS if multi else tables.MAX_BATCH_COLUMNS[1:]
         )
-        title = f"MLPerf-style view (SingleStream: p90 at batch 1; Offline: largest batch{said})"
+        title = f"max-batch view (our loop: p90 at batch 1, throughput at the largest batch{said})"
         console.print(_table(title, mlperf, columns))
+    loadgen = tables.loadgen_rows(report)
+    if loadgen:
+        columns, said = _drop_constant(
+            loadgen, tables.LOADGEN_COLUMNS if multi else tables.LOADGEN_COLUMNS[1:]
+        )
+        console.print(_table(f"MLPerf LoadGen{said}", loadgen, columns))
+    from reports.ratios import ratio_rows
+
+    ratios = ratio_rows(report)
+    if ratios:
+        cols = tuple(c for c in ratios[0] if multi or c != "machine")
+        console.print(_table("paired ratios (interleaved rounds, 95% CI)", ratios, cols))
     unstable = [
         f"{r['model']} {r['runtime']} b{r['batch']} ({r['stability']['cov']:.0%})"
         for r in tables.unstable_records(report)

@@ -80,10 +80,14 @@ def has_room() -> bool:
 
 
 def plan_rounds(slots: Sequence[Slot], config: LoopConfig) -> int:
-    """How many rounds to run: by count, each job gets at least `iterations` samples; by
+    """How many rounds to run (and, by count, how many iterations each job runs per round):
+    by count, each job gets at least `iterations` samples in up to MIN_ROUNDS rounds; by
     duration, each job gets about `duration_s` of timed work, as in a sequential sweep (and at
     least MIN_ROUNDS rounds and trtexec's 10 samples either way)."""
     if config.iterations is not None:
+        cap = max(1, config.iterations // MIN_ROUNDS)  # at least MIN_ROUNDS rounds when possible
+        for slot in slots:
+            slot.per_round = min(slot.per_round, cap)
         return max(1, -(-config.iterations // min(s.per_round for s in slots)))
     return max(MIN_ROUNDS, MIN_DURATION_ITERATIONS, round((config.duration_s or 0.0) / SLOT_S))
 

@@ -50,7 +50,7 @@ def test_run_writes_results_reports_and_summary(tmp_path, capsys, monkeypatch):
     out = tmp_path / "res"
     assert main(["run", *TINY, "--batch", "1,2", "--no-parity", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "SingleStream" in text and "Offline" in text and "ort-cpu" in text
+    assert "max-batch view" in text and "ort-cpu" in text
     for name in ("results.jsonl", "environment.json", "report.json", "report.md", "report.html"):
         assert (out / name).is_file()
     assert main(["run", *TINY, "--batch", "1,2", "--resume", "--out", str(out)]) == 0

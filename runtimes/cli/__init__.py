@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "runtimes.cli.run_cmd",
     "runtimes.cli.render_cmd",
     "runtimes.cli.compare_cmd",
+    "runtimes.cli.loadgen_cmd",
 ]
 
 
@@ -30,7 +31,8 @@ def make_parser() -> argparse.ArgumentParser:
         "  bench-runtimes parity --models resnet18 --runtimes ort-cpu,torch,openvino\n"
         "  bench-runtimes run                      # built-in default sweep\n"
         "  bench-runtimes run --models resnet50 --runtimes ort-cpu --batch 1,8\n"
-        "  bench-runtimes compare old/report.json new/report.json",
+        "  bench-runtimes compare old/report.json new/report.json\n"
+        "  bench-runtimes loadgen --models resnet18 --runtimes ort-cpu --scenario Server",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")

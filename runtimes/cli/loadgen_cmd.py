@@ -1,0 +1,170 @@
+"""`bench-runtimes loadgen`: MLPerf LoadGen's scenarios with one of our runners as the SUT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from resnet_common.cli import csv_list, positive_int
+from resnet_common.errors import UserError
+from runtimes.loadgen import INSTALL_HINT, SCENARIOS
+
+DEFAULT_OUT = Path("bench-results")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "loadgen",
+        help="MLPerf LoadGen scenarios (SingleStream, MultiStream, Offline, Server) on an engine",
+        description="Drive an engine with MLPerf LoadGen as the system under test: LoadGen "
+        "issues the queries, measures the latencies and says VALID or INVALID by its own rules. "
+        "Results append to OUT/loadgen.jsonl, LoadGen's summary and detail logs go to "
+        "OUT/loadgen/<test>/, and OUT/report.{json,md,html} are rendered again with a LoadGen "
+        "section.",
+        epilog=f"Needs LoadGen: {INSTALL_HINT}. SingleStream reports the p90 latency, "
+        "MultiStream the p99 of batches of --batch, Offline samples/s (batches of --batch), "
+        "Server the completed samples/s at --target-qps and whether the p99 stayed within "
+        "--target-latency-ms. LoadGen's early-stopping rule wants a few hundred queries: short "
+        "--min-duration-ms runs are often INVALID, honestly. Exit 0: the tests ran (INVALID is "
+        "a result, not an error); 2: bad input or LoadGen missing.",
+    )
+    p.add_argument(
+        "--models", type=csv_list("model"), default=["resnet18"], help="(default resnet18)"
+    )
+    p.add_argument(
+        "--runtimes", type=csv_list("runtime"), default=["ort-cpu"], help="(default ort-cpu)"
+    )
+    p.add_argument(
+        "--scenario",
+        type=csv_list("scenario"),
+        default=["SingleStream", "Offline"],
+        help=f"comma list of {', '.join(SCENARIOS)} (default SingleStream,Offline)",
+    )
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
+    p.add_argument("--batch", type=positive_int, default=8, help="Offline/MultiStream batch (8)")
+    p.add_argument("--min-duration-ms", dest="min_duration_ms", type=positive_int, default=10_000)
+    p.add_argument("--min-query-count", dest="min_query_count", type=positive_int, default=100)
+    p.add_argument("--target-qps", dest="target_qps", type=_positive_float, default=10.0)
+    p.add_argument(
+        "--target-latency-ms", dest="target_latency_ms", type=_positive_float, default=100.0
+    )
+    p.add_argument("--samples", type=positive_int, default=64, help="images in the sample library")
+    p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
+    p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
+    p.add_argument("--seed", type=int, default=1, help="sample seed (default 1)")
+    p.set_defaults(func=run)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from reports.schema import ENVIRONMENT_FILE, LOADGEN_FILE
+    from runtimes import environment, registry
+    from runtimes.loadgen import LoadgenSettings, availability, headline, run_loadgen
+    from runtimes.models import check_models, resolve
+    from runtimes.sweep import prepare_out, usable_cores, write_json_atomic
+
+    reason = availability()
+    if reason is not None:
+        raise UserError(reason)
+    bad = [s for s in args.scenario if s not in SCENARIOS]
+    if bad:
+        raise UserError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
+    registry.check_names(args.runtimes)
+    for name in args.runtimes:
+        why = registry.availability(name)
+        if why is not None:
+            raise UserError(f"{name} is not available here: {why}")
+    check_models(
+        args.models, precisions=[args.precision], batches=[args.batch], image_size=args.image_size
+    )
+    settings = [
+        LoadgenSettings(
+            scenario=s,
+            min_duration_ms=args.min_duration_ms,
+            min_query_count=args.min_query_count,
+            samples=args.samples,
+            batch=args.batch,
+            target_qps=args.target_qps,
+            target_latency_ms=args.target_latency_ms,
+            seed=args.seed,
+        )
+        for s in args.scenario
+    ]
+    prepare_out(args.out)
+    if not (args.out / ENVIRONMENT_FILE).exists():
+        write_json_atomic(
+            args.out / ENVIRONMENT_FILE,
+            environment.collect(machine=args.machine, threads=args.threads),
+        )
+    console = Console(stderr=True)
+    threads = args.threads or usable_cores()
+    results: list[dict[str, Any]] = []
+    for model_name in args.models:
+        model = resolve(model_name, precision=args.precision, image_size=args.image_size)
+        for runtime in args.runtimes:
+            cls = registry.runner_class(runtime)
+            for s in settings:
+                console.print(f"LoadGen {s.scenario}: {escape(model_name)} on {runtime}")
+                runner = cls(
+                    model.path,
+                    precision=args.precision,
+                    batch_sizes=s.batches(),
+                    threads=threads if cls.device == "cpu" else None,
+                    macs=model.macs,
+                )
+                test = f"{_slug(model_name)}-{runtime}-{args.precision}-{s.scenario}"
+                row: dict[str, Any] = {
+                    "model": model_name,
+                    "runtime": runtime,
+                    "precision": args.precision,
+                    "image_size": model.image_size,
+                    "scenario": s.scenario,
+                }
+                try:
+                    row |= run_loadgen(
+                        runner,
+                        input_name=model.input_name,
+                        image_size=model.image_size,
+                        settings=s,
+                        out=args.out / "loadgen" / test,
+                    )
+                    row["headline"] = headline(row)
+                except UserError:
+                    raise
+                except Exception as err:  # the engine failed: a result, as in the sweep
+                    row |= {
+                        "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    }
+                with open(args.out / LOADGEN_FILE, "a") as f:
+                    f.write(json.dumps(row, default=str) + "\n")
+                results.append(row)
+    from reports.render import render
+    from reports.schema import load_report
+    from reports.summary import print_summary
+
+    written = render([args.out], out=args.out)
+    print_summary(load_report(written["json"]), console=Console(width=180))
+    print(f"{len(results)} LoadGen test(s); logs under {args.out / 'loadgen'}")
+    print(f"report: {written['md']}, {written['html']}")
+    return 0
