@@ -1,20 +1,29 @@
 """The report's plots, drawn with matplotlib's Agg backend into PNG bytes (no display needed).
 
-Each series is one (runtime, precision) on one machine, so merged reports compare hosts in
-every plot. Plots without data (e.g. throughput vs batch with one batch size) are left out.
+Every plot is faceted by (precision, image size): a 32-pixel CIFAR net and a 224-pixel ImageNet
+net never share an axis, nor do fp32 and fp16. Within a facet each series is one engine (with
+its machine, in merged reports), drawn in a colour and marker of its own, with the legend
+beside the axes, never over the data. Latencies carry the median's 95% interval as error bars;
+throughput is batch / median latency, so its bars are the same interval. Log axes print plain
+numbers (2, 5, 10, not 2x10^0). Model files are labelled by file name, never by path. Plots
+without data are left out.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from reports.tables import parity_value
 
+Record = Mapping[str, Any]
+MARKERS = "osD^v<>pPX*h"
 
-def _pyplot():
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -30,97 +39,269 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _ok(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _ok(report: Record) -> list[Record]:
     return [r for r in report["records"] if r["status"] == "ok"]
 
 
-def _series_label(r: Mapping[str, Any], multi_machine: bool, multi_size: bool = False) -> str:
-    label = f"{r['runtime']} {r['precision']}"
-    if multi_size:  # the image size is a dimension: 224 and 64 pixels are separate series
-        label = f"{label} {r.get('image_size')}px"
-    return f"{label} @ {r['machine']}" if multi_machine else label
+def model_label(name: str) -> str:
+    """A model as a plot shows it: variant names as they are, files by their file name."""
+    return Path(name).name if name.endswith(".onnx") else name
 
 
-def _multi_size(records: list[Mapping[str, Any]]) -> bool:
-    return len({r.get("image_size") for r in records}) > 1
+def _series(r: Record, multi_machine: bool) -> str:
+    return f"{r['runtime']} @ {r['machine']}" if multi_machine else str(r["runtime"])
+
+
+def _facets(records: list[Record]) -> dict[tuple[str, Any], list[Record]]:
+    out: dict[tuple[str, Any], list[Record]] = {}
+    for r in records:
+        out.setdefault((str(r["precision"]), r.get("image_size")), []).append(r)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)))
+
+
+def _style(labels: list[str]) -> dict[str, dict[str, Any]]:
+    """A distinct colour and marker per series, stable across facets."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {
+        label: {"color": cmap(i % cmap.N), "marker": MARKERS[i % len(MARKERS)]}
+        for i, label in enumerate(sorted(labels))
+    }
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _ci(r: Record) -> tuple[float, float] | None:
+    ci = (r.get("stability") or {}).get("median_ci95_ms")
+    if isinstance(ci, list) and len(ci) == 2 and None not in ci:
+        return float(ci[0]), float(ci[1])
+    return None
+
+
+def _latency(r: Record) -> tuple[float, float, float]:
+    """(median, minus, plus) in ms: the median and its 95% interval as error-bar lengths."""
+    med = float(r["latency_ms"]["median"])
+    ci = _ci(r) or (med, med)
+    return med, max(med - ci[0], 0.0), max(ci[1] - med, 0.0)
+
+
+def _throughput(r: Record) -> tuple[float, float, float]:
+    med, minus, plus = _latency(r)
+    batch = float(r["batch"])
+    value = batch / med * 1e3
+    lo = batch / (med + plus) * 1e3
+    hi = batch / max(med - minus, 1e-12) * 1e3
+    return value, value - lo, hi - value
+
+
+def _grid(n: int, width: float = 6.0, height: float = 4.0) -> tuple[Any, list[Any]]:
+    plt = _pyplot()
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols + 1.5, height * rows), squeeze=False, layout="constrained"
+    )
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _legend(fig: Any, axes: list[Any]) -> None:
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=False):
+            handles.setdefault(label, h)
+    if handles:
+        fig.legend(
+            list(handles.values()), list(handles), loc="outside right center", fontsize=8,
+            frameon=False,
+        )  # fmt: skip
 
 
 def _lines(
-    records: list[Mapping[str, Any]], x: str, y: Any, multi: bool, title: str, xlabel: str, ylabel: str,
-    *, group_extra: str | None = None, logx: bool = False,
-) -> bytes | None:  # fmt: skip
-    series: dict[str, list[tuple[float, float]]] = {}
-    sizes = _multi_size(records)
-    for r in records:
-        if r.get(x) is None:
-            continue
-        label = _series_label(r, multi, sizes)
-        if group_extra:
-            label = f"{r[group_extra]} · {label}"
-        series.setdefault(label, []).append((r[x], y(r)))
-    if not series or all(len({p[0] for p in pts}) < 2 for pts in series.values()):
+    report: Record,
+    records: list[Record],
+    x: Callable[[Record], float | None],
+    y: Callable[[Record], tuple[float, float, float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    split: Callable[[Record], str] | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    ticks_at_data: bool = False,
+) -> bytes | None:
+    multi = len(report["machines"]) > 1
+    facets = _facets([r for r in records if x(r) is not None])
+    panels: list[tuple[str, dict[str, list[Record]]]] = []
+    for (precision, size), recs in facets.items():
+        groups: dict[str, list[Record]] = {}
+        for r in recs:
+            key = split(r) if split else ""
+            groups.setdefault(key, []).append(r)
+        for key, rs in sorted(groups.items()):
+            series: dict[str, list[Record]] = {}
+            for r in rs:
+                series.setdefault(_series(r, multi), []).append(r)
+            if any(len({x(r) for r in s}) >= 2 for s in series.values()):
+                name = f"{precision}, {size}px" + (f", {key}" if key else "")
+                panels.append((name, series))
+    if not panels:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, pts in sorted(series.items()):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-    if logx:
-        ax.set_xscale("log")
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    style = _style(sorted({label for _, s in panels for label in s}))
+    fig, axes = _grid(len(panels))
+    for ax, (name, series) in zip(axes, panels, strict=True):
+        for label, rs in sorted(series.items()):
+            pts = sorted((float(x(r) or 0), *y(r)) for r in rs)
+            ax.errorbar(
+                [p[0] for p in pts], [p[1] for p in pts], yerr=[[p[2] for p in pts], [p[3] for p in pts]],
+                label=label, capsize=3, linewidth=1.4, markersize=5, **style[label],
+            )  # fmt: skip
+        if logx:
+            ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
+        if ticks_at_data:  # e.g. the batch sizes run, each labelled
+            from matplotlib.ticker import NullFormatter, NullLocator
+
+            values = sorted({float(x(r) or 0) for rs in series.values() for r in rs})
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+        if logy:
+            ax.set_yscale("log")
+            _plain_log_ticks(ax.yaxis)
+        ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(title)
+    _legend(fig, axes)
     return _png(fig)
 
 
-def latency_vs_depth(report: Mapping[str, Any]) -> bytes | None:
-    multi = len(report["machines"]) > 1
-    recs = [r for r in _ok(report) if r["batch"] == min(x["batch"] for x in _ok(report))]
+def latency_vs_depth(report: Record) -> bytes | None:
+    ok = _ok(report)
+    if not ok:
+        return None
+    smallest = min(r["batch"] for r in ok)
     return _lines(
-        recs, "depth", lambda r: r["latency_ms"]["median"], multi,
-        "Median latency vs depth (smallest batch)", "depth (weighted layers)", "latency (ms)",
+        report, [r for r in ok if r["batch"] == smallest], lambda r: r.get("depth"), _latency,
+        title=f"Median latency vs depth (batch {smallest}; bars: 95% CI of the median)",
+        xlabel="depth (weighted layers)", ylabel="latency (ms)",
     )  # fmt: skip
 
 
-def throughput_vs_batch(report: Mapping[str, Any]) -> bytes | None:
-    multi = len(report["machines"]) > 1
+def throughput_vs_batch(report: Record) -> bytes | None:
     return _lines(
-        _ok(report), "batch", lambda r: r["throughput_ips"], multi,
-        "Throughput vs batch", "batch", "images / s", group_extra="model", logx=True,
+        report, _ok(report), lambda r: r["batch"], _throughput,
+        title="Throughput vs batch (batch / median latency; bars: 95% CI)",
+        xlabel="batch", ylabel="images / s", split=lambda r: model_label(str(r["model"])),
+        logx=True, ticks_at_data=True,
     )  # fmt: skip
 
 
-def latency_vs_macs(report: Mapping[str, Any]) -> bytes | None:
+def latency_vs_macs(report: Record) -> bytes | None:
+    return _lines(
+        report, [r for r in _ok(report) if r.get("macs")],
+        lambda r: r["macs"] * r["batch"] / 1e9 if r.get("macs") else None, _latency,
+        title="Median latency vs work (bars: 95% CI)", xlabel="GMACs per call",
+        ylabel="latency (ms)", logx=True, logy=True,
+    )  # fmt: skip
+
+
+def latency_bars(report: Record) -> bytes | None:
+    """Median latency per engine, one panel per (precision, size) and one bar group per
+    (model, batch), with the median's 95% interval."""
+    ok = _ok(report)
+    if not ok:
+        return None
     multi = len(report["machines"]) > 1
-    recs = [r for r in _ok(report) if r.get("macs")]
-    if not recs:
+    facets = _facets(ok)
+    labels = sorted({_series(r, multi) for r in ok})
+    style = _style(labels)
+    fig, axes = _grid(len(facets), width=max(6.0, 0.5 * len(ok) / len(facets) + 3))
+    for ax, ((precision, size), recs) in zip(axes, facets.items(), strict=True):
+        groups = sorted({(model_label(str(r["model"])), r["batch"]) for r in recs})
+        here = sorted({_series(r, multi) for r in recs})
+        width = 0.8 / max(len(here), 1)
+        for j, label in enumerate(here):
+            xs, ys, lo, hi = [], [], [], []
+            for i, (model, batch) in enumerate(groups):
+                match = [
+                    r for r in recs
+                    if _series(r, multi) == label and model_label(str(r["model"])) == model
+                    and r["batch"] == batch
+                ]  # fmt: skip
+                if match:
+                    med, minus, plus = _latency(match[0])
+                    xs.append(i + (j - (len(here) - 1) / 2) * width)
+                    ys.append(med)
+                    lo.append(minus)
+                    hi.append(plus)
+            ax.bar(
+                xs, ys, width * 0.95, yerr=[lo, hi], capsize=3, label=label,
+                color=style[label]["color"],
+            )  # fmt: skip
+        ax.set_xticks(range(len(groups)), [f"{m}\nb{b}" for m, b in groups], fontsize=8)
+        ax.set(title=f"{precision}, {size}px", ylabel="median latency (ms)")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Median latency per engine (bars: 95% CI of the median)")
+    _legend(fig, axes)
+    return _png(fig)
+
+
+def paired_ratio_plot(report: Record) -> bytes | None:
+    """The interleaved runs' paired ratios with their 95% intervals, against 1."""
+    from reports.ratios import paired_ratios
+
+    ratios = paired_ratios(report)
+    if not ratios:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    series: dict[str, list[Mapping[str, Any]]] = {}
-    sizes = _multi_size(recs)
-    for r in recs:
-        series.setdefault(_series_label(r, multi, sizes), []).append(r)
-    for label, rs in sorted(series.items()):
-        xs = [r["macs"] * r["batch"] / 1e9 for r in rs]
-        ax.scatter(xs, [r["latency_ms"]["median"] for r in rs], label=label)
-    ax.set(title="Median latency vs work", xlabel="GMACs per call", ylabel="latency (ms)")
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.38 * len(ratios)))
+    multi = len(report["machines"]) > 1
+    labels = [f"{r.a} / {r.b} ({r.context}" + (f", {r.machine})" if multi else ")") for r in ratios]
+    ys = list(range(len(ratios)))
+    colours = ["#1f77b4" if r.lo <= 1 <= r.hi else "#d62728" for r in ratios]
+    for y, r, c in zip(ys, ratios, colours, strict=True):
+        ax.errorbar(
+            r.ratio, y, xerr=[[r.ratio - r.lo], [r.hi - r.ratio]], fmt="o", color=c, capsize=3
+        )
+    ax.axvline(1.0, color="#444", linewidth=1, linestyle="--")
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _plain_log_ticks(ax.xaxis)
+    ax.set(
+        title="Paired latency ratios, interleaved rounds (95% CI; red: a real difference)",
+        xlabel="latency ratio A / B",
+    )
+    ax.grid(alpha=0.3, axis="x", which="both")
     return _png(fig)
 
 
-def parity_heatmap(report: Mapping[str, Any]) -> bytes | None:
+def _text_colour(rgba: tuple[float, ...]) -> str:
+    """Black on light cells, white on dark ones (relative luminance, ITU-R BT.709)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"
+
+
+def parity_heatmap(report: Record) -> bytes | None:
     cells: dict[tuple[str, str], float] = {}
     multi = len(report["machines"]) > 1
-    sizes = _multi_size(_ok(report))
     for r in _ok(report):
         value = parity_value(r.get("parity"))
         if value is not None:
-            col = _series_label(r, multi, sizes)
-            key = (r["model"], col)
+            col = f"{_series(r, multi)} {r['precision']}"
+            key = (f"{model_label(str(r['model']))} {r.get('image_size')}px", col)
             cells[key] = max(cells.get(key, 0.0), value)
     if not cells:
         return None
@@ -138,13 +319,16 @@ def parity_heatmap(report: Mapping[str, Any]) -> bytes | None:
     for i, row in enumerate(grid):
         for j, v in enumerate(row):
             if not math.isnan(v):
-                ax.text(j, i, f"{10**v:.0e}", ha="center", va="center", color="w", fontsize=7)
+                colour = _text_colour(image.cmap(image.norm(v)))
+                ax.text(j, i, f"{10**v:.0e}", ha="center", va="center", color=colour, fontsize=7)
     fig.colorbar(image, ax=ax, label="log10 relative L2 vs reference")
     ax.set_title("Parity: worst relative L2 error vs the reference engine")
     return _png(fig)
 
 
-PLOTS = {
+PLOTS: dict[str, Callable[[Record], bytes | None]] = {
+    "latency_per_engine": latency_bars,
+    "paired_ratios": paired_ratio_plot,
     "latency_vs_depth": latency_vs_depth,
     "throughput_vs_batch": throughput_vs_batch,
     "latency_vs_macs": latency_vs_macs,
@@ -152,7 +336,7 @@ PLOTS = {
 }
 
 
-def all_plots(report: Mapping[str, Any]) -> dict[str, bytes]:
+def all_plots(report: Record) -> dict[str, bytes]:
     """Every plot that has data, as PNG bytes by name."""
     out = {}
     for name, draw in PLOTS.items():

@@ -64,7 +64,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     parts = [
         "# bench-runtimes report",
         f"Schema version {SCHEMA_VERSION}; generated {report['generated_at']}. Latencies in ms "
-        "(median, nearest-rank percentiles); throughput = batch / mean latency; GFLOP/s = "
+        "(median, nearest-rank percentiles); throughput = batch / median latency; GFLOP/s = "
         "2 x MACs x batch / median; % peak is against the machine's measured fp32 matmul peak.",
         "## Machines",
         _md_table(tables.environment_rows(report)),
@@ -143,7 +143,7 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         f"<style>{_CSS}</style></head><body>"
         "<h1>bench-runtimes report</h1>"
         f"<p>Schema version {SCHEMA_VERSION}; generated {e(report['generated_at'])}. "
-        "Latencies in ms; throughput = batch / mean latency; GFLOP/s = 2 × MACs × batch / "
+        "Latencies in ms; throughput = batch / median latency; GFLOP/s = 2 × MACs × batch / "
         "median.</p>"
         f"<h2>Machines</h2>{_html_table(tables.environment_rows(report))}"
         "<h2>Max-batch view</h2><p>Our sequential loop: p90 latency at batch 1, "

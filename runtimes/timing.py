@@ -222,8 +222,10 @@ def measure(
 
 
 def throughput_ips(stats: LatencyStats, batch: int) -> float:
-    """Images per second of the sequential loop: batch x iterations / total timed latency."""
-    return batch / (stats.mean * 1e-3) if stats.mean > 0 else 0.0
+    """Images per second at the median latency: batch / median. The median, as for GFLOP/s
+    and the report's latencies, so every figure of a record describes the same typical run
+    (a mean would let a few stalls of a noisy machine move throughput alone)."""
+    return batch / (stats.median * 1e-3) if stats.median > 0 else 0.0
 
 
 def achieved_gflops(macs_per_image: int | None, batch: int, median_ms: float) -> float | None:

@@ -17,7 +17,7 @@ def record(model: str, runtime: str, batch: int, ms: float, **kw) -> dict:
     fields = dict(
         latency_ms=s.latency_dict(),
         stability={"cov": s.cov, "median_ci95_ms": list(s.median_ci95), "unstable": s.unstable},
-        throughput_ips=batch / s.mean * 1e3,
+        throughput_ips=batch / s.median * 1e3,
         gflops=1.0,
         depth=kw.pop("depth", 20),
         macs=40_000_000,
