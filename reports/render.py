@@ -60,12 +60,25 @@ def _md_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_markdown(report: Mapping[str, Any]) -> str:
+def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = None) -> str:
+    """The Markdown report; `plots` are linked as the PNG files `render` writes beside it."""
+    plots = plots or {}
     parts = [
         "# bench-runtimes report",
         f"Schema version {SCHEMA_VERSION}; generated {report['generated_at']}. Latencies in ms "
         "(median, nearest-rank percentiles); throughput = batch / median latency; GFLOP/s = "
         "2 x MACs x batch / median; % peak is against the machine's measured fp32 matmul peak.",
+        "## Verdict",
+        "The fastest engine per model, precision, batch and image size, its speedup over the "
+        "next, and whether the difference is real (see Paired ratios).",
+        _md_table(tables.verdict_rows(report)),
+        *(
+            ["![Median latency per engine](latency_per_engine.png)"]
+            if "latency_per_engine" in plots
+            else []
+        ),
+        "## Reproduce",
+        _md_table(tables.reproduce_rows(report)),
         "## Machines",
         _md_table(tables.environment_rows(report)),
         "## Max-batch view",
@@ -75,6 +88,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "## Results",
         _md_table(tables.result_rows(report)),
     ]
+    if any(row.get("% peak", "").endswith("*") for row in tables.result_rows(report)):
+        parts.append(tables.ABOVE_PEAK_NOTE)
     ratios = ratio_rows(report)
     if ratios:
         parts += [
@@ -87,6 +102,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     loadgen = tables.loadgen_rows(report)
     if loadgen:
         parts += ["## MLPerf LoadGen", _md_table(loadgen)]
+    others = [name for name in plots if name != "latency_per_engine"]
+    if others:
+        parts += ["## Plots", *(f"![{n.replace('_', ' ')}]({n}.png)" for n in others)]
     unstable = tables.unstable_records(report)
     if unstable:
         parts += [
@@ -132,11 +150,19 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         f"@ {e(r['machine'])}: CoV {r['stability']['cov']:.1%} &gt; 2.5%</li>"
         for r in unstable
     )
-    images = "".join(
-        f'<h3>{e(name.replace("_", " "))}</h3><img alt="{e(name)}" '
-        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        for name, png in plots.items()
+
+    def img(name: str, png: bytes) -> str:
+        return (
+            f'<h3>{e(name.replace("_", " "))}</h3><img alt="{e(name)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        )
+
+    verdict_plot = (
+        img("latency_per_engine", plots["latency_per_engine"])
+        if "latency_per_engine" in plots
+        else ""
     )
+    images = "".join(img(n, png) for n, png in plots.items() if n != "latency_per_engine")
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         "<title>bench-runtimes report</title>"
@@ -145,11 +171,19 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         f"<p>Schema version {SCHEMA_VERSION}; generated {e(report['generated_at'])}. "
         "Latencies in ms; throughput = batch / median latency; GFLOP/s = 2 × MACs × batch / "
         "median.</p>"
+        f"<h2>Verdict</h2>{_html_table(tables.verdict_rows(report))}"
+        + verdict_plot
+        + f"<h2>Reproduce</h2>{_html_table(tables.reproduce_rows(report))}"
         f"<h2>Machines</h2>{_html_table(tables.environment_rows(report))}"
         "<h2>Max-batch view</h2><p>Our sequential loop: p90 latency at batch 1, "
         "throughput at the largest batch run (MLPerf's scenarios: the LoadGen section).</p>"
         f"{_html_table(tables.max_batch_rows(report))}"
         f"<h2>Results</h2>{_html_table(tables.result_rows(report))}"
+        + (
+            f"<p>{e(tables.ABOVE_PEAK_NOTE)}</p>"
+            if any(row.get("% peak", "").endswith("*") for row in tables.result_rows(report))
+            else ""
+        )
         + (
             "<h2>Paired ratios</h2><p>Jobs timed together in shuffled rounds: A / B is the "
             "median of the per-round latency ratios, with its 95% interval; real when the "
@@ -179,9 +213,12 @@ def render(dirs: Sequence[str | Path], *, out: str | Path) -> dict[str, Path]:
         raise UserError(f"cannot write to --out {out}: {err.strerror or err}") from None
     report = merge(folders)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+    plots = all_plots(report)
     _write_atomic(paths["json"], json.dumps(report, indent=2) + "\n")
-    _write_atomic(paths["md"], to_markdown(report))
-    _write_atomic(paths["html"], to_html(report, all_plots(report)))
+    for name, png in plots.items():  # the Markdown report links them; the HTML embeds them
+        _write_atomic(out / f"{name}.png", png)
+    _write_atomic(paths["md"], to_markdown(report, plots))
+    _write_atomic(paths["html"], to_html(report, plots))
     return paths
 
 

@@ -102,6 +102,21 @@ def parity_value(parity: Mapping[str, Any] | None) -> float | None:
     return None
 
 
+ABOVE_PEAK_NOTE = (
+    "* above the measured fp32 GEMM peak: the peak is the best numpy/torch/onnxruntime matmul "
+    "rate measured before the sweep, an estimate, and an engine's conv kernels can beat it"
+)
+
+
+def peak_cell(gflops: float | None, peak: float | None) -> str:
+    """The fraction of the measured peak; above 1 it carries a mark that ABOVE_PEAK_NOTE
+    explains, never a bare 142%."""
+    if not gflops or not peak:
+        return "-"
+    fraction = gflops / peak
+    return f"{fraction:.0%}*" if fraction > 1 else f"{fraction:.0%}"
+
+
 def image_cell(record: Mapping[str, Any]) -> str:
     """The size as "224x224"; "-" when unknown (a model that failed to resolve records 0)."""
     size = record.get("image_size")
@@ -144,7 +159,7 @@ def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                     "CoV": f"{stab['cov']:.1%}" if "cov" in stab else "-",
                     "img/s": _f(r.get("throughput_ips"), 1),
                     "GFLOP/s": _f(gflops, 1),
-                    "% peak": f"{gflops / peak:.0%}" if gflops and peak else "-",
+                    "% peak": peak_cell(gflops, peak),
                     "load s": _f(r.get("load_time_s"), 2),
                     "first ms": _f(r.get("first_inference_ms"), 1),
                     "RSS MB": _f(r.get("peak_host_rss_mb"), 0),
@@ -248,6 +263,89 @@ def environment_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 "OS / Python": f"{env.get('os', '?')} / {env.get('python', '?')}",
                 "fp32 matmul peak GFLOP/s": _f(env.get("matmul_peak_gflops"), 1),
                 "packages": pkgs,
+            }
+        )
+    return rows
+
+
+VERDICT_COLUMNS = (
+    "machine",
+    "model",
+    "precision",
+    "batch",
+    "image",
+    "fastest",
+    "median ms",
+    "next",
+    "speedup",
+    "real?",
+)
+
+
+def verdict_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The answer first: per (machine, model, precision, batch, image), the fastest engine,
+    how much faster than the next one, and whether that difference is real: by the paired
+    ratio of an interleaved run when there is one (its 95% interval excludes 1), else by the
+    two medians' 95% intervals separating."""
+    from reports.ratios import paired_ratios
+
+    pairs = {
+        (r.machine, r.context, r.a, r.b): r for r in paired_ratios(report) if r.kind == "engines"
+    }
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in report["records"]:
+        if r["status"] == "ok":
+            key = (r["machine"], r["model"], r["precision"], r["batch"], r.get("image_size"))
+            groups.setdefault(key, []).append(r)
+    rows = []
+    for (machine, model, precision, batch, size), records in groups.items():
+        ranked = sorted(records, key=lambda r: r["latency_ms"]["median"])
+        best = ranked[0]
+        row = dict.fromkeys(VERDICT_COLUMNS, "-")
+        row.update(
+            machine=str(machine), model=str(model), precision=str(precision), batch=str(batch),
+            image=image_cell(best), fastest=str(best["runtime"]),
+            **{"median ms": _f(best["latency_ms"]["median"], 3)},
+        )  # fmt: skip
+        if len(ranked) == 1:
+            row["real?"] = "only one engine ran"
+        else:
+            nxt = ranked[1]
+            row["next"] = str(nxt["runtime"])
+            row["speedup"] = f"{nxt['latency_ms']['median'] / best['latency_ms']['median']:.2f}x"
+            context = f"{model} {precision} b{batch} {size}px"
+            paired = pairs.get((machine, context, best["runtime"], nxt["runtime"])) or pairs.get(
+                (machine, context, nxt["runtime"], best["runtime"])
+            )
+            if paired is not None:
+                real = paired.lo > 1 or paired.hi < 1
+                row["real?"] = (
+                    f"{'yes' if real else 'no'} (paired 95% CI [{paired.lo:.3f}, {paired.hi:.3f}])"
+                )
+            else:
+                a = (best.get("stability") or {}).get("median_ci95_ms")
+                b = (nxt.get("stability") or {}).get("median_ci95_ms")
+                if a and b:
+                    row["real?"] = (
+                        "yes (intervals separate)"
+                        if a[1] < b[0]
+                        else "not shown (intervals overlap)"
+                    )
+        rows.append(row)
+    return rows
+
+
+def reproduce_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per machine: the command that made its results and the versions that ran them."""
+    rows = []
+    for name, env in report["machines"].items():
+        packages = env.get("packages") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))
+        rows.append(
+            {
+                "machine": str(name),
+                "command": str(env.get("command") or "(not recorded)"),
+                "versions": f"python {env.get('python', '?')}, {versions}" if versions else "-",
             }
         )
     return rows

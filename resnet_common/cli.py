@@ -32,6 +32,8 @@ def run_main(
 ) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The command line as given, for the "reproduce" line of what the command writes.
+    args.command_line = [parser.prog, *(sys.argv[1:] if argv is None else argv)]
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -349,10 +349,10 @@ def _choose_engines(runtimes: Sequence[str], precision: str) -> list[EngineChoic
         reason = registry.availability(name)  # unknown names raise UnknownRuntimeError
         cls = None if reason is not None else registry.runner_class(name)
         if cls is not None and precision not in cls.precisions:
-            raise UnsupportedError(
-                f"{name} does not support precision {precision!r}; it supports "
-                f"{', '.join(p for p in cls.precisions if p != 'fp64')}"
-            )
+            # Skipped with the reason, as `run` skips it; only no engine at all is bad input.
+            supported = ", ".join(p for p in cls.precisions if p != "fp64")
+            reason = f"{name} does not support {precision} (it runs {supported})"
+            cls = None
         choices.append(EngineChoice(name, cls, reason))
     if all(c.cls is None for c in choices):
         why = "; ".join(f"{c.runtime}: {c.reason}" for c in choices)

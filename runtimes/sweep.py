@@ -186,8 +186,11 @@ class Sweep:
     ) -> list[dict[str, Any]]:
         config = self.config
         prepare_out(config.out)
-        if environment is not None:
-            write_json_atomic(config.out / ENVIRONMENT_FILE, environment)
+        env_path = config.out / ENVIRONMENT_FILE
+        if environment is not None and not (config.resume and env_path.exists()):
+            # --resume keeps the first run's environment (its peak above all): the records
+            # already there were measured against it.
+            write_json_atomic(env_path, environment)
         results = config.out / RESULTS_FILE
         if not config.resume and results.exists():
             results.unlink()  # a fresh sweep; --resume keeps what is there

@@ -78,3 +78,30 @@ def test_repeated_models_and_runtimes_run_once(tmp_path, capsys):
     argv[argv.index("ort-cpu")] = "ort-cpu,ort-cpu"
     assert main(argv) == 0
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_folder_with_results_is_kept_unless_resume_or_overwrite(tmp_path, capsys):
+    """Rerunning into a folder that holds results (maybe `compare`'s baseline) used to replace
+    them silently."""
+    out = tmp_path / "res"
+    argv = ["run", *TINY, "--no-parity", "--out", str(out)]
+    assert main(argv) == 0
+    before = (out / "results.jsonl").read_text()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds results" in err and "--overwrite" in err and err.count("\n") == 1
+    assert (out / "results.jsonl").read_text() == before
+    assert main([*argv, "--overwrite"]) == 0
+    assert main([*argv, "--overwrite", "--resume"]) == 2
+
+
+def test_without_a_terminal_progress_is_plain_lines_and_the_report_says_how_to_reproduce(
+    tmp_path, capsys
+):
+    out = tmp_path / "res"
+    assert main(["run", *TINY, "--no-parity", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "[1/1] cifar-resnet20 · ort-cpu · fp32 · batch 1: ok, median" in err
+    md = (out / "report.md").read_text()
+    assert "bench-runtimes run --models cifar-resnet20 --runtimes ort-cpu" in md

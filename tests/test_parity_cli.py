@@ -160,7 +160,7 @@ def test_bracketed_paths_and_reasons_print_verbatim(
         (["--models", "cifar-resnet20", "--runtimes", "tensorflow"], "known runtimes are"),
         (
             ["--models", "cifar-resnet20", "--runtimes", "onnx-ref", "--precision", "fp16"],
-            "does not support precision 'fp16'",
+            "onnx-ref does not support fp16",
         ),
         (["--models", "resnet18", "--runtimes", "ort-cpu", "--image-size", "16"], "image size"),
         (["--models", "resnet19", "--runtimes", "ort-cpu"], "unknown model"),
@@ -209,3 +209,14 @@ def test_a_file_with_a_fixed_batch_runs_at_that_batch(
     run = ["run", "--models", str(path), "--runtimes", "ort-cpu", "--out", str(tmp_path / "o")]
     assert main(run) == 2
     _one_error_line(capsys, "pass --batch 3")
+
+
+def test_fp16_with_the_default_engines_skips_onnx_ref_with_its_reason(capsys):
+    """`run` skips an engine that lacks the precision; `parity` does the same (it used to exit
+    2 on onnx-ref with the default engines)."""
+    rc = main(["parity", "--models", "cifar-resnet20", "--precision", "fp16", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    results = {r["runtime"]: r for r in report["models"][0]["results"]}
+    assert results["onnx-ref"]["status"] == "skipped"
+    assert "does not support fp16" in results["onnx-ref"]["reason"]
+    assert results["ort-cpu"]["status"] == "pass" and rc == 0

@@ -8,11 +8,12 @@ defaults are 200 ms and 3 s).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, positive_int
+from resnet_common.cli import csv_list, fail, positive_int
 from resnet_common.errors import UserError
 from runtimes import models, registry
 from runtimes.base import TIMING_MODES
@@ -100,6 +101,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--timing", choices=TIMING_MODES, default="device", help="GPU engines only")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
     p.add_argument("--resume", action="store_true", help="skip results already in OUT")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results already in OUT (without it, or --resume, a folder that holds "
+        "results is refused: it may be the baseline `compare` needs)",
+    )
     p.add_argument("--no-parity", dest="parity", action="store_false", help="skip parity")
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
     p.add_argument("--seed", type=int, default=1, help="input seed (default 1)")
@@ -108,6 +115,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, str]]:
     """The sweep config and the engines skipped before it starts ({engine: why})."""
+    from reports.schema import RESULTS_FILE
+
+    held = args.out / RESULTS_FILE
+    if args.resume and args.overwrite:
+        raise UserError("--resume keeps OUT's results and --overwrite replaces them: pick one")
+    if not args.resume and not args.overwrite and held.is_file() and held.stat().st_size > 0:
+        raise UserError(
+            f"{args.out} already holds results ({held}): --resume to continue them, "
+            "--overwrite to replace them, or another --out"
+        )
     if args.models is not None:
         args.models = list(dict.fromkeys(args.models))  # de-duplicated, order kept
         models.check_precisions(args.precision)
@@ -169,8 +186,17 @@ def run(args: argparse.Namespace) -> int:
     for name, why in skipped.items():
         console.print(f"[yellow]skipped[/] {escape(f'{name}: {why}')}")
     env = environment.collect(machine=args.machine, threads=args.threads)
+    env["command"] = shlex.join(getattr(args, "command_line", ["bench-runtimes", "run"]))
     sweep = Sweep(config)
-    records = _run_with_progress(sweep, env, console)
+    try:
+        records = _run_with_progress(sweep, env, console)
+    except KeyboardInterrupt:
+        again = env["command"] if args.resume else f"{env['command']} --resume"
+        return fail(
+            f"interrupted; every finished result is in {config.out / 'results.jsonl'}: "
+            f"continue with `{again}`",
+            130,
+        )
     for warning in sweep.warnings:
         console.print(f"[yellow]warning[/] {escape(warning)}")
     from reports.render import render
@@ -211,6 +237,20 @@ def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[
         console=console,
         transient=not sys.stderr.isatty(),
     )
+    if not console.is_terminal:  # a log, not a screen: one plain line per result
+        done = [0]
+
+        def line(job: Any, record: dict[str, Any]) -> None:
+            done[0] += 1
+            if not record:
+                status = "already in results (--resume)"
+            elif record["status"] == "ok":
+                status = f"ok, median {record['latency_ms']['median']:.3f} ms"
+            else:
+                status = f"{record['status']}: {record.get('reason') or ''}"
+            print(f"[{done[0]}/{total}] {job.label}: {status}", file=sys.stderr, flush=True)
+
+        return sweep.run(on_record=line, environment=env)
     with progress:
         task = progress.add_task("starting", total=total)
         return sweep.run(
