@@ -69,6 +69,9 @@ class Runner(ABC):
     # True for engines that build for a batch range (TensorRT): the sweep then hands them every
     # batch it will time, so one engine serves them all instead of one build per batch.
     builds_for_batches: ClassVar[bool] = False
+    # The distributions whose version names the engine (the first one installed), read from
+    # package metadata without importing the engine: `bench-runtimes list` shows it.
+    packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -99,6 +102,18 @@ class Runner(ABC):
     @classmethod
     def availability(cls) -> str | None:
         """None when the engine can run here, else the reason ("tensorrt not installed")."""
+        return None
+
+    @classmethod
+    def version(cls) -> str | None:
+        """ "<distribution> <version>" of the first of `packages` installed here, else None."""
+        from importlib import metadata
+
+        for dist in cls.packages:
+            try:
+                return f"{dist} {metadata.version(dist)}"
+            except metadata.PackageNotFoundError:
+                continue
         return None
 
     @classmethod

@@ -179,6 +179,7 @@ class EngineInfo:
     device: str | None
     precisions: tuple[str, ...]
     target: str
+    version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -188,6 +189,7 @@ class EngineInfo:
             "device": self.device,
             "precisions": list(self.precisions),
             "target": self.target,
+            "version": self.version,
         }
 
 
@@ -206,6 +208,7 @@ def engines() -> list[EngineInfo]:
                 None if cls is None else cls.device,
                 () if cls is None else cls.precisions,
                 entry.target,
+                None if cls is None else cls.version(),
             )
         )
     return infos

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="engines")
-    for column in ("runtime", "usable", "device", "precisions", "why not"):
+    for column in ("runtime", "usable", "device", "precisions", "version", "why not"):
         table.add_column(column)
     for info in infos:
         table.add_row(
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
             "[green]yes[/]" if info.available else "[red]no[/]",
             info.device or "-",
             ", ".join(info.precisions) or "-",
+            escape(info.version or "not installed"),
             escape(info.reason or ""),
         )
     Console().print(table)

@@ -21,6 +21,7 @@ MAX_MACS = 1_000_000_000  # per run, at the largest batch asked for
 
 class OnnxRefRunner(Runner):
     name = "onnx-ref"
+    packages = ("onnx",)
     precisions = ("fp32",)
 
     @classmethod

@@ -18,6 +18,7 @@ from runtimes.base import Runner, RunnerError
 
 class OpenVinoRunner(Runner):
     name = "openvino"
+    packages = ("openvino",)
     precisions = ("fp32", "fp16")
 
     @classmethod

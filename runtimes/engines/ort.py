@@ -35,6 +35,7 @@ class OrtRunner(Runner):
     """One InferenceSession on one execution provider."""
 
     provider: ClassVar[str] = CPU
+    packages: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu")
     graph_optimization_level: ClassVar[str] = "ORT_ENABLE_ALL"  # onnxruntime's default
 
     @classmethod

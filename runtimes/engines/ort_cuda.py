@@ -38,6 +38,7 @@ class OrtGpuRunner(OrtRunner):
     """Shared by both providers: device selection, stream, IO binding, event timing."""
 
     device: ClassVar[str] = "cuda"
+    packages: ClassVar[tuple[str, ...]] = ("onnxruntime-gpu", "onnxruntime")
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
 
     @property

@@ -25,6 +25,7 @@ class TorchRunner(Runner):
     """Eager PyTorch on the CPU."""
 
     name = "torch"
+    packages: ClassVar[tuple[str, ...]] = ("torch",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "fp64")
     needs_graphgen = True
 

@@ -45,6 +45,9 @@ class TensorRTRunner(Runner):
     """Native TensorRT, one engine per (model, precision, batch profile, options, GPU)."""
 
     name: ClassVar[str] = "trt"
+    packages: ClassVar[tuple[str, ...]] = (
+        "tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs",
+    )  # fmt: skip
     device: ClassVar[str] = "cuda"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
     builds_for_batches: ClassVar[bool] = True
