@@ -11,6 +11,7 @@ Definitions (the README repeats them):
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -106,8 +107,8 @@ def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
             out = shapes.get(node.output[0])
             if not w or not out or len(out) < 3 or not _known(out[2:]) or not _known(w):
                 raise GraphError(f"cannot size Conv node {node.name!r}: shapes not inferred")
-            spatial = int(np.prod(out[2:]))
-            macs += int(w[0]) * spatial * int(np.prod(w[1:]))
+            spatial = math.prod(int(d) for d in out[2:])
+            macs += int(w[0]) * spatial * math.prod(int(d) for d in w[1:])
         elif node.op_type in ("Gemm", "MatMul"):
             macs += _matmul_macs(node, shapes, init, constants)
 
@@ -125,7 +126,12 @@ def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
     )
 
 
-def _matmul_macs(node: onnx.NodeProto, shapes: dict, init: dict, constants: dict) -> int:
+def _matmul_macs(
+    node: onnx.NodeProto,
+    shapes: dict[str, Any],
+    init: dict[str, Any],
+    constants: dict[str, Any],
+) -> int:
     """Per-sample MACs of a Gemm or MatMul: the batch (Gemm's M, MatMul's leading dim) is 1."""
     a = shapes.get(node.input[0])
     b = init.get(node.input[1]) or constants.get(node.input[1]) or shapes.get(node.input[1])
@@ -145,7 +151,7 @@ def _matmul_macs(node: onnx.NodeProto, shapes: dict, init: dict, constants: dict
     return int(np.prod(rows, dtype=np.int64)) * int(k) * int(n_out)
 
 
-def _known(dims: list) -> bool:
+def _known(dims: list[Any]) -> bool:
     return all(isinstance(d, int) and d > 0 for d in dims)
 
 

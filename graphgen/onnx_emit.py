@@ -95,7 +95,7 @@ class _Emitter:
         self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=value))
         return name
 
-    def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs) -> None:
+    def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs: Any) -> None:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
 
     def emit(self, op: Op, rename: Callable[[str], str]) -> None:

@@ -156,7 +156,7 @@ def _stream_single_file(f: BinaryIO, skeleton: onnx.ModelProto, arrays: list[np.
     f.write(graph_bytes)
     for prefix, array in zip(prefixes, arrays, strict=True):
         f.write(prefix)
-        f.write(memoryview(array).cast("B"))
+        f.write(array.data.cast("B"))
 
 
 def write_streamed(
@@ -183,7 +183,7 @@ def write_streamed(
             with open(tmpdir / data_name, "wb") as f:
                 for tensor, array in zip(model.graph.initializer, arrays, strict=True):
                     _set_external(tensor, data_name, f.tell(), array.nbytes)
-                    f.write(memoryview(array).cast("B"))
+                    f.write(array.data.cast("B"))
                 f.flush()
                 os.fsync(f.fileno())
             atomic_write_bytes(tmp, model.SerializeToString())

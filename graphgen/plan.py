@@ -36,7 +36,9 @@ class Conv:
         return (self.cout, *self.out_hw)
 
     def params(self) -> dict[str, Shape]:
-        shapes = {f"{self.name}.weight": (self.cout, self.cin, self.kernel, self.kernel)}
+        shapes: dict[str, Shape] = {
+            f"{self.name}.weight": (self.cout, self.cin, self.kernel, self.kernel)
+        }
         if self.bias:
             shapes[f"{self.name}.bias"] = (self.cout,)
         return shapes
@@ -450,7 +452,7 @@ def _rename_inputs(op: Op, rename: dict[str, str]) -> Op:
         for k in ("x", "a", "b")
         if hasattr(op, k) and getattr(op, k) in rename
     }
-    return dataclasses.replace(op, **changes) if changes else op
+    return dataclasses.replace(op, **changes) if changes else op  # type: ignore[arg-type]
 
 
 def bn_producers(plan: Plan) -> dict[str, str]:

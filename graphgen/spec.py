@@ -110,7 +110,7 @@ class Spec:
     @property
     def total_stride(self) -> int:
         stem = 4 if self.stem == "imagenet" else 1
-        return stem * 2 ** (len(self.layers) - 1)
+        return int(stem * 2 ** (len(self.layers) - 1))
 
     @property
     def depth(self) -> int:
@@ -180,7 +180,7 @@ def imagenet_spec(depth: int, **overrides: Any) -> Spec:
         stem_width=64,
     )
     fields.update(overrides)
-    return Spec(**fields)
+    return Spec(**fields)  # type: ignore[arg-type]  # each field checked in __post_init__
 
 
 def cifar_spec(depth: int, **overrides: Any) -> Spec:
@@ -198,7 +198,7 @@ def cifar_spec(depth: int, **overrides: Any) -> Spec:
         stem_width=16,
     )
     fields.update(overrides)
-    return Spec(**fields)
+    return Spec(**fields)  # type: ignore[arg-type]  # each field checked in __post_init__
 
 
 def unknown_depth_message(depth: object) -> str:

@@ -100,7 +100,7 @@ def _last_branch_bn(plan: Plan, tensor: str) -> str:
     producer = {op.out: op for op in plan.ops}
     op = producer[tensor]
     while not isinstance(op, BatchNorm):
-        op = producer[op.x]
+        op = producer[op.a if isinstance(op, Add) else op.x]
     return op.name
 
 
@@ -166,13 +166,15 @@ def _conv_nhwc(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarra
     if k == 1:
         x = x[:, ::stride, ::stride, :] if stride > 1 else x
         out = x.reshape(-1, c) @ w.reshape(cout, c).T
-        return out.reshape(*x.shape[:3], cout)
+        result: np.ndarray = out.reshape(*x.shape[:3], cout)
+        return result
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
     cols = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(1, 2))
     cols = cols[:, : oh * stride : stride, : ow * stride : stride]  # n, oh, ow, c, k, k
     out = cols.reshape(n * oh * ow, c * k * k) @ w.reshape(cout, c * k * k).T
-    return out.reshape(n, oh, ow, cout)
+    full: np.ndarray = out.reshape(n, oh, ow, cout)
+    return full
 
 
 def _max_pool_nhwc(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
@@ -180,7 +182,8 @@ def _max_pool_nhwc(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-np.inf)
     oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(1, 2))
-    return win[:, : oh * stride : stride, : ow * stride : stride].max(axis=(-1, -2))
+    pooled: np.ndarray = win[:, : oh * stride : stride, : ow * stride : stride].max(axis=(-1, -2))
+    return pooled
 
 
 def fold_weights(plan: Plan, weights: Weights) -> Weights:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from graphgen.arguments import OVERRIDES, add_architecture_arguments, spec_from_args
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
@@ -19,7 +20,7 @@ from resnet_common.cli import non_negative_int, positive_int
 from resnet_common.errors import UserError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "build",
         help="write an ONNX graph for a ResNet depth, a spec file, or every standard variant",
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_all(args: argparse.Namespace, options: dict) -> int:
+def _build_all(args: argparse.Namespace, options: dict[str, Any]) -> int:
     from rich.progress import Progress
 
     args.out_dir = args.out_dir or Path(".")

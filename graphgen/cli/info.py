@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError
 from graphgen.onnx_io import load, metadata
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "info",
         help="params, MACs, op counts and shapes of any ONNX classifier",
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def describe(path: Path) -> dict:
+def describe(path: Path) -> dict[str, Any]:
     model = load(path, load_weights=False)
     cost = graph_cost(model, name=path.stem).to_dict()
     meta = metadata(model)

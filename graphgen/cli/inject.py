@@ -15,7 +15,7 @@ from graphgen.inject import (
 from graphgen.onnx_io import load, save
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "inject",
         help="write trained weights into a graph built from the same spec",

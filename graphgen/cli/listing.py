@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from graphgen.cost import plan_cost
 from graphgen.plan import expand
 from graphgen.spec import STANDARD_VARIANTS
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "list",
         help="every standard variant with params and MACs",
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def rows() -> list[dict]:
+def rows() -> list[dict[str, Any]]:
     out = []
     for name, spec in STANDARD_VARIANTS.items():
         cost = plan_cost(expand(spec)).to_dict()
