@@ -89,7 +89,7 @@ def restore(
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    return model.module if hasattr(model, "module") else model  # type: ignore[return-value]
 
 
 def model_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -114,7 +114,7 @@ def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "keys": torch.from_numpy(keys.astype(np.int64)),  # type: ignore[attr-defined]
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached": float(cached),

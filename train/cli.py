@@ -399,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
     except ExportCheckFailed as err:
         return fail(str(err), EXIT_CHECK_FAILED)
     if result.records and config.progress:
-        line = f"run folder {result.run_dir}: best val error {100 * result.best_val_error:.2f}%"
+        line = f"run folder {result.run_dir}: best val error {100 * result.best_val_error:.2f}%"  # type: ignore[operator]
         if result.test_error is not None:
             line += f", test error {100 * result.test_error:.2f}%"
         if result.verification:

@@ -136,7 +136,7 @@ def synthetic_data(
     tr = TensorSet(images[:train], labels[:train])
     va = TensorSet(images[train:], labels[train:])
     mean, std = channel_stats(tr.images)
-    return DataBundle("synthetic", tr, va, classes, image_size, mean, std)
+    return DataBundle("synthetic", tr, va, classes, image_size, mean, std)  # type: ignore[arg-type]
 
 
 def _synthetic_images(n: int, classes: int, size: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -188,7 +188,7 @@ def cifar10_data(root: Path, *, val_split: int = 5000, image_size: int = 32) -> 
     train = TensorSet(images[train_idx], labels[train_idx])
     val = TensorSet(images[val_idx], labels[val_idx]) if val_split else test
     mean, std = channel_stats(train.images)
-    return DataBundle("cifar10", train, val, 10, 32, mean, std, test=test)
+    return DataBundle("cifar10", train, val, 10, 32, mean, std, test=test)  # type: ignore[arg-type]
 
 
 def _cifar_folder(root: Path) -> Path:
@@ -317,18 +317,18 @@ def _to_tensor(image: object) -> torch.Tensor:
 def _resize_shorter(image: object, side: int) -> object:
     from PIL import Image
 
-    w, h = image.size
+    w, h = image.size  # type: ignore[attr-defined]
     scale = side / min(w, h)
-    return image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BILINEAR)
+    return image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BILINEAR)  # type: ignore[attr-defined]
 
 
 def _imagenet_train_view(image: object, size: int, rng: np.random.Generator) -> torch.Tensor:
     """Section 3.4: shorter side in [256, 480] (scaled to `size`), random crop, flip, colour."""
     lo, hi = round(size * 256 / 224), round(size * 480 / 224)
     image = _resize_shorter(image, int(rng.integers(lo, hi + 1)))
-    w, h = image.size
+    w, h = image.size  # type: ignore[attr-defined]
     left, top = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
-    x = _to_tensor(image.crop((left, top, left + size, top + size)))
+    x = _to_tensor(image.crop((left, top, left + size, top + size)))  # type: ignore[attr-defined]
     if rng.random() < 0.5:
         x = x.flip(2)
     alpha = rng.normal(0, 0.1, 3) * np.asarray(PCA_EIGVAL)
@@ -339,9 +339,9 @@ def _imagenet_train_view(image: object, size: int, rng: np.random.Generator) -> 
 def _imagenet_eval_view(image: object, size: int) -> torch.Tensor:
     """Shorter side to 256 (scaled to `size`), centre crop."""
     image = _resize_shorter(image, round(size * 256 / 224))
-    w, h = image.size
+    w, h = image.size  # type: ignore[attr-defined]
     left, top = (w - size) // 2, (h - size) // 2
-    return _to_tensor(image.crop((left, top, left + size, top + size)))
+    return _to_tensor(image.crop((left, top, left + size, top + size)))  # type: ignore[attr-defined]
 
 
 # --- batching and augmentation ---------------------------------------------------------------

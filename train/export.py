@@ -43,8 +43,8 @@ def export_onnx(
     net = unwrap(model)
     spec = net.spec
     weights = {k: v.numpy() for k, v in model_weights(net).items()}
-    weights = check_weights(expand(spec), weights, source="trained model")
-    graph = build(spec, weights=weights, fold=fold)
+    weights = check_weights(expand(spec), weights, source="trained model")  # type: ignore[arg-type]
+    graph = build(spec, weights=weights, fold=fold)  # type: ignore[arg-type]
     del graph.metadata_props[:]  # build's seed is meaningless here: record where weights came from
     props = {**_props_of(spec, fold, graph), **(provenance or {})}
     import onnx
@@ -104,7 +104,7 @@ def verify(graph, model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
         graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
     got = session.run(["logits"], {"input": x.numpy()})[0].astype(np.float64)
-    rel = float(np.linalg.norm(got - reference) / max(np.linalg.norm(reference), 1e-30))
+    rel = float(np.linalg.norm(got - reference) / max(np.linalg.norm(reference), 1e-30))  # type: ignore[operator]
     return {
         "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider",
         "batch": int(x.shape[0]),

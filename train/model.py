@@ -75,7 +75,7 @@ class PlanNet(nn.Module):
     def _run_op(self, op: object, values: dict[str, torch.Tensor]) -> torch.Tensor:
         if isinstance(op, Add):
             return values[op.a] + values[op.b]
-        x = values[op.x]
+        x = values[op.x]  # type: ignore[attr-defined]
         if isinstance(op, Relu):
             return F.relu(x)
         if isinstance(op, MaxPool):
@@ -85,7 +85,7 @@ class PlanNet(nn.Module):
             return F.pad(x, (0, 0, 0, 0, op.pad_before, op.pad_after))
         if isinstance(op, GlobalAvgPool):
             return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self._modules_by_op[op.name](x)
+        return self._modules_by_op[op.name](x)  # type: ignore[attr-defined]
 
 
 def _module_for(op: object) -> nn.Module | None:

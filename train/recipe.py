@@ -141,7 +141,7 @@ class LrController:
     def lr(self) -> float:
         r = self.recipe
         if self.warming_up:
-            return float(r.warmup_lr)
+            return float(r.warmup_lr)  # type: ignore[arg-type]
         if r.schedule == "step":
             drops = sum(1 for m in r.milestones if self.iteration >= m)
             return r.lr * r.gamma**drops
