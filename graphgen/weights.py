@@ -15,6 +15,7 @@ and its per-channel errors compound with depth (cifar-plain110 reached logits of
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from graphgen.plan import (
     GlobalAvgPool,
     Linear,
     MaxPool,
+    Op,
     Plan,
     Relu,
     ZeroPadShortcut,
@@ -105,28 +107,57 @@ def _last_branch_bn(plan: Plan, tensor: str) -> str:
 
 
 def calibrate_bn(plan: Plan, weights: Weights, *, seed: int = 0, images: int | None = None) -> None:
-    """Set every BN's running statistics from a numpy forward pass at the graph's size (in place).
-
-    Arrays are NHWC internally so that convs are plain matrix products.
-    """
+    """Set every BN's running statistics from a numpy forward pass at the graph's size (in place)."""
     images = calibration_images(plan) if images is None else images
     rng = np.random.default_rng([seed, 1])
     s = plan.spec.image_size
-    values = {INPUT: rng.standard_normal((images, s, s, 3), dtype=np.float32)}
+    x = rng.standard_normal((images, s, s, 3), dtype=np.float32)
+    forward_nhwc(plan, weights, x, set_bn_stats=True, head=False)
+
+
+Observer = Callable[[Op, np.ndarray], None]
+
+
+def forward_nhwc(
+    plan: Plan,
+    weights: Weights,
+    images: np.ndarray,
+    *,
+    set_bn_stats: bool = False,
+    head: bool = True,
+    observe: Observer | None = None,
+) -> np.ndarray:
+    """Run the plan in numpy on NHWC `images`; the one forward pass every calibration shares.
+
+    Arrays are NHWC internally so that convs are plain matrix products. With `set_bn_stats`, each
+    BN takes its input's batch mean and variance into `weights` (in place) before normalising, as
+    BN does in training; otherwise it uses the running statistics. `observe(op, out)` sees every
+    op's output as it is computed (activation calibration for int8 reads them there). With
+    `head=False` the pass stops before global pooling and returns the last tensor computed.
+    Folded plans (convs with a bias) run too.
+    """
+    values = {INPUT: images}
     frees = last_use(plan)
+    out = images
     for index, op in enumerate(plan.ops):
-        if isinstance(op, GlobalAvgPool | Linear):
+        if not head and isinstance(op, GlobalAvgPool | Linear):
             break
         if isinstance(op, Conv):
             out = _conv_nhwc(values[op.x], weights[f"{op.name}.weight"], op.stride, op.pad)
+            if op.bias:
+                out = out + weights[f"{op.name}.bias"]
         elif isinstance(op, BatchNorm):
             x = values[op.x]
-            flat = x.reshape(-1, x.shape[-1])
-            mean = flat.mean(axis=0, dtype=np.float64)
-            var = flat.var(axis=0, dtype=np.float64)
-            var = np.maximum(var, BN_EPS)
-            weights[f"{op.name}.running_mean"] = mean.astype(np.float32)
-            weights[f"{op.name}.running_var"] = var.astype(np.float32)
+            if set_bn_stats:
+                flat = x.reshape(-1, x.shape[-1])
+                mean = flat.mean(axis=0, dtype=np.float64)
+                var = flat.var(axis=0, dtype=np.float64)
+                var = np.maximum(var, BN_EPS)
+                weights[f"{op.name}.running_mean"] = mean.astype(np.float32)
+                weights[f"{op.name}.running_var"] = var.astype(np.float32)
+            else:
+                mean = weights[f"{op.name}.running_mean"].astype(np.float64)
+                var = weights[f"{op.name}.running_var"].astype(np.float64)
             scale = (weights[f"{op.name}.weight"] / np.sqrt(var + BN_EPS)).astype(np.float32)
             shift = (weights[f"{op.name}.bias"] - mean * scale).astype(np.float32)
             out = x * scale + shift
@@ -139,11 +170,19 @@ def calibrate_bn(plan: Plan, weights: Weights, *, seed: int = 0, images: int | N
         elif isinstance(op, ZeroPadShortcut):
             x = values[op.x][:, :: op.stride, :: op.stride, :]
             out = np.pad(x, ((0, 0), (0, 0), (0, 0), (op.pad_before, op.pad_after)))
+        elif isinstance(op, GlobalAvgPool):
+            out = values[op.x].mean(axis=(1, 2), dtype=np.float32)
+        elif isinstance(op, Linear):
+            out = values[op.x] @ weights[f"{op.name}.weight"].T + weights[f"{op.name}.bias"]
         else:  # pragma: no cover - the plan's op union is closed
             raise TypeError(type(op).__name__)
+        if observe is not None:
+            observe(op, out)
         values[op.out] = out
         for name in frees.get(index, ()):
-            values.pop(name, None)
+            if name != op.out:
+                values.pop(name, None)
+    return out
 
 
 def last_use(plan: Plan) -> dict[int, list[str]]:
