@@ -102,3 +102,14 @@ def size_limits(text: str) -> dict[str, int]:
         return parse_limits(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def positive_float(text: str) -> float:
+    """An argparse type for a number > 0 (durations, rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value

@@ -8,21 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, positive_int
+from resnet_common.cli import csv_list, positive_float, positive_int
 from resnet_common.errors import UserError
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
 
 DEFAULT_OUT = Path("bench-results")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--batch", type=positive_int, default=8, help="Offline/MultiStream batch (8)")
     p.add_argument("--min-duration-ms", dest="min_duration_ms", type=positive_int, default=10_000)
     p.add_argument("--min-query-count", dest="min_query_count", type=positive_int, default=100)
-    p.add_argument("--target-qps", dest="target_qps", type=_positive_float, default=10.0)
+    p.add_argument("--target-qps", dest="target_qps", type=positive_float, default=10.0)
     p.add_argument(
-        "--target-latency-ms", dest="target_latency_ms", type=_positive_float, default=100.0
+        "--target-latency-ms", dest="target_latency_ms", type=positive_float, default=100.0
     )
     p.add_argument("--samples", type=positive_int, default=64, help="images in the sample library")
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core)")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, fail, positive_int
+from resnet_common.cli import csv_list, fail, positive_float, positive_int
 from resnet_common.errors import UserError
 from runtimes import models, registry
 from runtimes.base import TIMING_MODES
@@ -21,16 +21,6 @@ from runtimes.sweep import Sweep, SweepConfig
 from runtimes.timing import LoopConfig
 
 DEFAULT_OUT = Path("bench-results")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     warm = p.add_mutually_exclusive_group()
     warm.add_argument("--warmup", type=positive_int, help="warm-up iterations")
-    warm.add_argument("--warmup-s", dest="warmup_s", type=_positive_float, help="(default 0.5)")
+    warm.add_argument("--warmup-s", dest="warmup_s", type=positive_float, help="(default 0.5)")
     timed = p.add_mutually_exclusive_group()
     timed.add_argument("--iterations", type=positive_int, help="timed iterations")
     timed.add_argument(
-        "--duration-s", dest="duration_s", type=_positive_float, help="(default 3, >= 10 runs)"
+        "--duration-s", dest="duration_s", type=positive_float, help="(default 3, >= 10 runs)"
     )
     p.add_argument(
         "--threads",
