@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from resnet_common.stats import median
 from runtimes.base import Feeds, Runner
-from runtimes.timing import MIN_DURATION_ITERATIONS, LoopConfig, bound_step
+from runtimes.timing import MIN_DURATION_ITERATIONS, LoopConfig, bound_step, timed_loop
 
 MIN_AVAILABLE_FRACTION = 0.25  # load no more jobs together once less memory than this is free
 SLOT_S = 0.1  # about how long one job runs per round (a round of 5 jobs: half a second)
@@ -52,12 +52,7 @@ class Slot:
         self.first_inference_ms = (time.perf_counter_ns() - t0) * 1e-6
         self.runner.bind(self.feeds)
         self.step = bound_step(self.runner)
-        warm: list[float] = []
-        deadline = time.perf_counter() + (config.warmup_s or 0.0)
-        while (config.warmup is not None and len(warm) < config.warmup) or (
-            config.warmup is None and (not warm or time.perf_counter() < deadline)
-        ):
-            warm.append(self.step())
+        warm = timed_loop(self.step, config.warmup, config.warmup_s, minimum=1)
         self.warmup_iterations = len(warm)
         typical_s = median(sorted(warm)) * 1e-3
         self.per_round = max(1, round(SLOT_S / typical_s)) if typical_s > 0 else 1

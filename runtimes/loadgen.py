@@ -70,11 +70,7 @@ class LoadgenSettings:
 
     def batches(self) -> tuple[int, ...]:
         """The batch sizes the runner will see (GPU engines build a profile over them)."""
-        if self.scenario == "Offline":
-            return (self.batch,)
-        if self.scenario == "MultiStream":
-            return (self.batch,)
-        return (1,)
+        return (self.batch,) if self.scenario in ("Offline", "MultiStream") else (1,)
 
 
 def _test_settings(lg: Any, s: LoadgenSettings, measured_s: float) -> Any:

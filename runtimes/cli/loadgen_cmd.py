@@ -10,9 +10,8 @@ from typing import Any
 
 from resnet_common.cli import csv_list, positive_float, positive_int
 from resnet_common.errors import UserError
+from runtimes.cli.run_cmd import DEFAULT_OUT
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
-
-DEFAULT_OUT = Path("bench-results")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
