@@ -111,6 +111,31 @@ def test_resume_refuses_flags_it_does_not_honour(tmp_path, capsys):
     assert "counts epochs" in err
     assert cli.main(["--resume", str(run), "--epochs", "2", "--workers", "0", "--quiet"]) == 0
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    capsys.readouterr()
+    assert cli.main(["--resume", str(run), "--epochs", "2", "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "had already finished (2 epochs" in out and "--epochs 12" in out, out
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def _records(losses, lrs):
+    return [
+        {"epoch": i, "train_loss": loss, "train_error": 0.5, "val_error": 0.5, "val_loss": loss,
+         "lr": lr}
+        for i, (loss, lr) in enumerate(zip(losses, lrs, strict=True))
+    ]  # fmt: skip
+
+
+def test_curve_marks_lr_drops_and_divergence(tmp_path):
+    from train import metrics
+
+    calm = _records([2.3, 1.9, 1.2, 1.1], [0.1, 0.1, 0.01, 0.001])
+    assert metrics.lr_drops(calm) == [(3, pytest.approx(10)), (4, pytest.approx(10))]
+    assert not metrics.diverged(calm)
+    assert metrics.diverged(_records([2.3, 1.9, 2.5], [0.1] * 3))
+    assert metrics.diverged(_records([2.3, float("nan")], [0.1] * 2))
+    metrics.plot(calm, tmp_path / "curve.png", title="t")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_imagenet_depth_with_cifar_family_suggests_family(tmp_path, capsys):

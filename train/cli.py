@@ -398,7 +398,14 @@ def run(args: argparse.Namespace) -> int:
         result = fit(config, resume=args.resume is not None)
     except ExportCheckFailed as err:
         return fail(str(err), EXIT_CHECK_FAILED)
-    if result.records and config.progress:
+    if result.records and args.resume and result.trained_epochs == 0:
+        done = len(result.records)
+        print(
+            f"run folder {result.run_dir} had already finished ({done} epoch{'s' * (done != 1)}, "
+            f"best val error {100 * result.best_val_error:.2f}%): nothing trained; to train on, "  # type: ignore[operator]
+            f"--resume {result.run_dir} --epochs {done + 10}"
+        )
+    elif result.records and config.progress:
         line = f"run folder {result.run_dir}: best val error {100 * result.best_val_error:.2f}%"  # type: ignore[operator]
         if result.test_error is not None:
             line += f", test error {100 * result.test_error:.2f}%"

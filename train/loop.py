@@ -122,6 +122,8 @@ class FitResult:
     best_val_error: float | None = None
     test_error: float | None = None
     verification: dict[str, Any] | None = None
+    # epochs this call trained; 0 on a `--resume` of a run that had already reached its end
+    trained_epochs: int = 0
 
 
 @dataclass
@@ -289,6 +291,7 @@ def _fit(
 
     norm = _Normalise(data, device, channels_last=cuda)
     meta = _weights_metadata(config, data, write=dd.main)
+    trained, warned = 0, False
     for epoch in range(start_epoch, epochs):
         if control.done():
             break
@@ -320,6 +323,14 @@ def _fit(
         improved = best is None or val_error < best
         best = val_error if improved else best
         records.append(record)
+        trained += 1
+        if dd.main and not warned and metrics.diverged(records):
+            warned = True
+            print(
+                f"warning: epoch {epoch + 1}'s training loss {loss:.3g} is above the first "
+                f"epoch's {records[0]['train_loss']:.3g}: the run is diverging (try a lower --lr)",
+                file=sys.stderr,
+            )
         if dd.main:
             _end_of_epoch(out, model, optimizer, scaler, control, epoch, best, record, records,  # type: ignore[arg-type]
                           improved, meta, config)  # fmt: skip
@@ -327,7 +338,7 @@ def _fit(
                 print(_epoch_line(record, epochs), flush=True)
         dd.barrier()
 
-    result = FitResult(out, records if dd.main else [], best)
+    result = FitResult(out, records if dd.main else [], best, trained_epochs=trained)
     if data.test is not None and data.test is not data.val:
         result.test_error, _ = evaluate(
             ckpt.unwrap(model), data.test, norm, dd=dd, device=device, batch=local_batch,
