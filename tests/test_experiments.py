@@ -56,7 +56,7 @@ def test_tiny_degradation_report_matches_metrics(tmp_path, capsys):
     # The statements are recomputed from the stored numbers, so they cannot drift from the table.
     assert doc["findings"] == findings("degradation", doc["runs"])
     verdict = "**yes**" if doc["findings"]["degradation_appears"] else "**no**"
-    assert f"trains worse than plain-8): {verdict}" in report
+    assert f"trains worse than plain-8 by more than 1 point): {verdict}" in report
     # A second call reuses the finished run folders and rewrites the same report.
     assert cli.main(args) == 0
     assert (
@@ -89,3 +89,17 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert cli.main(["experiment", "degradation", *TINY, "--out", str(blocker / "x")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "cannot write" in err
+
+
+def test_findings_allow_one_seed_of_noise():
+    def run(family, depth, err):
+        return {"family": family, "depth": depth, "final_train_error": err}
+
+    runs = [run("plain", 20, 0.10), run("plain", 56, 0.30), run("resnet", 20, 0.020)]
+    within = findings("degradation", [*runs, run("resnet", 56, 0.029)])
+    assert within["deeper_resnet_not_worse"] and within["residual_removes_degradation"]
+    beyond = findings("degradation", [*runs, run("resnet", 56, 0.031)])
+    assert not beyond["deeper_resnet_not_worse"] and not beyond["residual_removes_degradation"]
+    flat = findings("degradation", [run("plain", 20, 0.10), run("plain", 56, 0.105),
+                                    run("resnet", 20, 0.02), run("resnet", 56, 0.02)])  # fmt: skip
+    assert not flat["degradation_appears"]
