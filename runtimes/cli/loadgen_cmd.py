@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, positive_float, positive_int
+from resnet_common.cli import csv_list, positive_float, positive_int, seed_int
 from resnet_common.errors import UserError
 from runtimes.cli.run_cmd import DEFAULT_OUT
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
-    p.add_argument("--seed", type=int, default=1, help="sample seed (default 1)")
+    p.add_argument("--seed", type=seed_int, default=1, help="sample seed, 0 .. 2**63-1 (default 1)")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int
+from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int, seed_int
 from runtimes.parity import DEFAULT_TOLERANCES, REFERENCE, REFERENCE_PRECISION, ParityReport
 
 
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_non_negative_float,
         help="relative L2 bound (and the max-diff bound's relative part)",
     )
-    p.add_argument("--seed", type=int, default=1, help="input seed (default 1)")
+    p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 

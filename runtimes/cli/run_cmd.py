@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, fail, positive_float, positive_int
+from resnet_common.cli import csv_list, fail, positive_float, positive_int, seed_int
 from resnet_common.errors import UserError
 from runtimes import models, registry
 from runtimes.base import TIMING_MODES
@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--no-parity", dest="parity", action="store_false", help="skip parity")
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
-    p.add_argument("--seed", type=int, default=1, help="input seed (default 1)")
+    p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
     p.set_defaults(func=run)
 
 
