@@ -13,9 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, fail, positive_float, positive_int, seed_int
+from resnet_common.cli import (
+    csv_list,
+    fail,
+    positive_float,
+    positive_int,
+    seed_int,
+    size_limits,
+)
 from resnet_common.errors import UserError
-from runtimes import models, registry
+from runtimes import footprint, models, registry
 from runtimes.base import TIMING_MODES
 from runtimes.sweep import Sweep, SweepConfig
 from runtimes.timing import LoopConfig
@@ -100,7 +107,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-parity", dest="parity", action="store_false", help="skip parity")
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
     p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
+    add_size_limit(p)
     p.set_defaults(func=run)
+
+
+def add_size_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--size-limit",
+        dest="size_limits",
+        type=size_limits,
+        metavar="memory=BYTES",
+        help="the memory to assume free (default: what the machine has now); every job's "
+        "estimated input, activation and weight memory is checked against it before anything "
+        "is built",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, str]]:
@@ -142,6 +162,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         timing=args.timing,
     )
     chosen_models = list(args.models or models.DEFAULT_MODELS)
+    footprint.check_jobs(
+        chosen_models,
+        batches=args.batch,
+        precisions=args.precision,
+        image_size=args.image_size,
+        parity=args.parity,
+        limits=footprint.limits_from(args.size_limits),
+    )
     interleave = args.interleave
     if interleave is None:
         interleave = len(chosen_models) > 1 or len(runtimes) > 1

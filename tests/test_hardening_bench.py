@@ -1,0 +1,119 @@
+"""bench-runtimes hardening: the bad-input battery, one writer per --out, kills and debris.
+
+The battery is `tests.test_bad_inputs`'s machinery with bench-runtimes cases: each is one line on
+stderr, exit code 2, no traceback, and nothing created or changed under the test's folder (the
+graph cache included: `GRAPHGEN_CACHE` points inside it). From the repository root,
+`python -m tests.test_hardening_bench --count [ROOT]` runs every case in a child process against
+the tree at ROOT, which is how the count of cases already clean before the fixes is measured.
+The other tests run real processes on onnxruntime with CIFAR ResNet-20 (a few seconds each).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.test_bad_inputs import Case, run_case
+
+B = "bench-runtimes"
+TINY = ("--models", "cifar-resnet20", "--runtimes", "ort-cpu", "--warmup", "1")
+TINY += ("--iterations", "5")
+OUT = ("--out", "{d}/out")
+
+
+# --- inputs the cases need ---------------------------------------------------------------------
+
+
+def foreign_file(name: str) -> Callable[[Path], None]:
+    """CIFAR ResNet-20 with graphgen's metadata stripped: an ONNX file graphgen did not make."""
+
+    def make(d: Path) -> None:
+        import onnx
+
+        from graphgen.onnx_io import build
+        from graphgen.spec import variant
+
+        model = build(variant("cifar-resnet20"))
+        del model.metadata_props[:]
+        onnx.save(model, d / name)
+
+    return make
+
+
+def results_file(folder: str, text: str) -> Callable[[Path], None]:
+    def make(d: Path) -> None:
+        (d / folder).mkdir(parents=True, exist_ok=True)
+        (d / folder / "results.jsonl").write_text(text)
+
+    return make
+
+
+def report_file(name: str, **changes: object) -> Callable[[Path], None]:
+    """A report.json of no records, with `changes` applied."""
+
+    def make(d: Path) -> None:
+        from reports.schema import make_report
+
+        report = make_report({}, [], generated_at="2026-01-01T00:00:00+00:00")
+        (d / name).write_text(json.dumps({**report, **changes}))
+
+    return make
+
+
+STRING_VERSION = json.dumps(
+    {"schema_version": "1", "model": "m", "runtime": "ort-cpu", "precision": "fp32",
+     "batch": 1, "image_size": 32, "status": "skipped"}
+)  # fmt: skip
+
+# fmt: off
+CASES: list[Case] = [
+    # seeds: resnet_common's one parser
+    Case("run-seed-negative", B, ("run", *TINY, "--seed=-1", *OUT), "seed must be in"),
+    Case("run-seed-2**63", B, ("run", *TINY, "--seed", str(2**63), *OUT), "seed must be in"),
+    Case("run-seed-text", B, ("run", *TINY, "--seed", "x", *OUT), "expected an integer seed"),
+    Case("parity-seed-negative", B, ("parity", "--models", "cifar-resnet20", "--seed=-1"),
+         "seed must be in"),
+    Case("parity-seed-huge", B, ("parity", "--models", "cifar-resnet20", "--seed", "9" * 30),
+         "seed must be in"),
+    Case("loadgen-seed-negative", B, ("loadgen", "--seed=-1", *OUT), "seed must be in"),
+    # absurd batches and sizes: estimated against the machine's memory before anything is built
+    Case("run-batch-1e8-default-models", B, ("run", "--batch", "100000000", *OUT), "of memory"),
+    Case("run-batch-list-with-1e8", B, ("run", *TINY, "--batch", "1,8,100000000", *OUT),
+         "at batch 100,000,000"),
+    Case("run-batch-1e8-no-parity", B,
+         ("run", *TINY, "--batch", "100000000", "--no-parity", *OUT), "of memory"),
+    Case("run-batch-1e8-file", B, ("run", "--models", "{d}/f.onnx", "--batch", "100000000",
+                                   *OUT), "of memory", (foreign_file("f.onnx"),)),
+    Case("run-image-size-1e6", B, ("run", *TINY, "--image-size", "1000000", *OUT),
+         "1000000x1000000 px"),
+    Case("run-size-limit-other-key", B, ("run", *TINY, "--size-limit", "params=5", *OUT),
+         "only the memory limit"),
+    Case("run-size-limit-memory-small", B,
+         ("run", *TINY, "--size-limit", "memory=1000", *OUT), "more than the 1000 B"),
+    Case("parity-batch-1e8", B, ("parity", "--models", "resnet18", "--batch", "100000000"),
+         "of memory"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(tmp_path / "cache"))
+    _, text, problem = run_case(case, tmp_path)
+    assert problem is None, f"{problem}; stderr: {text[-2000:]}"
+
+
+def test_case_ids_are_unique() -> None:
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--count":
+        from tests.test_bad_inputs import _count
+
+        root = Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).parents[1]).resolve()
+        _count(root, module="test_hardening_bench", cases=CASES)
