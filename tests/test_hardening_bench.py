@@ -94,6 +94,11 @@ CASES: list[Case] = [
          "only the memory limit"),
     Case("run-size-limit-memory-small", B,
          ("run", *TINY, "--size-limit", "memory=1000", *OUT), "more than the 1000 B"),
+    # names with rich markup are data in messages too
+    Case("run-missing-bracketed-file", B, ("run", "--models", "x[/]y.onnx", *OUT),
+         "no such model file: x[/]y.onnx"),
+    Case("render-missing-bracketed-folder", B, ("render", "r[v2]"),
+         "no such result folder: r[v2]"),
     Case("parity-batch-1e8", B, ("parity", "--models", "resnet18", "--batch", "100000000"),
          "of memory"),
 ]
@@ -117,3 +122,53 @@ if __name__ == "__main__":
 
         root = Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).parents[1]).resolve()
         _count(root, module="test_hardening_bench", cases=CASES)
+
+
+# --- user strings through rich -----------------------------------------------------------------
+
+ANSI = __import__("re").compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def main(argv: list[str]) -> int:
+    from runtimes.cli import main as bench
+
+    try:
+        return bench(argv)
+    except SystemExit as exit:
+        return int(exit.code or 0)
+
+
+def test_bracketed_file_names_show_verbatim_everywhere(tmp_path, monkeypatch, capsys):
+    """`a[/]b.onnx` raised MarkupError in run's progress line and `resnet[v2].onnx` showed as
+    `resnet.onnx`: every user string goes through rich as data. FORCE_COLOR makes rich treat the
+    captured streams as a terminal, the path where progress and tables are drawn."""
+    from graphgen.onnx_io import build_file
+    from graphgen.spec import variant
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "250")  # rows on one line
+    Path("a[").mkdir()
+    names = ["a[/]b.onnx", "resnet[v2].onnx"]
+    for name in names:
+        build_file(variant("cifar-resnet20"), name)
+    outs = ["res[/]x", "res[v2]"]
+    for name, out in zip(names, outs, strict=True):  # one job a run: its line is always drawn
+        assert main(["run", *TINY, "--no-parity", "--out", out, "--models", name]) == 0
+        captured = capsys.readouterr()
+        err, text = ANSI.sub("", captured.err), ANSI.sub("", captured.out)
+        assert "MarkupError" not in err
+        assert f"{name} · ort-cpu · fp32 · batch 1" in err  # the progress line
+        assert f"│ {name}" in text  # the summary table
+    out = "merged[/]"
+    assert main(["render", *outs, "--out", out]) == 0
+    assert main(["compare", out, out]) == 0
+    text = ANSI.sub("", capsys.readouterr().out)
+    assert all(f"{name}|ort-cpu|fp32|1|32" in text for name in names), text
+    argv = ["parity", "--models", names[1], "--runtimes", "ort-cpu"]
+    assert main(argv) == 0
+    assert f"{names[1]}  fp32  batch 2" in ANSI.sub("", capsys.readouterr().out)
+    argv = ["loadgen", "--models", names[1], "--scenario", "SingleStream", "--out", out]
+    assert main([*argv, "--min-duration-ms", "50", "--min-query-count", "5"]) == 0
+    assert f"LoadGen SingleStream: {names[1]} on ort-cpu" in ANSI.sub("", capsys.readouterr().err)

@@ -233,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[dict[str, Any]]:
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -272,7 +273,8 @@ def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[
     with progress:
         task = progress.add_task("starting", total=total)
         return sweep.run(
-            on_start=lambda job: progress.update(task, description=job.label),
+            # a model's path is data, never markup: "resnet[v2].onnx" must not lose "[v2]"
+            on_start=lambda job: progress.update(task, description=escape(job.label)),
             on_record=lambda job, record: progress.advance(task),
             environment=env,
         )
