@@ -94,6 +94,13 @@ CASES: list[Case] = [
          "only the memory limit"),
     Case("run-size-limit-memory-small", B,
          ("run", *TINY, "--size-limit", "memory=1000", *OUT), "more than the 1000 B"),
+    # parity with nothing to compare: no torch reference for a foreign file, and one engine
+    Case("parity-foreign-one-engine", B,
+         ("parity", "--models", "{d}/f.onnx", "--runtimes", "ort-cpu"),
+         "needs two engines to compare", (foreign_file("f.onnx"),)),
+    Case("parity-foreign-torch-skipped", B,
+         ("parity", "--models", "{d}/f.onnx", "--runtimes", "torch,ort-cpu"),
+         "only ort-cpu can run it", (foreign_file("f.onnx"),)),
     # names with rich markup are data in messages too
     Case("run-missing-bracketed-file", B, ("run", "--models", "x[/]y.onnx", *OUT),
          "no such model file: x[/]y.onnx"),
