@@ -90,6 +90,8 @@ CASES: list[Case] = [
                                    *OUT), "of memory", (foreign_file("f.onnx"),)),
     Case("run-image-size-1e6", B, ("run", *TINY, "--image-size", "1000000", *OUT),
          "1000000x1000000 px"),
+    Case("run-duration-inf", B, ("run", *TINY[:-2], "--duration-s", "inf", *OUT),
+         "expected a positive number"),
     Case("run-size-limit-other-key", B, ("run", *TINY, "--size-limit", "params=5", *OUT),
          "only the memory limit"),
     Case("run-size-limit-memory-small", B,
@@ -101,6 +103,22 @@ CASES: list[Case] = [
     Case("parity-foreign-torch-skipped", B,
          ("parity", "--models", "{d}/f.onnx", "--runtimes", "torch,ort-cpu"),
          "only ort-cpu can run it", (foreign_file("f.onnx"),)),
+    # render and compare: nothing readable is an error, not an empty report
+    Case("render-all-garbage", B, ("render", "{d}/res"), "holds no readable result record",
+         (results_file("res", "{not json\n\x00\x01garbage\n[1, 2]\n"),)),
+    Case("render-empty-results", B, ("render", "{d}/res"), "(the file is empty)",
+         (results_file("res", ""),)),
+    Case("render-string-schema-version", B, ("render", "{d}/res"),
+         "schema_version '1' (a str), not the integer 1",
+         (results_file("res", STRING_VERSION + "\n"),)),
+    Case("compare-string-schema-version", B, ("compare", "{d}/a.json", "{d}/a.json"),
+         "schema_version '1' (a str), not the integer 1",
+         (report_file("a.json", schema_version="1"),)),
+    Case("compare-no-schema-version", B, ("compare", "{d}/a.json", "{d}/a.json"),
+         "schema_version none, not the integer 1",
+         (report_file("a.json", schema_version=None),)),
+    Case("compare-threshold-nan", B, ("compare", "{d}/a.json", "{d}/a.json", "--threshold",
+                                      "nan"), "expected a threshold", (report_file("a.json"),)),
     # names with rich markup are data in messages too
     Case("run-missing-bracketed-file", B, ("run", "--models", "x[/]y.onnx", *OUT),
          "no such model file: x[/]y.onnx"),
@@ -179,3 +197,63 @@ def test_bracketed_file_names_show_verbatim_everywhere(tmp_path, monkeypatch, ca
     argv = ["loadgen", "--models", names[1], "--scenario", "SingleStream", "--out", out]
     assert main([*argv, "--min-duration-ms", "50", "--min-query-count", "5"]) == 0
     assert f"LoadGen SingleStream: {names[1]} on ort-cpu" in ANSI.sub("", capsys.readouterr().err)
+
+
+# --- a full disk in render ---------------------------------------------------------------------
+
+
+def _result_folder(path: Path) -> dict[str, bytes]:
+    """A result folder of real-looking records; returns its files' bytes."""
+    from tests.test_reports_render import folder, sample_records
+
+    folder(path, "m", sample_records())
+    return {p.name: p.read_bytes() for p in path.iterdir()}
+
+
+def _no_temp_left(path: Path) -> bool:
+    from resnet_common.fileio import is_temp_name
+
+    return not any(is_temp_name(p.name) for p in path.iterdir())
+
+
+def test_render_on_a_full_disk_is_one_line_and_keeps_the_results(tmp_path, capsys):
+    from tests.test_hardening_common import tiny_tmpfs
+
+    with tiny_tmpfs(tmp_path, "96k") as mount:
+        res = mount / "res"
+        kept = _result_folder(res)
+        assert main(["render", str(res)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: no space left on device writing {res}/"), err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert {name: (res / name).read_bytes() for name in kept} == kept
+        assert _no_temp_left(res)
+
+
+# render in a child whose file-size limit is 20 kB (ulimit -f), with SIGXFSZ ignored as a
+# shell's `ulimit -f` user may have it: writes past the limit fail with EFBIG.
+FSIZE_LIMITED_RENDER = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+from runtimes.cli import main
+sys.exit(main(["render", sys.argv[1]]))
+"""
+
+
+def test_render_past_the_file_size_limit_is_one_line_and_keeps_the_results(tmp_path):
+    import subprocess
+
+    res = tmp_path / "res"
+    kept = _result_folder(res)
+    done = subprocess.run(
+        [sys.executable, "-c", FSIZE_LIMITED_RENDER, str(res)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: cannot write {res}/"), done.stderr
+    assert done.stderr.rstrip().endswith("File too large") and len(done.stderr.splitlines()) == 1
+    assert {name: (res / name).read_bytes() for name in kept} == kept
+    assert _no_temp_left(res)
