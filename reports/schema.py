@@ -27,6 +27,7 @@ UNSTABLE_COV = 0.025
 
 RESULTS_FILE = "results.jsonl"
 INFLIGHT_FILE = "inflight.json"  # the job being measured; left behind when the process dies
+CRASH_FILE = "crash.log"  # faulthandler's stack when an engine crashes the process
 ENVIRONMENT_FILE = "environment.json"
 LOADGEN_FILE = "loadgen.jsonl"  # `bench-runtimes loadgen` results, one test a line
 

@@ -11,7 +11,11 @@ The other tests run real processes on onnxruntime with CIFAR ResNet-20 (a few se
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,6 +128,9 @@ CASES: list[Case] = [
          "no such model file: x[/]y.onnx"),
     Case("render-missing-bracketed-folder", B, ("render", "r[v2]"),
          "no such result folder: r[v2]"),
+    Case("loadgen-samples-1e9", B, ("loadgen", "--samples", "1000000000", *OUT), "of memory"),
+    Case("run-retry-failed-overwrite", B, ("run", *TINY, "--retry-failed", "--overwrite", *OUT),
+         "--retry-failed keeps OUT's results and --overwrite replaces them"),
     Case("parity-batch-1e8", B, ("parity", "--models", "resnet18", "--batch", "100000000"),
          "of memory"),
 ]
@@ -257,3 +264,213 @@ def test_render_past_the_file_size_limit_is_one_line_and_keeps_the_results(tmp_p
     assert done.stderr.rstrip().endswith("File too large") and len(done.stderr.splitlines()) == 1
     assert {name: (res / name).read_bytes() for name in kept} == kept
     assert _no_temp_left(res)
+
+
+# --- one writer per --out; kills and crashes mid-job --------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG = ["--models", "cifar-resnet20", "--runtimes", "ort-cpu", "--warmup", "1", "--no-parity"]
+LONG += ["--duration-s", "300"]  # far longer than any test waits: killed or stopped by then
+
+# bench-runtimes in a child whose ort-cpu job at batch 2 segfaults (a real SIGSEGV, as an
+# engine's native code would raise), inside the sweep's measurement.
+SEGFAULT_AT_BATCH_2 = """
+import faulthandler, sys
+from runtimes.sweep import Sweep
+real = Sweep.run_job
+def run_job(self, job):
+    if job.batch == 2:
+        faulthandler._sigsegv()
+    return real(self, job)
+Sweep.run_job = run_job
+from runtimes.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A graph cache holding CIFAR ResNet-20, so the children start measuring at once."""
+    from runtimes.models import resolve
+
+    path = tmp_path_factory.mktemp("graphs")
+    resolve("cifar-resnet20", cache_dir=path)
+    return path
+
+
+def _child(argv: list[str], cache: Path, code: str | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "GRAPHGEN_CACHE": str(cache)}
+    head = [sys.executable, "-c", code] if code else [sys.executable, "-m", "runtimes"]
+    return subprocess.Popen([*head, *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until `path` exists (the child is measuring); the deadline only keeps a broken child
+    from hanging the suite."""
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"no {path.name} within 120 s"
+        time.sleep(0.05)
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def _lines(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_a_second_writer_is_refused_naming_the_live_one(tmp_path, cache, capsys, monkeypatch):
+    """Two runs into one --out: the second replaced the first's results; a --resume beside a
+    live run wrote a false "process died" record. Each now refuses in one line, naming the
+    pid, and leaves the folder as it was."""
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(cache))
+    out = tmp_path / "out"
+    proc = _child(["run", *LONG, "--out", str(out)], cache)
+    try:
+        _wait_for(out / "inflight.json", proc)
+        before = sorted(p.name for p in out.iterdir())
+        for argv in (
+            ["run", *TINY, "--out", str(out)],
+            ["run", *TINY, "--resume", "--out", str(out)],
+            ["run", *TINY, "--overwrite", "--out", str(out)],
+            ["render", str(out)],
+            ["loadgen", "--out", str(out)],
+        ):
+            assert main(argv) == 2, argv
+            assert f"--out {out} is in use by pid {proc.pid}" in _one_line(capsys), argv
+        assert sorted(p.name for p in out.iterdir()) == before
+        assert proc.poll() is None  # the live run went on
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_run_killed_mid_job_is_measured_again_on_resume(tmp_path, cache, capsys, monkeypatch):
+    """SIGKILL from outside (as the OOM killer sends) is not an engine crash: --resume records
+    the job as interrupted, names the dead pid, and measures it again."""
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(cache))
+    out = tmp_path / "out"
+    proc = _child(["run", *LONG, "--out", str(out)], cache)
+    try:
+        _wait_for(out / "inflight.json", proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert main(["run", *TINY, "--no-parity", "--resume", "--out", str(out)]) == 0
+    assert "killed from outside" in capsys.readouterr().err
+    killed, measured = _lines(out)
+    assert killed["status"] == "failed" and killed["interrupted"] == {
+        "how": "killed", "pid": proc.pid, "count": 1,
+    }  # fmt: skip
+    assert measured["status"] == "ok" and measured["batch"] == killed["batch"] == 1
+    assert not (out / "inflight.json").exists() and not (out / "crash.log").exists()
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_an_engine_segfault_is_a_crash_not_run_again(tmp_path, cache, capsys, monkeypatch):
+    """A segfault inside a measurement leaves faulthandler's stack: --resume records a crash
+    (it would crash again) and runs the rest; --retry-failed measures it again."""
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(cache))
+    out = tmp_path / "out"
+    argv = ["run", *TINY, "--no-parity", "--batch", "1,2,4", "--no-interleave"]
+    proc = _child([*argv, "--out", str(out)], cache, SEGFAULT_AT_BATCH_2)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGSEGV, err.decode()
+    assert "Segmentation fault" in (out / "crash.log").read_text()
+    assert main([*argv, "--resume", "--out", str(out)]) == 0
+    capsys.readouterr()
+    statuses = [
+        (r["batch"], r["status"], (r.get("interrupted") or {}).get("how")) for r in _lines(out)
+    ]
+    assert statuses == [(1, "ok", None), (2, "failed", "crash"), (4, "ok", None)]
+    assert "Segmentation fault" in str(_lines(out)[1]["reason"])
+    assert main([*argv, "--resume", "--out", str(out)]) == 0  # not re-run
+    assert len(_lines(out)) == 3
+    assert main([*argv, "--retry-failed", "--out", str(out)]) == 0
+    assert [(r["batch"], r["status"]) for r in _lines(out)][3:] == [(2, "ok")]
+
+
+# --- the graph cache: kills leave no debris, two builders of one model wait -------------------
+
+# Resolve a variant into a cache in a child that SIGKILLs itself as the built file is renamed
+# into the cache: the kill lands inside the build, its temporary folder written.
+KILLED_IN_BUILD = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    if str(dst).endswith(".onnx") and os.path.dirname(str(dst)) == sys.argv[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+os.replace = replace
+from runtimes.models import resolve
+resolve("cifar-resnet20", cache_dir=sys.argv[1])
+"""
+
+# Resolve a variant in a child that says when it starts waiting for the model's lock.
+WAITS_FOR_THE_BUILDER = """
+import sys
+from runtimes import model_cache
+real = model_cache.exclusive_lock
+def exclusive_lock(*args, **kwargs):
+    print("waiting", flush=True)
+    return real(*args, **kwargs)
+model_cache.exclusive_lock = exclusive_lock
+from runtimes.models import resolve
+print(resolve("cifar-resnet20", cache_dir=sys.argv[1]).path.stat().st_ino, flush=True)
+"""
+
+
+def test_a_build_killed_in_the_cache_leaves_debris_the_next_build_removes(tmp_path):
+    from resnet_common.fileio import is_temp_name
+    from runtimes.models import resolve
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    done = subprocess.run([sys.executable, "-c", KILLED_IN_BUILD, str(cache)], cwd=ROOT)
+    assert done.returncode == -signal.SIGKILL
+    debris = [p for p in cache.iterdir() if is_temp_name(p.name)]
+    assert len(debris) == 1 and debris[0].is_dir() and any(debris[0].rglob("*.onnx"))
+    assert not any(p.suffix == ".onnx" for p in cache.iterdir())  # nothing under a final name
+    model = resolve("cifar-resnet20", cache_dir=cache)
+    assert sorted(p.name for p in cache.iterdir()) == [model.path.name]
+    import onnx
+
+    onnx.checker.check_model(str(model.path), full_check=True)
+
+
+def test_two_builds_of_one_cached_model_wait_and_the_second_reuses_the_first(tmp_path):
+    """The test holds the model's lock as a first builder would; the child, wanting the same
+    model, waits; the "first builder" puts its file in place and lets go; the child uses that
+    very file (same inode) instead of building and renaming over it."""
+    import shutil
+
+    from resnet_common.locks import exclusive_lock
+    from runtimes.model_cache import lock_path
+    from runtimes.models import resolve
+
+    built = resolve("cifar-resnet20", cache_dir=tmp_path / "elsewhere").path
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    path = cache / built.name  # where the child looks: the name depends on the model alone
+    with exclusive_lock(lock_path(path)):
+        child = subprocess.Popen(
+            [sys.executable, "-c", WAITS_FOR_THE_BUILDER, str(cache)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "waiting", child.stderr
+        shutil.copy(built, cache / "partial")
+        os.replace(cache / "partial", path)  # the first build's file lands
+        inode = path.stat().st_ino
+    out, err = child.communicate()
+    assert child.returncode == 0, err
+    assert int(out.split()[-1]) == inode == path.stat().st_ino
+    assert sorted(p.name for p in cache.iterdir()) == [path.name]

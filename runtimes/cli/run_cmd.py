@@ -24,7 +24,7 @@ from resnet_common.cli import (
 from resnet_common.errors import UserError
 from runtimes import footprint, models, registry
 from runtimes.base import TIMING_MODES
-from runtimes.sweep import Sweep, SweepConfig
+from runtimes.sweep import Sweep, SweepConfig, output_lock, prepare_out, refuse_if_in_use
 from runtimes.timing import LoopConfig
 
 DEFAULT_OUT = Path("bench-results")
@@ -97,7 +97,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--timing", choices=TIMING_MODES, default="device", help="GPU engines only")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
-    p.add_argument("--resume", action="store_true", help="skip results already in OUT")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip results already in OUT; a job killed from outside mid-measurement (SIGKILL, "
+        "the OOM killer) is measured again once, one that crashed the process is not",
+    )
+    p.add_argument(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="with --resume (implied): measure the failed jobs again too",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -128,8 +139,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
     from reports.schema import RESULTS_FILE
 
     held = args.out / RESULTS_FILE
+    refuse_if_in_use(args.out)  # a live run's folder: say whose, before anything else
+    if args.retry_failed:
+        args.resume = True
     if args.resume and args.overwrite:
-        raise UserError("--resume keeps OUT's results and --overwrite replaces them: pick one")
+        flag = "--retry-failed" if args.retry_failed else "--resume"
+        raise UserError(f"{flag} keeps OUT's results and --overwrite replaces them: pick one")
     if not args.resume and not args.overwrite and held.is_file() and held.stat().st_size > 0:
         raise UserError(
             f"{args.out} already holds results ({held}): --resume to continue them, "
@@ -183,6 +198,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         threads=args.threads,
         out=args.out,
         resume=args.resume,
+        retry_failed=args.retry_failed,
         parity=args.parity,
         seed=args.seed,
         interleave=interleave,
@@ -191,13 +207,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
 
 
 def run(args: argparse.Namespace) -> int:
+    config, skipped = config_from_args(args)
+    prepare_out(config.out)
+    with output_lock(config.out):  # one writer for the sweep and its report
+        return _run(args, config, skipped)
+
+
+def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str]) -> int:
     from rich.console import Console
 
     from runtimes import environment
-    from runtimes.sweep import prepare_out
 
-    config, skipped = config_from_args(args)
-    prepare_out(config.out)
     console = Console(stderr=True)
     from rich.markup import escape
 
@@ -209,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         records = _run_with_progress(sweep, env, console)
     except KeyboardInterrupt:
-        again = env["command"] if args.resume else f"{env['command']} --resume"
+        words = [w for w in getattr(args, "command_line", ["bench-runtimes", "run"])]
+        words = [w for w in words if w != "--overwrite"]  # --resume keeps what is there
+        again = shlex.join(words if args.resume else [*words, "--resume"])
         return fail(
             f"interrupted; every finished result is in {config.out / 'results.jsonl'}: "
             f"continue with `{again}`",
