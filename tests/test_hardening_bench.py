@@ -131,6 +131,12 @@ CASES: list[Case] = [
     Case("loadgen-samples-1e9", B, ("loadgen", "--samples", "1000000000", *OUT), "of memory"),
     Case("run-retry-failed-overwrite", B, ("run", *TINY, "--retry-failed", "--overwrite", *OUT),
          "--retry-failed keeps OUT's results and --overwrite replaces them"),
+    Case("parity-rtol-inf", B, ("parity", "--models", "cifar-resnet20", "--rtol", "inf"),
+         "expected a finite non-negative number"),
+    Case("parity-image-size-1e6", B,
+         ("parity", "--models", "resnet18", "--image-size", "1000000"), "of memory"),
+    Case("loadgen-target-qps-inf", B, ("loadgen", "--target-qps", "inf", *OUT),
+         "expected a positive number"),
     Case("parity-batch-1e8", B, ("parity", "--models", "resnet18", "--batch", "100000000"),
          "of memory"),
 ]
@@ -235,6 +241,22 @@ def test_render_on_a_full_disk_is_one_line_and_keeps_the_results(tmp_path, capsy
         assert len(err.splitlines()) == 1 and "Traceback" not in err
         assert {name: (res / name).read_bytes() for name in kept} == kept
         assert _no_temp_left(res)
+
+
+def test_a_run_filling_the_disk_stops_in_one_line_keeping_its_records(tmp_path, capsys):
+    from reports.results import read_records
+    from tests.test_hardening_common import tiny_tmpfs
+
+    with tiny_tmpfs(tmp_path, "16k") as mount:
+        out = mount / "out"
+        batches = ",".join(str(b) for b in range(1, 9))  # eight records: more than 16 kB
+        assert main(["run", *TINY, "--no-parity", "--batch", batches, "--out", str(out)]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"error: no space left on device writing {out}/"), last
+        records, _ = read_records(out / "results.jsonl")
+        assert all(r["status"] == "ok" for r in records)
+        assert not (out / "inflight.json").exists()  # a full disk is not a crash
+        assert _no_temp_left(out)
 
 
 # render in a child whose file-size limit is 20 kB (ulimit -f), with SIGXFSZ ignored as a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int, seed_int
 from runtimes.cli.run_cmd import add_size_limit
@@ -16,8 +17,8 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    if not 0 <= value < math.inf:  # an infinite tolerance would pass every engine
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
     return value
 
 
