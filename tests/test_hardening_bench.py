@@ -68,6 +68,17 @@ def report_file(name: str, **changes: object) -> Callable[[Path], None]:
     return make
 
 
+def a_file(name: str, text: str) -> Callable[[Path], None]:
+    def make(d: Path) -> None:
+        (d / name).write_text(text)
+
+    return make
+
+
+_OK_RECORD = json.dumps(
+    {"schema_version": 1, "model": "m", "runtime": "ort-cpu", "precision": "fp32",
+     "batch": 1, "image_size": 32, "status": "skipped", "reason": "x"}
+)  # fmt: skip
 STRING_VERSION = json.dumps(
     {"schema_version": "1", "model": "m", "runtime": "ort-cpu", "precision": "fp32",
      "batch": 1, "image_size": 32, "status": "skipped"}
@@ -94,12 +105,24 @@ CASES: list[Case] = [
                                    *OUT), "of memory", (foreign_file("f.onnx"),)),
     Case("run-image-size-1e6", B, ("run", *TINY, "--image-size", "1000000", *OUT),
          "1000000x1000000 px"),
-    Case("run-duration-inf", B, ("run", *TINY[:-2], "--duration-s", "inf", *OUT),
-         "expected a positive number"),
     Case("run-size-limit-other-key", B, ("run", *TINY, "--size-limit", "params=5", *OUT),
          "only the memory limit"),
     Case("run-size-limit-memory-small", B,
          ("run", *TINY, "--size-limit", "memory=1000", *OUT), "more than the 1000 B"),
+    Case("parity-batch-1e8", B, ("parity", "--models", "resnet18", "--batch", "100000000"),
+         "of memory"),
+    Case("parity-image-size-1e6", B,
+         ("parity", "--models", "resnet18", "--image-size", "1000000"), "of memory"),
+    Case("loadgen-samples-1e9", B, ("loadgen", "--samples", "1000000000", *OUT), "of memory"),
+    # numbers that never end or always pass
+    Case("run-duration-inf", B, ("run", *TINY[:-2], "--duration-s", "inf", *OUT),
+         "expected a positive number"),
+    Case("loadgen-target-qps-inf", B, ("loadgen", "--target-qps", "inf", *OUT),
+         "expected a positive number"),
+    Case("parity-rtol-inf", B, ("parity", "--models", "cifar-resnet20", "--rtol", "inf"),
+         "expected a finite non-negative number"),
+    Case("compare-threshold-nan", B, ("compare", "{d}/a.json", "{d}/a.json", "--threshold",
+                                      "nan"), "expected a threshold", (report_file("a.json"),)),
     # parity with nothing to compare: no torch reference for a foreign file, and one engine
     Case("parity-foreign-one-engine", B,
          ("parity", "--models", "{d}/f.onnx", "--runtimes", "ort-cpu"),
@@ -121,24 +144,25 @@ CASES: list[Case] = [
     Case("compare-no-schema-version", B, ("compare", "{d}/a.json", "{d}/a.json"),
          "schema_version none, not the integer 1",
          (report_file("a.json", schema_version=None),)),
-    Case("compare-threshold-nan", B, ("compare", "{d}/a.json", "{d}/a.json", "--threshold",
-                                      "nan"), "expected a threshold", (report_file("a.json"),)),
+    Case("render-out-dev-null", B, ("render", "{d}/res", "--out", "/dev/null"),
+         "cannot write to --out /dev/null", (results_file("res", _OK_RECORD + "\n"),)),
+    # model files that cannot run
+    Case("run-garbage-onnx", B, ("run", *TINY[2:], "--models", "{d}/g.onnx", *OUT),
+         "is not an ONNX model", (a_file("g.onnx", "garbage"),)),
+    Case("run-empty-onnx", B, ("run", *TINY[2:], "--models", "{d}/e.onnx", *OUT),
+         "expected one image input", (a_file("e.onnx", ""),)),
+    Case("run-out-dev-null", B, ("run", *TINY, "--out", "/dev/null"),
+         "cannot write to --out /dev/null"),
+    # flags that contradict each other
+    Case("run-retry-failed-overwrite", B, ("run", *TINY, "--retry-failed", "--overwrite", *OUT),
+         "--retry-failed keeps OUT's results and --overwrite replaces them"),
+    Case("loadgen-unknown-scenario", B, ("loadgen", "--scenario", "Bogus", *OUT),
+         "unknown scenario 'Bogus'"),
     # names with rich markup are data in messages too
     Case("run-missing-bracketed-file", B, ("run", "--models", "x[/]y.onnx", *OUT),
          "no such model file: x[/]y.onnx"),
     Case("render-missing-bracketed-folder", B, ("render", "r[v2]"),
          "no such result folder: r[v2]"),
-    Case("loadgen-samples-1e9", B, ("loadgen", "--samples", "1000000000", *OUT), "of memory"),
-    Case("run-retry-failed-overwrite", B, ("run", *TINY, "--retry-failed", "--overwrite", *OUT),
-         "--retry-failed keeps OUT's results and --overwrite replaces them"),
-    Case("parity-rtol-inf", B, ("parity", "--models", "cifar-resnet20", "--rtol", "inf"),
-         "expected a finite non-negative number"),
-    Case("parity-image-size-1e6", B,
-         ("parity", "--models", "resnet18", "--image-size", "1000000"), "of memory"),
-    Case("loadgen-target-qps-inf", B, ("loadgen", "--target-qps", "inf", *OUT),
-         "expected a positive number"),
-    Case("parity-batch-1e8", B, ("parity", "--models", "resnet18", "--batch", "100000000"),
-         "of memory"),
 ]
 # fmt: on
 

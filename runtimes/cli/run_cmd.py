@@ -229,8 +229,8 @@ def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str])
     try:
         records = _run_with_progress(sweep, env, console)
     except KeyboardInterrupt:
-        words = [w for w in getattr(args, "command_line", ["bench-runtimes", "run"])]
-        words = [w for w in words if w != "--overwrite"]  # --resume keeps what is there
+        given = getattr(args, "command_line", ["bench-runtimes", "run"])
+        words = [w for w in given if w != "--overwrite"]  # --resume keeps what is there
         again = shlex.join(words if args.resume else [*words, "--resume"])
         return fail(
             f"interrupted; every finished result is in {config.out / 'results.jsonl'}: "
