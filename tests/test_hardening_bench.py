@@ -186,6 +186,24 @@ if __name__ == "__main__":
         _count(root, module="test_hardening_bench", cases=CASES)
 
 
+def test_the_memory_estimate_reads_a_file_as_its_variant(tmp_path):
+    """A graphgen file is sized from the plan in its metadata, as its variant name is; a file
+    graphgen did not make from its initializers and input."""
+    from graphgen.onnx_io import build_file
+    from graphgen.spec import variant
+    from runtimes.footprint import footprint
+
+    build_file(variant("cifar-resnet20"), tmp_path / "m.onnx")
+    named = footprint("cifar-resnet20", image_size=None)
+    assert named is not None and named == footprint(str(tmp_path / "m.onnx"), image_size=None)
+    assert named.input == 3 * 32 * 32 and named.largest == 16 * 32 * 32
+    foreign_file("f.onnx")(tmp_path)
+    foreign = footprint(str(tmp_path / "f.onnx"), image_size=None)
+    assert foreign is not None and foreign.weights == named.weights
+    one, two = (named.bytes_needed(batch=b, precision="fp32", parity=True) for b in (1, 2))
+    assert two - one == one - named.bytes_needed(batch=0, precision="fp32", parity=True) > 0
+
+
 # --- user strings through rich -----------------------------------------------------------------
 
 ANSI = __import__("re").compile(r"\x1b\[[0-9;?]*[A-Za-z]")
