@@ -39,10 +39,16 @@ class ResultFolder:
 def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Good records in file order (last one per key wins), and a warning per skipped line."""
     path = Path(path)
+    records, skipped = _read(path)
+    return records, [f"{path}:{n}: skipped a corrupt result line ({why})" for n, why in skipped]
+
+
+def _read(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Good records (last one per key wins) and (line number, why) for each skipped line."""
     by_key: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = []
+    skipped: list[tuple[int, str]] = []
     if not path.exists():
-        return [], warnings
+        return [], skipped
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -50,12 +56,13 @@ def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
             try:
                 record = check_record(json.loads(line))
             except (json.JSONDecodeError, SchemaError) as err:
-                why = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
-                warnings.append(f"{path}:{number}: skipped a corrupt result line ({why})")
+                skipped.append(
+                    (number, err.msg if isinstance(err, json.JSONDecodeError) else str(err))
+                )
                 continue
             by_key.pop(record_key(record), None)
             by_key[record_key(record)] = record
-    return list(by_key.values()), warnings
+    return list(by_key.values()), skipped
 
 
 def read_folder(path: str | Path) -> ResultFolder:
@@ -75,6 +82,16 @@ def read_folder(path: str | Path) -> ResultFolder:
             environment = {}
     records, warnings = read_records(results)
     loadgen = read_loadgen(path / LOADGEN_FILE, warnings)
+    if not records and not loadgen:  # all garbage, or empty: an empty report would hide it
+        if not results.is_file():
+            raise UserError(f"{path / LOADGEN_FILE} holds no readable LoadGen result")
+        _, skipped = _read(results)
+        detail = (
+            f"{len(skipped)} corrupt line(s), the first (line {skipped[0][0]}): {skipped[0][1]}"
+            if skipped
+            else "the file is empty"
+        )
+        raise UserError(f"{results} holds no readable result record ({detail})")
     if not environment:
         warnings.append(f"{env_path} missing or unreadable; machine named after the folder")
         environment = {"machine": path.resolve().name}

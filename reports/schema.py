@@ -27,6 +27,7 @@ UNSTABLE_COV = 0.025
 
 RESULTS_FILE = "results.jsonl"
 INFLIGHT_FILE = "inflight.json"  # the job being measured; left behind when the process dies
+CRASH_FILE = "crash.log"  # faulthandler's stack when an engine crashes the process
 ENVIRONMENT_FILE = "environment.json"
 LOADGEN_FILE = "loadgen.jsonl"  # `bench-runtimes loadgen` results, one test a line
 
@@ -68,6 +69,17 @@ def new_record(
     return record
 
 
+def version_problem(version: object) -> str | None:
+    """What is wrong with a `schema_version` value, or None when this tool reads it. A string
+    "1" is not version 1: saying "schema version 1, this tool reads version 1" helps no one."""
+    if isinstance(version, bool) or not isinstance(version, int):
+        shown = "none" if version is None else f"{version!r} (a {type(version).__name__})"
+        return f"schema_version {shown}, not the integer {SCHEMA_VERSION} this tool reads"
+    if version != SCHEMA_VERSION:
+        return f"schema version {version}, this tool reads version {SCHEMA_VERSION}"
+    return None
+
+
 def check_record(record: object) -> dict[str, Any]:
     """The record itself when it has this version's required fields, else SchemaError."""
     if not isinstance(record, dict):
@@ -75,11 +87,9 @@ def check_record(record: object) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise SchemaError(f"result record lacks {', '.join(missing)}")
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise SchemaError(
-            f"result record has schema version {record['schema_version']}, "
-            f"this tool reads version {SCHEMA_VERSION}"
-        )
+    wrong = version_problem(record["schema_version"])
+    if wrong:
+        raise SchemaError(f"result record has {wrong}")
     if record["status"] not in STATUSES:
         raise SchemaError(f"result record has unknown status {record['status']!r}")
     if record["status"] == "ok":
@@ -118,11 +128,9 @@ def make_report(
 def check_report(report: object, *, source: str = "report") -> dict[str, Any]:
     if not isinstance(report, dict) or report.get("kind") != REPORT_KIND:
         raise SchemaError(f"{source} is not a bench-runtimes report")
-    version = report.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise SchemaError(
-            f"{source} has schema version {version}, this tool reads version {SCHEMA_VERSION}"
-        )
+    wrong = version_problem(report.get("schema_version"))
+    if wrong:
+        raise SchemaError(f"{source} has {wrong}")
     for key in ("machines", "records"):
         if key not in report:
             raise SchemaError(f"{source} lacks {key!r}")

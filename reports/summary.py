@@ -49,7 +49,7 @@ def _table(title: str, rows: list[dict[str, str]], columns: tuple[str, ...]) -> 
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")  # its values are data too
     for col in columns:
         if col == "note":  # the one column that gives way on a narrow terminal
             table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=24)

@@ -7,6 +7,7 @@ prints a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -105,11 +106,11 @@ def size_limits(text: str) -> dict[str, int]:
 
 
 def positive_float(text: str) -> float:
-    """An argparse type for a number > 0 (durations, rates)."""
+    """An argparse type for a finite number > 0 (durations, rates: `inf` would never end)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value

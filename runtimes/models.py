@@ -25,6 +25,7 @@ from graphgen.onnx_io import build_file, load, metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, variant
 from resnet_common.errors import UserError
+from runtimes.model_cache import build_cached
 
 DTYPE_OF = {"fp32": "float32", "fp16": "float16"}
 DEFAULT_MODELS = ("resnet18", "resnet50")
@@ -140,7 +141,12 @@ def _from_spec(
     path = _cache_path(cache, spec.name, key)
     if not path.is_file():
         _ensure_cache(cache)
-        build_file(spec, path, seed=seed, dtype=DTYPE_OF[precision], fold=fold)
+        build_cached(  # one builder per model; no debris from killed builds
+            path,
+            lambda target: build_file(
+                spec, target, seed=seed, dtype=DTYPE_OF[precision], fold=fold
+            ),
+        )
     plan = fold_bn(expand(spec)) if fold else expand(spec)
     return ResolvedModel(path, spec.name, plan, plan.macs, precision, spec.image_size)
 

@@ -469,7 +469,25 @@ def check_parity(
         (m, b, _preflight(choices, m, precision, b, explicit))
         for m, b in zip(resolved, batches, strict=True)
     ]
+    for m, _, c in checked:
+        _check_comparable(m, c)
     return ParityReport([_check_one(m, c, precision, b, seed, tol, threads) for m, b, c in checked])
+
+
+def _check_comparable(model: ResolvedModel, choices: list[EngineChoice]) -> None:
+    """Without the torch reference (a file graphgen did not make, or no torch here) the first
+    engine that runs becomes the reference, so one engine alone would compare nothing and pass."""
+    if model.is_graphgen and registry.availability(REFERENCE) is None:
+        return
+    usable = [c.runtime for c in choices if c.cls is not None]
+    if len(usable) >= 2:
+        return
+    why = "it was not made by graphgen" if not model.is_graphgen else f"{REFERENCE} is not usable"
+    raise UserError(
+        f"parity of {model.name} needs two engines to compare: there is no {REFERENCE} "
+        f"reference ({why}) and only {usable[0]} can run it here; pass --runtimes with at least "
+        "two engines, e.g. ort-cpu,openvino"
+    )
 
 
 def _check_one(

@@ -2,19 +2,28 @@
 
 Each record is appended to `results.jsonl` the moment it exists (flush + fsync), so a sweep
 killed at any point loses at most the combination in flight, and `--resume` skips every key
-already there. Before each job its key goes to `inflight.json` (removed once the record is
-written): an engine that takes the whole process down (a segfault) leaves that file behind, and
-`--resume` turns it into a failed record, "process died during this measurement", instead of
-running the same crash again. One engine failing (load error, out of memory, its own crash) becomes a "failed"
+already there. One writer per output folder: the sweep holds an exclusive lock on it
+(`resnet_common.locks`), so a second run or a `--resume` beside a live one is refused.
+
+Before each job its key and the sweep's pid go to `inflight.json` (removed once the record is
+written), and `faulthandler` is pointed at `crash.log`. A process that dies mid-job leaves the
+marker behind, and `--resume` records why: with a crash log, an engine crashed the process (a
+segfault, an abort): a failed record, not re-run, since it would crash again; without one, the
+process was killed from outside (SIGKILL, the OOM killer, SIGTERM): an interrupted record, and
+the job is measured again, once; killed again, it stays failed. `--retry-failed` re-runs every
+failed job. One engine failing (load error, out of memory, its own exception) becomes a "failed"
 record and the sweep goes on; engines that cannot run here become "skipped" with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import math
 import os
-import tempfile
+import socket
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +34,7 @@ import numpy as np
 
 from reports.results import read_records
 from reports.schema import (
+    CRASH_FILE,
     ENVIRONMENT_FILE,
     INFLIGHT_FILE,
     KEY_FIELDS,
@@ -32,14 +42,26 @@ from reports.schema import (
     new_record,
     record_key,
 )
-from resnet_common.errors import UserError
-from resnet_common.fileio import atomic_write_text
+from resnet_common.errors import FileWriteError, LockedError, UserError
+from resnet_common.fileio import atomic_write_text, remove_debris, temp_name, write_error
+from resnet_common.locks import LOCK_NAME, folder_lock, holder_of
 from runtimes import parity, registry
 from runtimes.base import Runner, UnsupportedError
 from runtimes.models import ResolvedModel, resolve
 from runtimes.timing import LoopConfig, Measurement, achieved_gflops, measure, throughput_ips
 
-DIED_REASON = "process died during this measurement (crash or kill); not re-run by --resume"
+CRASHED_REASON = (
+    "the process crashed during this measurement ({what}); not re-run by --resume, which "
+    "would crash again (--retry-failed runs it)"
+)
+KILLED_REASON = (
+    "interrupted: the process (pid {pid}) was killed from outside during this measurement, "
+    "not by the engine; --resume measures it again once"
+)
+KILLED_AGAIN_REASON = (
+    "interrupted {count} times: the process (pid {pid}) was killed from outside during this "
+    "measurement each time (the OOM killer?); not re-run by --resume (--retry-failed runs it)"
+)
 
 
 @dataclass
@@ -59,6 +81,7 @@ class SweepConfig:
     # Time the jobs that fit in memory together in shuffled rounds (runtimes.interleave), so
     # the machine's slow phases fall on all of them alike; False times one job after another.
     interleave: bool = False
+    retry_failed: bool = False  # with resume: measure failed jobs again
 
     def cpu_threads(self) -> int:
         """The intra-op threads every CPU engine gets: `threads`, else every usable core, the
@@ -101,18 +124,24 @@ class ResultsWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = open(path, "a+b")  # noqa: SIM115 - held open for the sweep's lifetime
-        self._file.seek(0, os.SEEK_END)
-        if self._file.tell() > 0:  # a killed writer may have left a line without its newline
-            self._file.seek(-1, os.SEEK_END)
-            if self._file.read(1) != b"\n":
-                self._file.write(b"\n")
+        try:
+            self._file = open(path, "a+b")  # noqa: SIM115 - held open for the sweep's lifetime
+            self._file.seek(0, os.SEEK_END)
+            if self._file.tell() > 0:  # a killed writer may have left a line without its newline
+                self._file.seek(-1, os.SEEK_END)
+                if self._file.read(1) != b"\n":
+                    self._file.write(b"\n")
+        except OSError as err:
+            raise write_error(err, path) from None
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(_finite(record), allow_nan=False, default=_jsonable) + "\n"
-        self._file.write(line.encode())
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(line.encode())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as err:  # a full disk: one line, every record before this one kept
+            raise write_error(err, self.path) from None
 
     def close(self) -> None:
         self._file.close()
@@ -143,10 +172,66 @@ def prepare_out(out: Path) -> None:
     """Create the output folder, or say in one line why it cannot be written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
-            pass
+        probe = out / temp_name("write-probe")  # pid-tagged: a kill here leaves no mystery
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
     except OSError as err:
         raise UserError(f"cannot write to --out {out}: {err.strerror or err}") from None
+
+
+_HELD: set[Path] = set()  # output folders this process holds the lock of
+
+
+def refuse_if_in_use(out: Path) -> None:
+    """Refuse an output folder another live process writes to, creating nothing: checked
+    before anything else about the folder, so a second writer hears who holds it."""
+    if out.resolve() in _HELD:
+        return
+    pid = holder_of(out / LOCK_NAME)
+    if pid is not None:
+        who = f"pid {pid}" if pid > 0 else "another process"
+        raise LockedError(
+            f"--out {out} is in use by {who} (lock {out / LOCK_NAME}); wait for it to finish "
+            "or use another --out"
+        )
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """One writer per output folder for the whole command: an exclusive lock on `out/.lock`,
+    re-entrant within this process (the run command holds it around the sweep and the report).
+    Holding it, the temporary files of killed writers are removed."""
+    key = out.resolve()
+    if key in _HELD:
+        yield
+        return
+    with folder_lock(out, what=f"--out {out}"):
+        _HELD.add(key)
+        try:
+            remove_debris(out, owned=True)
+            yield
+        finally:
+            _HELD.discard(key)
+
+
+@contextlib.contextmanager
+def crash_log(path: Path) -> Iterator[None]:
+    """Point faulthandler at `path` while jobs run: a segfault or abort in an engine leaves its
+    stack there, which is how the next --resume tells an engine crash from a kill."""
+    was_enabled = faulthandler.is_enabled()
+    try:
+        f = open(path, "w")  # noqa: SIM115 - faulthandler needs the file open throughout
+    except OSError as err:
+        raise write_error(err, path) from None
+    faulthandler.enable(file=f, all_threads=True)
+    try:
+        yield
+    finally:
+        faulthandler.disable()
+        if was_enabled and sys.__stderr__ is not None:
+            faulthandler.enable(file=sys.__stderr__)
+        f.close()
+        path.unlink(missing_ok=True)
 
 
 # -- the sweep ----------------------------------------------------------------------------------
@@ -173,9 +258,23 @@ class Sweep:
         self.references: dict[tuple[str, str, int], parity.Reference] = {}
         self.warnings: list[str] = []
 
-    def done_keys(self) -> set[str]:
+    def latest_records(self) -> dict[str, dict[str, Any]]:
+        """The last record of each key already in the results file."""
         records, self.warnings = read_records(self.config.out / RESULTS_FILE)
-        return {record_key(r) for r in records}
+        return {record_key(r): r for r in records}
+
+    def done_keys(self) -> set[str]:
+        """Keys --resume skips: every record but interrupted ones due a re-run (and, with
+        retry_failed, failed ones)."""
+        return {key for key, r in self.latest_records().items() if not self._rerun(r)}
+
+    def _rerun(self, record: dict[str, Any]) -> bool:
+        if record["status"] != "failed":
+            return False
+        if self.config.retry_failed:
+            return True
+        interrupted = record.get("interrupted") or {}
+        return interrupted.get("how") == "killed" and interrupted.get("count") == 1
 
     def run(
         self,
@@ -185,7 +284,18 @@ class Sweep:
         environment: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         config = self.config
+        refuse_if_in_use(config.out)
         prepare_out(config.out)
+        with output_lock(config.out):
+            return self._run_locked(on_start, on_record, environment)
+
+    def _run_locked(
+        self,
+        on_start: Callable[[Job], None],
+        on_record: Callable[[Job, dict[str, Any]], None],
+        environment: dict[str, Any] | None,
+    ) -> list[dict[str, Any]]:
+        config = self.config
         env_path = config.out / ENVIRONMENT_FILE
         if environment is not None and not (config.resume and env_path.exists()):
             # --resume keeps the first run's environment (its peak above all): the records
@@ -194,17 +304,18 @@ class Sweep:
         results = config.out / RESULTS_FILE
         if not config.resume and results.exists():
             results.unlink()  # a fresh sweep; --resume keeps what is there
-        inflight = config.out / INFLIGHT_FILE
-        done = self.done_keys() if config.resume else set()
+        inflight, crashed = config.out / INFLIGHT_FILE, config.out / CRASH_FILE
+        latest = self.latest_records() if config.resume else {}
         writer = ResultsWriter(results)
         records = []
         try:
             if config.resume:
-                for died in self._died_records(inflight, done):
+                for died in self._died_records(inflight, crashed, latest):
                     writer.append(died)
                     records.append(died)
-                    done.add(record_key(died))
+                    latest[record_key(died)] = died
             inflight.unlink(missing_ok=True)
+            done = {key for key, r in latest.items() if not self._rerun(r)}
             todo = []
             for job in jobs(config):
                 if self._key(job) in done:
@@ -212,13 +323,15 @@ class Sweep:
                 else:
                     todo.append(job)
             run = self._run_interleaved if config.interleave else self._run_sequential
-            for job, record in run(todo, inflight, on_start):
-                writer.append(record)
-                records.append(record)
-                on_record(job, record)
+            with crash_log(crashed):
+                for job, record in run(todo, inflight, on_start):
+                    writer.append(record)
+                    records.append(record)
+                    on_record(job, record)
             inflight.unlink(missing_ok=True)
-        except KeyboardInterrupt:
-            # A clean interrupt is not a crash: --resume should measure that job again.
+        except (KeyboardInterrupt, FileWriteError):
+            # A clean interrupt (or a full disk) is not a crash: --resume measures that job
+            # again.
             inflight.unlink(missing_ok=True)
             raise
         finally:
@@ -315,31 +428,54 @@ class Sweep:
             yield prepared.job, record
 
     def _mark_inflight(self, inflight: Path, started: list[Job]) -> None:
-        """Name the jobs being measured, so that a process that dies leaves them named."""
+        """Name the jobs being measured and their process, so that a process that dies leaves
+        them named."""
         bases = [{**self._base(job), "key": self._key(job)} for job in started]
-        write_json_atomic(inflight, {**bases[-1], "jobs": bases})
+        owner = {"pid": os.getpid(), "host": socket.gethostname()}
+        write_json_atomic(inflight, {**bases[-1], "jobs": bases, **owner})
 
-    def _died_records(self, inflight: Path, done: set[str]) -> list[dict[str, Any]]:
-        """Failed records for the jobs a previous run started but never finished."""
+    def _died_records(
+        self, inflight: Path, crashed: Path, latest: dict[str, dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Records for the jobs a previous run started but never finished: failed when an
+        engine crashed the process (its crash log holds the stack), interrupted when the
+        process was killed from outside (no crash log)."""
         try:
             started = json.loads(inflight.read_text())
             listed = started.get("jobs") or [started]
             bases = [{k: one[k] for k in KEY_FIELDS} for one in listed]
+            pid = int(started.get("pid") or 0)
         except FileNotFoundError:
             return []
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             self.warnings.append(f"{inflight}: unreadable, ignored ({type(err).__name__})")
             return []
+        try:
+            stack = crashed.read_text(errors="replace").strip()
+        except OSError:
+            stack = ""
         died = []
         for base in bases:
-            if record_key(base) in done:
+            extra: dict[str, Any]
+            key = record_key(base)
+            before = latest.get(key)
+            if before is not None and not self._rerun(before):
                 continue  # the record was written; only the marker's removal was lost
-            self.warnings.append(
-                f"{base['model']} on {base['runtime']} {base['precision']} batch "
-                f"{base['batch']}: the process died during this measurement; recorded as "
-                "failed, not re-run"
-            )
-            died.append(new_record(**base, status="failed", reason=DIED_REASON))
+            what = f"{base['model']} on {base['runtime']} {base['precision']} batch {base['batch']}"
+            if stack:
+                cause = stack.splitlines()[0].removeprefix("Fatal Python error: ")
+                reason = CRASHED_REASON.format(what=cause)
+                extra = {"interrupted": {"how": "crash", "pid": pid}, "traceback": stack[:4000]}
+                self.warnings.append(f"{what}: {reason}")
+            else:
+                previous = (before or {}).get("interrupted") or {}
+                count = previous.get("count", 0) + 1 if previous.get("how") == "killed" else 1
+                reason = (KILLED_REASON if count == 1 else KILLED_AGAIN_REASON).format(
+                    pid=pid or "unknown", count=count
+                )
+                extra = {"interrupted": {"how": "killed", "pid": pid, "count": count}}
+                self.warnings.append(f"{what}: {reason}")
+            died.append(new_record(**base, status="failed", reason=reason, **extra))
         return died
 
     def _base(self, job: Job) -> dict[str, Any]:

@@ -263,7 +263,11 @@ def test_case_ids_are_unique() -> None:
 # --- counting clean cases on any tree (a child process per case, limited) ---------------------
 
 
-def _count(root: Path, timeout: float = 60.0) -> None:
+def _count(
+    root: Path, timeout: float = 60.0, *, module: str = "test_bad_inputs", cases: list[Case] = CASES
+) -> None:
+    """Run each case of `module`'s CASES in a child process against the packages under `root`
+    and print which are clean."""
     import resource
     import subprocess
     import tempfile
@@ -272,12 +276,12 @@ def _count(root: Path, timeout: float = 60.0) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
 
     clean = 0
-    for case in CASES:
+    for case in cases:
         with tempfile.TemporaryDirectory() as d:
             code = (
                 f"import sys; sys.path.insert(0, {str(root)!r}); "
                 f"sys.path.insert(1, {str(Path(__file__).parent)!r}); "
-                "import test_bad_inputs as b; "
+                f"import {module} as b; "
                 f"case = next(c for c in b.CASES if c.id == {case.id!r}); "
                 f"import os; os.environ['GRAPHGEN_CACHE'] = {d + '/cache'!r}; "
                 f"_, text, problem = b.run_case(case, __import__('pathlib').Path({d!r})); "
@@ -298,7 +302,7 @@ def _count(root: Path, timeout: float = 60.0) -> None:
         verdict = lines[0]
         clean += verdict == "clean"
         print(f"{case.id:40s} {verdict}" + (f"  [{lines[1][:150]}]" if len(lines) > 1 else ""))
-    print(f"{clean} of {len(CASES)} clean")
+    print(f"{clean} of {len(cases)} clean")
 
 
 if __name__ == "__main__":

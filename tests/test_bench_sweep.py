@@ -108,27 +108,63 @@ def test_unsupported_precision_and_big_models_are_skipped_with_reason(tmp_path, 
     assert record["status"] == "skipped" and "MMAC limit" in record["reason"]
 
 
-def test_process_death_mid_job_becomes_a_failed_record_on_resume(tmp_path, cache):
-    """A segfault leaves inflight.json behind; --resume records that job as failed (never
-    re-runs the crash) and runs the rest."""
+def _died_mid_job(out: Path, batch: int, *, crash: str | None = None) -> None:
+    """What a process that died measuring `batch` leaves: its in-flight marker (with a pid no
+    process has) and, when an engine crashed it, faulthandler's stack in crash.log."""
+    from tests.test_hardening_common import dead_pid
+
+    started = {"model": TINY, "runtime": "ort-cpu", "precision": "fp32", "batch": batch}
+    (out / "inflight.json").write_text(json.dumps({**started, "image_size": 32, "pid": dead_pid()}))
+    if crash is not None:
+        (out / "crash.log").write_text(crash)
+
+
+def _statuses(out: Path) -> list[tuple[int, str]]:
+    records, _ = read_records(out / "results.jsonl")
+    return sorted((r["batch"], r["status"]) for r in records)
+
+
+def test_an_engine_crash_mid_job_is_failed_and_not_run_again(tmp_path, cache):
+    """A segfault leaves the marker and a crash log; --resume records that job as failed (the
+    crash would repeat) and runs the rest; --retry-failed measures it again."""
     Sweep(config(tmp_path, cache, batches=[1], parity=False)).run()
     assert not (tmp_path / "inflight.json").exists()  # removed once the record is written
-    started = {"model": TINY, "runtime": "ort-cpu", "precision": "fp32", "batch": 2}
-    (tmp_path / "inflight.json").write_text(json.dumps({**started, "image_size": 32}))
+    _died_mid_job(tmp_path, 2, crash="Fatal Python error: Segmentation fault\n\nThread 0x1")
     sweep = Sweep(config(tmp_path, cache, batches=[1, 2, 4], resume=True, parity=False))
     new = sweep.run()
     assert [(r["batch"], r["status"]) for r in new] == [(2, "failed"), (4, "ok")]
-    assert "process died during this measurement" in new[0]["reason"]
-    assert any("process died" in w for w in sweep.warnings)
-    assert not (tmp_path / "inflight.json").exists()
-    records, _ = read_records(tmp_path / "results.jsonl")
-    assert sorted((r["batch"], r["status"]) for r in records) == [
-        (1, "ok"),
-        (2, "failed"),
-        (4, "ok"),
-    ]
+    assert "crashed during this measurement (Segmentation fault)" in new[0]["reason"]
+    assert new[0]["interrupted"]["how"] == "crash" and "Thread 0x1" in new[0]["traceback"]
+    assert any("crashed" in w for w in sweep.warnings)
+    assert not (tmp_path / "inflight.json").exists() and not (tmp_path / "crash.log").exists()
+    assert _statuses(tmp_path) == [(1, "ok"), (2, "failed"), (4, "ok")]
     # A second resume neither re-runs nor re-records anything.
     assert Sweep(config(tmp_path, cache, batches=[1, 2, 4], resume=True, parity=False)).run() == []
+    retry = config(tmp_path, cache, batches=[1, 2, 4], resume=True, retry_failed=True)
+    assert [(r["batch"], r["status"]) for r in Sweep(retry).run()] == [(2, "ok")]
+
+
+def test_a_kill_mid_job_is_measured_again_once(tmp_path, cache):
+    """Killed from outside (no crash log): --resume records it as interrupted and measures it
+    again; killed again in that measurement, it stays failed until --retry-failed."""
+    cfg = config(tmp_path, cache, batches=[1, 2], resume=True, parity=False)
+    Sweep(config(tmp_path, cache, batches=[1], parity=False)).run()
+    _died_mid_job(tmp_path, 2)
+    new = Sweep(cfg).run()
+    assert [(r["batch"], r["status"]) for r in new] == [(2, "failed"), (2, "ok")]
+    assert new[0]["interrupted"] == {"how": "killed", "pid": new[0]["interrupted"]["pid"],
+                                     "count": 1}  # fmt: skip
+    assert "killed from outside" in new[0]["reason"]
+    # Killed a second time, measuring it again: recorded, not re-run.
+    lines_before = lines(tmp_path)
+    (tmp_path / "results.jsonl").write_text("\n".join(lines_before[:2]) + "\n")
+    _died_mid_job(tmp_path, 2)
+    new = Sweep(cfg).run()
+    assert [(r["batch"], r["interrupted"]["count"]) for r in new] == [(2, 2)]
+    assert "interrupted 2 times" in new[0]["reason"] and "--retry-failed" in new[0]["reason"]
+    assert Sweep(cfg).run() == []
+    retry = config(tmp_path, cache, batches=[1, 2], resume=True, retry_failed=True, parity=False)
+    assert [(r["batch"], r["status"]) for r in Sweep(retry).run()] == [(2, "ok")]
 
 
 def test_ctrl_c_is_not_a_crash_resume_measures_that_job_again(tmp_path, cache):

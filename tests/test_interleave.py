@@ -109,9 +109,10 @@ def test_a_kill_during_an_interleaved_group_names_every_loaded_job(tmp_path):
     sweep = Sweep(cfg)
     (tmp_path / "out").mkdir()
     sweep._mark_inflight(tmp_path / "out" / INFLIGHT_FILE, [j for j in _jobs(cfg)])
-    died = sweep._died_records(tmp_path / "out" / INFLIGHT_FILE, set())
+    out = tmp_path / "out"
+    died = sweep._died_records(out / INFLIGHT_FILE, out / "crash.log", {})
     assert sorted(r["runtime"] for r in died) == ["openvino", "ort-cpu"]
-    assert all(r["status"] == "failed" for r in died)
+    assert all(r["status"] == "failed" and r["interrupted"]["how"] == "killed" for r in died)
     marker = json.loads((tmp_path / "out" / INFLIGHT_FILE).read_text())
     assert len(marker["jobs"]) == 2
 

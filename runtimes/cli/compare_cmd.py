@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from resnet_common.errors import UserError
@@ -13,6 +14,10 @@ def _threshold(text: str) -> float:
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a threshold like 5% or 0.05, got {text!r}"
+        ) from None
+    if not math.isfinite(value):  # nan compares false with everything: no slowdown would fail
         raise argparse.ArgumentTypeError(
             f"expected a threshold like 5% or 0.05, got {text!r}"
         ) from None

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, positive_float, positive_int
+from resnet_common.cli import csv_list, positive_float, positive_int, seed_int
 from resnet_common.errors import UserError
-from runtimes.cli.run_cmd import DEFAULT_OUT
+from runtimes.cli.run_cmd import DEFAULT_OUT, add_size_limit
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
 
 
@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
-    p.add_argument("--seed", type=int, default=1, help="sample seed (default 1)")
+    add_size_limit(p)
+    p.add_argument("--seed", type=seed_int, default=1, help="sample seed, 0 .. 2**63-1 (default 1)")
     p.set_defaults(func=run)
 
 
@@ -64,15 +65,17 @@ def _slug(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.markup import escape
 
-    from reports.schema import ENVIRONMENT_FILE, LOADGEN_FILE
-    from runtimes import environment, registry
-    from runtimes.loadgen import LoadgenSettings, availability, headline, run_loadgen
-    from runtimes.models import check_models, resolve
-    from runtimes.sweep import prepare_out, usable_cores, write_json_atomic
+    from runtimes import registry
+    from runtimes.loadgen import LoadgenSettings, availability
+    from runtimes.models import check_models
+    from runtimes.sweep import (
+        output_lock,
+        prepare_out,
+        refuse_if_in_use,
+    )
 
+    refuse_if_in_use(args.out)
     reason = availability()
     if reason is not None:
         raise UserError(reason)
@@ -86,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{name} is not available here: {why}")
     check_models(
         args.models, precisions=[args.precision], batches=[args.batch], image_size=args.image_size
+    )
+    from runtimes import footprint
+
+    footprint.check_jobs(  # the sample library is held in memory, as a batch of its own
+        args.models,
+        batches=[max(args.batch, args.samples)],
+        precisions=[args.precision],
+        image_size=args.image_size,
+        parity=False,
+        limits=footprint.limits_from(args.size_limits),
     )
     settings = [
         LoadgenSettings(
@@ -101,6 +114,20 @@ def run(args: argparse.Namespace) -> int:
         for s in args.scenario
     ]
     prepare_out(args.out)
+    with output_lock(args.out):  # one writer per --out, as for `run`
+        return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: list[Any]) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from reports.schema import ENVIRONMENT_FILE, LOADGEN_FILE
+    from runtimes import environment, registry
+    from runtimes.loadgen import headline, run_loadgen
+    from runtimes.models import resolve
+    from runtimes.sweep import usable_cores, write_json_atomic
+
     if not (args.out / ENVIRONMENT_FILE).exists():
         write_json_atomic(
             args.out / ENVIRONMENT_FILE,

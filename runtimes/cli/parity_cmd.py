@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
-from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int
+from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int, seed_int
+from runtimes.cli.run_cmd import add_size_limit
 from runtimes.parity import DEFAULT_TOLERANCES, REFERENCE, REFERENCE_PRECISION, ParityReport
 
 
@@ -15,8 +17,8 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    if not 0 <= value < math.inf:  # an infinite tolerance would pass every engine
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
     return value
 
 
@@ -54,14 +56,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_non_negative_float,
         help="relative L2 bound (and the max-diff bound's relative part)",
     )
-    p.add_argument("--seed", type=int, default=1, help="input seed (default 1)")
+    p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_size_limit(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtimes.parity import check_parity
+    from runtimes import footprint
+    from runtimes.parity import DEFAULT_BATCH, check_parity
 
+    footprint.check_jobs(
+        args.models,
+        batches=[args.batch or DEFAULT_BATCH],
+        precisions=[args.precision],
+        image_size=args.image_size,
+        parity=True,
+        limits=footprint.limits_from(args.size_limits),
+    )
     report = check_parity(
         list(dict.fromkeys(args.models)),  # de-duplicated, order kept
         None if args.runtimes is None else list(dict.fromkeys(args.runtimes)),

@@ -22,9 +22,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from reports.render import render, warnings_of
+    from runtimes.sweep import output_lock, prepare_out, refuse_if_in_use
 
-    for warning in warnings_of(args.dirs):
-        print(f"warning: {warning}", file=sys.stderr)
-    paths = render(args.dirs, out=args.out or args.dirs[0])
+    out = args.out or args.dirs[0]
+    refuse_if_in_use(out)
+    warnings = warnings_of(args.dirs)  # every folder read (and refused) before anything is made
+    prepare_out(out)
+    with output_lock(out):  # not while a run writes there
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        paths = render(args.dirs, out=out)
     print(f"wrote {paths['json']}, {paths['md']}, {paths['html']}")
     return 0

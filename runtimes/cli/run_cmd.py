@@ -13,11 +13,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, fail, positive_float, positive_int
+from resnet_common.cli import (
+    csv_list,
+    fail,
+    positive_float,
+    positive_int,
+    seed_int,
+    size_limits,
+)
 from resnet_common.errors import UserError
-from runtimes import models, registry
+from runtimes import footprint, models, registry
 from runtimes.base import TIMING_MODES
-from runtimes.sweep import Sweep, SweepConfig
+from runtimes.sweep import Sweep, SweepConfig, output_lock, prepare_out, refuse_if_in_use
 from runtimes.timing import LoopConfig
 
 DEFAULT_OUT = Path("bench-results")
@@ -90,7 +97,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--timing", choices=TIMING_MODES, default="device", help="GPU engines only")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
-    p.add_argument("--resume", action="store_true", help="skip results already in OUT")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip results already in OUT; a job killed from outside mid-measurement (SIGKILL, "
+        "the OOM killer) is measured again once, one that crashed the process is not",
+    )
+    p.add_argument(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="with --resume (implied): measure the failed jobs again too",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -99,8 +117,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--no-parity", dest="parity", action="store_false", help="skip parity")
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
-    p.add_argument("--seed", type=int, default=1, help="input seed (default 1)")
+    p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
+    add_size_limit(p)
     p.set_defaults(func=run)
+
+
+def add_size_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--size-limit",
+        dest="size_limits",
+        type=size_limits,
+        metavar="memory=BYTES",
+        help="the memory to assume free (default: what the machine has now); every job's "
+        "estimated input, activation and weight memory is checked against it before anything "
+        "is built",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, str]]:
@@ -108,8 +139,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
     from reports.schema import RESULTS_FILE
 
     held = args.out / RESULTS_FILE
+    refuse_if_in_use(args.out)  # a live run's folder: say whose, before anything else
+    if args.retry_failed:
+        args.resume = True
     if args.resume and args.overwrite:
-        raise UserError("--resume keeps OUT's results and --overwrite replaces them: pick one")
+        flag = "--retry-failed" if args.retry_failed else "--resume"
+        raise UserError(f"{flag} keeps OUT's results and --overwrite replaces them: pick one")
     if not args.resume and not args.overwrite and held.is_file() and held.stat().st_size > 0:
         raise UserError(
             f"{args.out} already holds results ({held}): --resume to continue them, "
@@ -142,6 +177,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         timing=args.timing,
     )
     chosen_models = list(args.models or models.DEFAULT_MODELS)
+    footprint.check_jobs(
+        chosen_models,
+        batches=args.batch,
+        precisions=args.precision,
+        image_size=args.image_size,
+        parity=args.parity,
+        limits=footprint.limits_from(args.size_limits),
+    )
     interleave = args.interleave
     if interleave is None:
         interleave = len(chosen_models) > 1 or len(runtimes) > 1
@@ -155,6 +198,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         threads=args.threads,
         out=args.out,
         resume=args.resume,
+        retry_failed=args.retry_failed,
         parity=args.parity,
         seed=args.seed,
         interleave=interleave,
@@ -163,13 +207,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
 
 
 def run(args: argparse.Namespace) -> int:
+    config, skipped = config_from_args(args)
+    prepare_out(config.out)
+    with output_lock(config.out):  # one writer for the sweep and its report
+        return _run(args, config, skipped)
+
+
+def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str]) -> int:
     from rich.console import Console
 
     from runtimes import environment
-    from runtimes.sweep import prepare_out
 
-    config, skipped = config_from_args(args)
-    prepare_out(config.out)
     console = Console(stderr=True)
     from rich.markup import escape
 
@@ -181,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         records = _run_with_progress(sweep, env, console)
     except KeyboardInterrupt:
-        again = env["command"] if args.resume else f"{env['command']} --resume"
+        given = getattr(args, "command_line", ["bench-runtimes", "run"])
+        words = [w for w in given if w != "--overwrite"]  # --resume keeps what is there
+        again = shlex.join(words if args.resume else [*words, "--resume"])
         return fail(
             f"interrupted; every finished result is in {config.out / 'results.jsonl'}: "
             f"continue with `{again}`",
@@ -205,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[dict[str, Any]]:
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -244,7 +295,8 @@ def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[
     with progress:
         task = progress.add_task("starting", total=total)
         return sweep.run(
-            on_start=lambda job: progress.update(task, description=job.label),
+            # a model's path is data, never markup: "resnet[v2].onnx" must not lose "[v2]"
+            on_start=lambda job: progress.update(task, description=escape(job.label)),
             on_record=lambda job, record: progress.advance(task),
             environment=env,
         )
