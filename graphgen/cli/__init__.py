@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Sequence
 
 from graphgen import __version__
-from graphgen.cli import build, info, inject, listing
+from graphgen.cli import build, importing, info, inject, listing
 from resnet_common.cli import OneLineParser, run_main
 
-COMMANDS = [build, listing, info, inject]
+COMMANDS = [build, listing, info, inject, importing]
 
 
 def make_parser() -> argparse.ArgumentParser:
