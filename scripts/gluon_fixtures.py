@@ -36,7 +36,7 @@ SMALL_CLASSES, SMALL_SIZE, BATCH = 5, 32, 2
 
 
 def randomise(net: mx.gluon.HybridBlock, seed: int, gamma: tuple[float, float]) -> None:
-    """Random weights and BN statistics; v2's data BN keeps Gluon's fixed zero shift."""
+    """Random weights and BN statistics; v2's data BN keeps Gluon's fixed scale 1 and shift 0."""
     rng = np.random.default_rng(seed)
     params = net.collect_params()
     for name, p in params.items():
@@ -49,7 +49,9 @@ def randomise(net: mx.gluon.HybridBlock, seed: int, gamma: tuple[float, float]) 
         elif name.endswith("bias"):
             value = rng.normal(0, 0.5, shape)
         elif name.endswith("gamma"):
-            value = rng.uniform(*gamma, shape)
+            # v2's data BN (scale=False) keeps Gluon's ones: MXNet ignores it (fix_gamma), but
+            # mx.onnx.export_model writes it into the ONNX BN as is.
+            value = rng.uniform(*gamma, shape) if p.grad_req != "null" else np.ones(shape)
         elif name.endswith("beta"):
             value = rng.normal(0, 0.2, shape) if p.grad_req != "null" else np.zeros(shape)
         elif name.endswith("running_mean"):

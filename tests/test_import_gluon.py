@@ -186,3 +186,13 @@ def test_data_bn_with_a_learned_shift_is_refused():
     params["features.0.beta"] = np.ones(3, np.float32)
     with pytest.raises(GraphError, match="data BN's shift"):
         import_gluon(params)
+
+
+def test_data_bn_scale_is_ignored_as_mxnet_ignores_it():
+    """Gluon's data BN has scale=False: MXNet runs it with fix_gamma, whatever gamma holds."""
+    params = read_params(FIXTURES / "v2_basic.params")
+    before = import_gluon(dict(params), image_size=32).weights
+    params["features.0.gamma"] = np.array([2.0, 3.0, 4.0], np.float32)
+    after = import_gluon(params, image_size=32).weights
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)

@@ -1,0 +1,208 @@
+"""graphgen import of ONNX ResNets from other exporters: MXNet (model-zoo style), torch.onnx
+(BN folded into the convs), older opsets, and graphgen's own files. Every import is verified on
+onnxruntime against its source before it is written; these tests check the written file again.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from graphgen.cli import main
+from graphgen.errors import GraphError
+from graphgen.flavors import apply_flavor
+from graphgen.importers.common import rel_l2, run_onnx
+from graphgen.importers.onnx_graph import import_onnx
+from graphgen.onnx_io import build
+from graphgen.spec import Spec, cifar_spec
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gluon"
+MXNET = ["v1_basic", "v1_bottleneck", "v2_basic", "v2_bottleneck"]
+
+
+def _import(src: Path, out: Path, *extra: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["import", str(src), "-o", str(out), *extra])
+    return code, buffer.getvalue()
+
+
+def _x(size: int, batch: int = 2) -> np.ndarray:
+    return np.random.default_rng(5).standard_normal((batch, 3, size, size), dtype=np.float32)
+
+
+@pytest.mark.parametrize("net", MXNET)
+def test_mxnet_onnx_export_imports_and_matches_mxnet(net, tmp_path):
+    out = tmp_path / "r.onnx"
+    code, printed = _import(FIXTURES / f"{net}.onnx", out, "--expect", str(FIXTURES / f"{net}.npz"))
+    assert code == 0
+    data = np.load(FIXTURES / f"{net}.npz")
+    assert rel_l2(run_onnx(str(out), data["input"]), data["output"]) < 1e-5
+    flavor = "gluon-v2" if net.startswith("v2") else "gluon-v1" if "bottleneck" in net else "paper"
+    assert f"{flavor}, 5 classes" in printed
+    source = onnx.load(FIXTURES / f"{net}.onnx")
+    assert len(source.graph.input) > 1  # MXNet lists its initializers as inputs, too
+
+
+def _model_zoo_style(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """MXNet's export as the ONNX Model Zoo's resnet*-v1-7 files are: opset 7 (BN with
+    `spatial`, MaxPool without `ceil_mode`), IR 3, every initializer also a graph input.
+    onnx's version converter cannot take BatchNormalization below opset 15, so by hand."""
+    for node in model.graph.node:
+        if node.op_type == "MaxPool":
+            kept = [a for a in node.attribute if a.name != "ceil_mode"]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+        if node.op_type == "BatchNormalization" and opset < 9:
+            node.attribute.append(onnx.helper.make_attribute("spatial", 1))
+    del model.opset_import[:]
+    model.opset_import.append(onnx.helper.make_opsetid("", opset))
+    model.ir_version = 3
+    return model
+
+
+@pytest.mark.parametrize("opset", [7, 9])
+def test_model_zoo_style_old_opsets(opset, tmp_path):
+    old = _model_zoo_style(onnx.load(FIXTURES / "v1_bottleneck.onnx"), opset)
+    assert {i.name for i in old.graph.input} >= {t.name for t in old.graph.initializer}
+    src = tmp_path / f"old{opset}.onnx"
+    onnx.save(old, src)
+    out = tmp_path / "r.onnx"
+    assert _import(src, out)[0] == 0
+    assert rel_l2(run_onnx(str(out), _x(32)), run_onnx(str(src), _x(32))) < 1e-5
+
+
+class _TvBottleneck(nn.Module):
+    """torchvision's Bottleneck, written out: stride on the 3x3 ("v1.5")."""
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(width * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != width * 4:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, width * 4, 1, stride, bias=False), nn.BatchNorm2d(width * 4)
+            )
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+class _TvResNet(nn.Module):
+    def __init__(self, layers=(1, 2), widths=(8, 16), classes=6) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        blocks, cin = [], 8
+        for stage, (n, w) in enumerate(zip(layers, widths, strict=True)):
+            for i in range(n):
+                blocks.append(_TvBottleneck(cin, w, 2 if stage and not i else 1))
+                cin = w * 4
+        self.layers = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.avgpool(self.layers(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def _torchvision_like(seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = _TvResNet()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.3, 1.0)
+                m.bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_torch_onnx_export_imports(dynamo, tmp_path):
+    net = _torchvision_like()
+    src = tmp_path / "tv.onnx"
+    x = torch.from_numpy(_x(32))
+    if dynamo:
+        pytest.importorskip("onnxscript", reason="torch.onnx's dynamo exporter needs onnxscript")
+    torch.onnx.export(net, (x,), str(src), dynamo=dynamo, input_names=["x"])
+    out = tmp_path / "r.onnx"
+    code, printed = _import(src, out)
+    assert code == 0
+    assert "resnet11, torchvision, 6 classes, stride on 3x3" in printed
+    assert ("BN folded into the convs" in printed) == (not dynamo)  # TorchScript folds BN
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert rel_l2(run_onnx(str(out), x.numpy()), expected) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        Spec(layers=(2, 1), widths=(8, 16), stem_width=8, classes=4, image_size=32),
+        apply_flavor(
+            Spec(layers=(1, 1), widths=(4, 8), block="bottleneck", stem_width=8, image_size=32),
+            "gluon-v1",
+        ),
+        apply_flavor(
+            Spec(layers=(1, 2), widths=(4, 8), block="bottleneck", stem_width=8, image_size=32),
+            "gluon-v2",
+        ),
+        Spec(layers=(1, 1), widths=(8, 16), block="preact_basic", stem_width=8, image_size=32),
+        cifar_spec(8, shortcut="B"),
+        Spec(layers=(1, 1), widths=(8, 16), shortcut="C", stem_width=8, image_size=32),
+    ],
+    ids=["basic", "gluon-v1", "gluon-v2", "preact", "cifar-B", "shortcut-C"],
+)
+@pytest.mark.parametrize("fold", [False, True], ids=["bn", "folded"])
+def test_graphgen_files_import_to_the_same_spec(spec, fold, tmp_path):
+    src = tmp_path / "g.onnx"
+    onnx.save(build(spec, seed=3, fold=fold), src)
+    found = import_onnx(src)
+    # Folded, Gluon v1's 1x1 biases are inside the folded biases: the same network as paper's.
+    assert found.spec == (spec.replace(bottleneck_bias=False) if fold else spec), found.summary
+    out = tmp_path / "r.onnx"
+    assert _import(src, out)[0] == 0
+    assert (
+        rel_l2(run_onnx(str(out), _x(spec.image_size)), run_onnx(str(src), _x(spec.image_size)))
+        < 1e-5
+    )
+
+
+def test_option_a_is_refused_with_the_first_misfit(tmp_path, capsys):
+    src = tmp_path / "a.onnx"
+    onnx.save(build(cifar_spec(8)), src)
+    out = tmp_path / "r.onnx"
+    assert main(["import", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Pad node" in err and "does not fit a ResNet" in err and not out.exists()
+
+
+def test_not_a_resnet_is_refused(tmp_path):
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Sigmoid", ["x"], ["y"])], "g", [x], [y])
+    src = tmp_path / "s.onnx"
+    onnx.save(onnx.helper.make_model(graph), src)
+    with pytest.raises(GraphError, match="Sigmoid node"):
+        import_onnx(src)
