@@ -63,7 +63,14 @@ def randomise(net: mx.gluon.HybridBlock, seed: int, gamma: tuple[float, float]) 
         p.set_data(mx.nd.array(value.astype(np.float32)))
 
 
-def save_all(net: mx.gluon.HybridBlock, out: Path, name: str, size: int, onnx_out: bool) -> None:
+def save_all(
+    net: mx.gluon.HybridBlock,
+    out: Path,
+    name: str,
+    size: int,
+    onnx_out: bool,
+    onnx_batch: int = BATCH,
+) -> None:
     rng = np.random.default_rng(7)
     x = rng.standard_normal((BATCH, 3, size, size)).astype(np.float32)
     net.save_parameters(str(out / f"{name}.params"))
@@ -75,7 +82,7 @@ def save_all(net: mx.gluon.HybridBlock, out: Path, name: str, size: int, onnx_ou
         mx.onnx.export_model(
             str(out / f"{name}-symbol.json"),
             str(out / f"{name}-0000.params"),
-            in_shapes=[(BATCH, 3, size, size)],
+            in_shapes=[(onnx_batch, 3, size, size)],
             in_types=[np.float32],
             onnx_file_path=str(out / f"{name}.onnx"),
         )
@@ -109,7 +116,8 @@ def full(out: Path) -> None:
             net(mx.nd.zeros((1, 3, 224, 224)))
             # Small BN scales keep a random deep net's activations O(1), as training does.
             randomise(net, depth * 10 + version, (0.2, 0.5))
-            save_all(net, out, name, 224, onnx_out=(name == "resnet50_v1"))
+            # batch 1: what benchmarks/import_speed.py times
+            save_all(net, out, name, 224, onnx_out=(name == "resnet50_v1"), onnx_batch=1)
 
 
 def main() -> None:

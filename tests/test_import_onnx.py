@@ -206,3 +206,17 @@ def test_not_a_resnet_is_refused(tmp_path):
     onnx.save(onnx.helper.make_model(graph), src)
     with pytest.raises(GraphError, match="Sigmoid node"):
         import_onnx(src)
+
+
+def test_graphgen_normalisation_metadata_is_carried(tmp_path):
+    model = build(Spec(layers=(1, 1), widths=(8, 16), stem_width=8, image_size=32))
+    onnx.helper.set_model_props(
+        model,
+        {"graphgen.normalize_mean": "[0.5, 0.5, 0.5]", "graphgen.normalize_std": "[0.2, 0.2, 0.2]"},
+    )
+    src, out = tmp_path / "g.onnx", tmp_path / "r.onnx"
+    onnx.save(model, src)
+    assert _import(src, out)[0] == 0
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta["graphgen.normalize_mean"] == "[0.5, 0.5, 0.5]"
+    assert meta["graphgen.classes"] == "1000"

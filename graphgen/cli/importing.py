@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     expect = _read_expect(args.expect) if args.expect is not None else None
     image_size = args.image_size or (expect[0].shape[-1] if expect is not None else None)
     suffix = source.suffix.lower()
+    carried: dict[str, str] = {}
     try:
         if suffix == ".params":
             spec, weights, summary = _from_params(source, image_size or 224)
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             found = import_onnx(source, image_size=image_size)
             spec, weights, summary = found.spec, found.weights, found.summary
             reference = found.reference
+            carried = found.metadata
             what = f"{source.name} on onnxruntime"
         elif suffix in STATE_DICT_SUFFIXES:
             from graphgen.importers.state_dict import import_state_dict
@@ -116,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"found {summary}")
         meta = import_metadata(spec, str(source), summary)
-        if suffix in STATE_DICT_SUFFIXES:
-            meta.update(read_normalisation(source))
+        meta.update(read_normalisation(source) if suffix in STATE_DICT_SUFFIXES else carried)
         plan, model = emit_imported(spec, weights, options, meta)
         batch = options.batch or 2
         errors = [

@@ -48,6 +48,7 @@ from graphgen.plan import (
 from graphgen.spec import Spec
 from graphgen.weights import BN_EPS, Weights
 
+CARRIED_METADATA = ("graphgen.normalize_mean", "graphgen.normalize_std")
 PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast"}
 
 
@@ -68,6 +69,7 @@ class OnnxImport:
     weights: Weights
     summary: str
     reference: Callable[[np.ndarray], np.ndarray]
+    metadata: dict[str, str] = field(default_factory=dict)  # the source's normalisation, if any
 
 
 def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImport:
@@ -88,7 +90,8 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
         + "".join(notes)
     )
     data = model.SerializeToString()
-    return OnnxImport(spec, weights, summary, lambda x: run_onnx(data, x))
+    carried = {p.key: p.value for p in model.metadata_props if p.key in CARRIED_METADATA}
+    return OnnxImport(spec, weights, summary, lambda x: run_onnx(data, x), carried)
 
 
 def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
