@@ -220,3 +220,15 @@ def test_graphgen_normalisation_metadata_is_carried(tmp_path):
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta["graphgen.normalize_mean"] == "[0.5, 0.5, 0.5]"
     assert meta["graphgen.classes"] == "1000"
+
+
+def test_fixed_batch_source(tmp_path):
+    spec = Spec(layers=(1, 1), widths=(8, 16), stem_width=8, image_size=32)
+    src, out = tmp_path / "g.onnx", tmp_path / "r.onnx"
+    onnx.save(build(spec, batch=1), src)
+    assert _import(src, out)[0] == 0  # verified at the source's batch; the new graph's is N
+    assert (
+        rel_l2(run_onnx(str(out), _x(32, batch=3))[:1], run_onnx(str(src), _x(32, batch=3)[:1]))
+        < 1e-5
+    )
+    assert _import(src, out, "--batch", "4")[0] == 2

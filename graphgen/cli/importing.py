@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     image_size = args.image_size or (expect[0].shape[-1] if expect is not None else None)
     suffix = source.suffix.lower()
     carried: dict[str, str] = {}
+    verify_batch: int | None = None
     try:
         if suffix == ".params":
             spec, weights, summary = _from_params(source, image_size or 224)
@@ -102,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
             spec, weights, summary = found.spec, found.weights, found.summary
             reference = found.reference
             carried = found.metadata
+            if found.batch is not None and options.batch not in (None, found.batch):
+                raise UserError(
+                    f"{source} has a fixed batch of {found.batch}; import it with --batch "
+                    f"{found.batch} or 'dynamic'"
+                )
+            verify_batch = found.batch
             what = f"{source.name} on onnxruntime"
         elif suffix in STATE_DICT_SUFFIXES:
             from graphgen.importers.state_dict import import_state_dict
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         meta = import_metadata(spec, str(source), summary)
         meta.update(read_normalisation(source) if suffix in STATE_DICT_SUFFIXES else carried)
         plan, model = emit_imported(spec, weights, options, meta)
-        batch = options.batch or 2
+        batch = options.batch or verify_batch or 2
         errors = [
             f"{verify(model, reference, seeded_input(spec, batch), dtype=args.dtype, what=what):.2g}"
             f" against the {what}"

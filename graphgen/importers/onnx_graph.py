@@ -70,6 +70,7 @@ class OnnxImport:
     summary: str
     reference: Callable[[np.ndarray], np.ndarray]
     metadata: dict[str, str] = field(default_factory=dict)  # the source's normalisation, if any
+    batch: int | None = None  # the source's fixed batch, if it has one
 
 
 def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImport:
@@ -91,7 +92,7 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
     )
     data = model.SerializeToString()
     carried = {p.key: p.value for p in model.metadata_props if p.key in CARRIED_METADATA}
-    return OnnxImport(spec, weights, summary, lambda x: run_onnx(data, x), carried)
+    return OnnxImport(spec, weights, summary, lambda x: run_onnx(data, x), carried, graph.batch)
 
 
 def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
@@ -130,6 +131,7 @@ class _Canonical:
         if shape[2] != shape[3]:
             raise GraphError(f"{source}: the input is {shape[2]}x{shape[3]}; graphgen is square")
         self.image_size = shape[2]
+        self.batch = shape[0]
         self.input = inputs[0].name
         self.producer = {out: (i, n) for i, n in enumerate(g.node) for out in n.output}
         self.nodes: dict[str, Node] = {self.input: Node("input", self.input, [], -1)}
