@@ -237,7 +237,7 @@ class _Canonical:
             axes = _attr(node, "axes")
             if axes is None and len(node.input) > 1:
                 axes = self.consts.get(node.input[1], np.array([])).tolist()
-            if sorted(axes or []) != [2, 3]:
+            if sorted(int(a) % 4 for a in axes or []) != [2, 3]:  # NCHW: -1, -2 are spatial
                 raise GraphError(f"{where}: a mean over axes {axes}, not the spatial ones")
             return Node("gap", name, [node.input[0]], order)
         if op == "Gemm":
