@@ -69,11 +69,14 @@ def run_onnx(model: onnx.ModelProto | bytes | str, x: np.ndarray) -> np.ndarray:
 def emit_imported(
     spec: Spec, weights: Weights, options: Options, metadata: dict[str, str]
 ) -> tuple[Plan, onnx.ModelProto]:
-    """The graphgen graph for imported (unfolded) weights, folded and cast as asked."""
+    """The graphgen graph for imported (unfolded) weights, folded and cast as asked.
+
+    `weights` is consumed (emptied), so each array lives once while the graph is built."""
     plan = expand(spec)
-    weights = dict(weights)
     if options.fold:
-        weights = fold_weights(plan, weights)
+        folded = fold_weights(plan, weights)
+        weights.clear()
+        weights = folded
         plan = fold_bn(plan)
     model = emit_model(
         plan,
