@@ -166,3 +166,20 @@ def test_flavor_flag_builds_the_flavour(tmp_path, capsys):
     assert main(args) == 0
     assert "resnet50-gluon-v1: 25,575,912 params" in capsys.readouterr().out
     assert main(["build", "--all", "--flavor", "gluon-v2", "--out-dir", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("flavor", ["gluon-v1", "gluon-v2"])
+def test_torch_module_rebuilds_from_a_flavoured_file(flavor, tmp_path):
+    """bench-runtimes' torch engines rebuild the net from the file's metadata alone."""
+    from train.model import model_from_onnx
+
+    spec = _small(flavor, "bottleneck")
+    path = tmp_path / "f.onnx"
+    model = build(spec, seed=5)
+    import onnx
+
+    onnx.save(model, path)
+    x = normal_input(spec)
+    with torch.no_grad():
+        out = model_from_onnx(path).eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, run_ort(model, x), rtol=1e-4, atol=1e-5)

@@ -232,3 +232,45 @@ def test_fixed_batch_source(tmp_path):
         < 1e-5
     )
     assert _import(src, out, "--batch", "4")[0] == 2
+
+
+def _small_graph(tmp_path, edit) -> Path:
+    model = build(
+        Spec(layers=(1, 1), widths=(8, 16), stem_width=8, classes=3, image_size=32), seed=2
+    )
+    edit(model)
+    src = tmp_path / "edited.onnx"
+    onnx.save(model, src)
+    return src
+
+
+def _bn_eps(model: onnx.ModelProto) -> None:
+    for node in model.graph.node:
+        if node.op_type == "BatchNormalization":
+            node.attribute[0].f = 1e-3
+
+
+def _matmul_head(model: onnx.ModelProto) -> None:
+    """A fc as MatMul + Add (as some exporters write it), the weight stored transposed."""
+    g = model.graph
+    gemm = next(n for n in g.node if n.op_type == "Gemm")
+    inits = {t.name: t for t in g.initializer}
+    w = onnx.numpy_helper.to_array(inits[gemm.input[1]])
+    inits[gemm.input[1]].CopyFrom(
+        onnx.numpy_helper.from_array(np.ascontiguousarray(w.T), gemm.input[1])
+    )
+    index = list(g.node).index(gemm)
+    matmul = onnx.helper.make_node("MatMul", gemm.input[:2], ["fc.mm"], name="fc.mm")
+    add = onnx.helper.make_node("Add", ["fc.mm", gemm.input[2]], list(gemm.output), name="fc.add")
+    g.node.remove(gemm)
+    g.node.insert(index, add)
+    g.node.insert(index, matmul)
+
+
+@pytest.mark.parametrize("edit", [_bn_eps, _matmul_head], ids=["bn-eps-1e-3", "matmul-add-fc"])
+def test_other_exporters_spellings(edit, tmp_path):
+    src = _small_graph(tmp_path, edit)
+    out = tmp_path / "r.onnx"
+    code, printed = _import(src, out)  # verified against the edited source on onnxruntime
+    assert code == 0, printed
+    assert rel_l2(run_onnx(str(out), _x(32)), run_onnx(str(src), _x(32))) < 1e-5

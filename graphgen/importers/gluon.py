@@ -170,8 +170,7 @@ def gluon_names(plan: Plan, *, style: str, prefix: str = "resnetv10_") -> dict[s
         elif not in_stage:
             base = f"features.{top}."
         else:
-            stage_index, block, layer = parts[0], parts[1], ".".join(parts[2:])
-            del stage_index
+            block, layer = parts[1], ".".join(parts[2:])
             if v2:
                 local = "downsample" if layer == "downsample.0" else layer
             elif layer.startswith("downsample"):

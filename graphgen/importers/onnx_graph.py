@@ -61,6 +61,7 @@ class Node:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, int] = field(default_factory=dict)
     eps: float = BN_EPS
+    key: str = ""  # the canonical tensor this node produces
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,13 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
     size = graph.image_size or image_size or 224
     if graph.image_size and image_size and image_size != graph.image_size:
         raise GraphError(f"{source} takes {graph.image_size}px images, not {image_size}")
-    spec, notes = _infer(graph, size, source)
+    spec = _infer(graph, size, source)
     plan = expand(spec)
     weights, folded = _Matcher(plan, graph, source).run()
     flavor = flavor_of(spec) or "custom flavour"
     stride = f", stride on {spec.stride_at}" if spec.block.endswith("bottleneck") else ""
-    summary = (
-        f"resnet{spec.depth}, {flavor}, {spec.classes} classes{stride}"
-        + (", BN folded into the convs (unfolded exactly)" if folded else "")
-        + "".join(notes)
+    summary = f"resnet{spec.depth}, {flavor}, {spec.classes} classes{stride}" + (
+        ", BN folded into the convs (unfolded exactly)" if folded else ""
     )
     data = model.SerializeToString()
     carried = {p.key: p.value for p in model.metadata_props if p.key in CARRIED_METADATA}
@@ -134,7 +133,9 @@ class _Canonical:
         self.batch = shape[0]
         self.input = inputs[0].name
         self.producer = {out: (i, n) for i, n in enumerate(g.node) for out in n.output}
-        self.nodes: dict[str, Node] = {self.input: Node("input", self.input, [], -1)}
+        self.nodes: dict[str, Node] = {
+            self.input: Node("input", self.input, [], -1, key=self.input)
+        }
         self.output = self._resolve_all(g.output[0].name)
         self.consumers: dict[str, list[str]] = {}
         for key, node in sorted(self.nodes.items(), key=lambda kv: kv[1].order):
@@ -149,6 +150,7 @@ class _Canonical:
             if tensor in self.nodes:
                 continue
             node = self._canon(tensor)
+            node.key = tensor
             self.nodes[tensor] = node
             stack.extend(x for x in node.inputs if self._alias(x) not in self.nodes)
             node.inputs = [self._alias(x) for x in node.inputs]
@@ -283,9 +285,8 @@ class _Unit:
     out: str
 
 
-def _infer(g: _Canonical, image_size: int, source: str) -> tuple[Spec, list[str]]:
+def _infer(g: _Canonical, image_size: int, source: str) -> Spec:
     """The spec, by walking the canonical graph forward from the input."""
-    notes: list[str] = []
 
     def refuse(what: str) -> GraphError:
         return GraphError(f"{source}: {what}; not a ResNet graphgen expresses")
@@ -385,14 +386,11 @@ def _infer(g: _Canonical, image_size: int, source: str) -> tuple[Spec, list[str]
     )
     if preact and not final_bn:
         raise refuse("a pre-activation net without a final BN-ReLU before pooling")
-    return spec, notes
+    return spec
 
 
 def _out(g: _Canonical, node: Node) -> str:
-    for key, value in g.nodes.items():
-        if value is node:
-            return key
-    raise KeyError(node.name)  # pragma: no cover - every node is keyed
+    return node.key
 
 
 def _next_kind(g: _Canonical, tensor: str) -> str | None:
