@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from graphgen.cli import main
@@ -17,6 +19,7 @@ from graphgen.flavors import apply_flavor
 from graphgen.importers.common import rel_l2, run_onnx
 from graphgen.importers.onnx_graph import import_onnx
 from graphgen.onnx_io import build
+from graphgen.plan import expand, fold_bn
 from graphgen.spec import Spec, cifar_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gluon"
@@ -274,3 +277,45 @@ def test_other_exporters_spellings(edit, tmp_path):
     code, printed = _import(src, out)  # verified against the edited source on onnxruntime
     assert code == 0, printed
     assert rel_l2(run_onnx(str(out), _x(32)), run_onnx(str(src), _x(32))) < 1e-5
+
+
+@st.composite
+def _importable_specs(draw) -> tuple[Spec, bool]:
+    stem = draw(st.sampled_from(["imagenet", "cifar"]))
+    stages = draw(st.integers(1, 3))
+    block = draw(st.sampled_from(["basic", "bottleneck", "preact_basic", "preact_bottleneck"]))
+    expansion = 4 if block.endswith("bottleneck") else 1
+    widths = sorted(draw(st.lists(st.sampled_from([4, 8, 12]), min_size=stages, max_size=stages)))
+    stride = (4 if stem == "imagenet" else 1) * 2 ** (stages - 1)
+    spec = Spec(
+        layers=tuple(draw(st.lists(st.integers(1, 2), min_size=stages, max_size=stages))),
+        widths=tuple(widths),
+        block=block,
+        stem=stem,
+        shortcut=draw(st.sampled_from(["B", "C"])),
+        stride_at=draw(st.sampled_from(["1x1", "3x3"])),
+        classes=draw(st.integers(1, 12)),
+        image_size=draw(st.integers(stride, stride * 2 + 7)),
+        stem_width=draw(st.sampled_from([w for w in (4, 8) if w <= widths[0] * expansion])),
+        bottleneck_bias=block == "bottleneck" and draw(st.booleans()),
+        data_bn=draw(st.booleans()),
+        first_unit_bn=block.startswith("preact") and draw(st.booleans()),
+    )
+    return spec, draw(st.booleans())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_importable_specs())
+def test_any_expressible_graph_imports_to_the_same_network(case, tmp_path_factory):
+    """Round trip over random specs and flavour fields, folded or not: the same plan (a basic
+    unit's stride placement, or B vs C where every unit projects, are one network) and the same
+    outputs on onnxruntime."""
+    spec, fold = case
+    src = tmp_path_factory.mktemp("rt") / "g.onnx"
+    onnx.save(build(spec, seed=1, fold=fold), src)
+    found = import_onnx(src)
+    same = (lambda s: fold_bn(expand(s)).ops) if fold else (lambda s: expand(s).ops)
+    assert same(found.spec) == same(spec), found.summary
+    x = _x(spec.image_size)
+    ours = run_onnx(build(found.spec, weights=found.weights), x)
+    assert rel_l2(ours, run_onnx(str(src), x)) < 1e-5
