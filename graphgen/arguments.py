@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from graphgen.errors import SpecError
+from graphgen.flavors import FLAVORS, apply_flavor
 from graphgen.spec import (
     BLOCKS,
     SHORTCUTS,
@@ -40,6 +41,12 @@ def add_architecture_arguments(
         choices=STRIDE_PLACEMENTS,
         help="where a bottleneck strides: 1x1 (the paper) or 3x3 (torchvision v1.5)",
     )
+    group.add_argument(
+        "--flavor",
+        choices=FLAVORS,
+        help="a model zoo's block details: paper (default), torchvision (stride on the 3x3), "
+        "gluon-v1 (bottleneck 1x1 biases), gluon-v2 (MXNet Gluon's pre-activation ResNet)",
+    )
     group.add_argument("--classes", type=int, help=f"output classes (default {classes_default})")
     group.add_argument(
         "--image-size",
@@ -50,6 +57,16 @@ def add_architecture_arguments(
 
 
 def spec_from_args(args: argparse.Namespace) -> Spec:
+    spec = _base_spec(args)
+    flavor = getattr(args, "flavor", None)
+    if flavor is None:
+        return spec
+    # The flavour sets block details; a flag given beside it (--stride-at, --block) still wins.
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    return apply_flavor(spec, flavor).replace(**overrides)
+
+
+def _base_spec(args: argparse.Namespace) -> Spec:
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.spec is not None:
         spec = load_spec_file(args.spec)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from graphgen import __version__
 from graphgen.errors import SpecError
@@ -95,6 +95,14 @@ class _Emitter:
         self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=value))
         return name
 
+    def fixed(self, op: BatchNorm, key: str) -> str:
+        """A BN's fixed scale (ones) or shift (zeros) as a Constant: not a parameter."""
+        name = f"{op.name}.{key}"
+        fill = np.ones if key == "weight" else np.zeros
+        value = numpy_helper.from_array(fill(op.channels, self.np_dtype), name)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=value))
+        return name
+
     def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs: Any) -> None:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
 
@@ -116,9 +124,9 @@ class _Emitter:
             )
         elif isinstance(op, BatchNorm):
             names = [
-                self.param(f"{op.name}.{k}")
-                for k in ("weight", "bias", "running_mean", "running_var")
-            ]
+                self.param(f"{op.name}.{k}") if op.affine else self.fixed(op, k)
+                for k in ("weight", "bias")
+            ] + [self.param(f"{op.name}.{k}") for k in ("running_mean", "running_var")]
             self.node("BatchNormalization", [x, *names], out, op.name, epsilon=BN_EPS)
         elif isinstance(op, Relu):
             self.node("Relu", [x], out, op.name)

@@ -29,7 +29,7 @@ class Conv:
     pad: int
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
-    bias: bool = False  # only after BN folding; the paper's convs have none
+    bias: bool = False  # after BN folding, or Gluon v1's bottleneck 1x1s; the paper's have none
 
     @property
     def shape(self) -> Shape:
@@ -58,12 +58,15 @@ class BatchNorm:
     out: str
     channels: int
     hw: tuple[int, int]
+    affine: bool = True  # False: no learned scale or shift (Gluon v2's BN on the input data)
 
     @property
     def shape(self) -> Shape:
         return (self.channels, *self.hw)
 
     def params(self) -> dict[str, Shape]:
+        if not self.affine:
+            return {}
         return {f"{self.name}.weight": (self.channels,), f"{self.name}.bias": (self.channels,)}
 
     def buffers(self) -> dict[str, Shape]:
@@ -271,16 +274,17 @@ class _Builder:
         x: str | None = None,
         cin: int | None = None,
         hw: tuple[int, int] | None = None,
+        bias: bool = False,
     ) -> str:
         x, cin, hw = x or self.x, cin or self.c, hw or self.hw
         pad = kernel // 2
         out_hw = (_conv_out(hw[0], kernel, stride, pad), _conv_out(hw[1], kernel, stride, pad))
-        self.ops.append(Conv(name, x, name, cin, cout, kernel, stride, pad, hw, out_hw))
+        self.ops.append(Conv(name, x, name, cin, cout, kernel, stride, pad, hw, out_hw, bias))
         self.x, self.c, self.hw = name, cout, out_hw
         return name
 
-    def bn(self, name: str) -> str:
-        self.ops.append(BatchNorm(name, self.x, name, self.c, self.hw))
+    def bn(self, name: str, *, affine: bool = True) -> str:
+        self.ops.append(BatchNorm(name, self.x, name, self.c, self.hw, affine))
         self.x = name
         return name
 
@@ -293,6 +297,8 @@ class _Builder:
 def expand(spec: Spec) -> Plan:
     """Expand a spec into the ordered op list (He et al. 2015, Table 1 and section 4.2)."""
     b = _Builder(spec)
+    if spec.data_bn:  # Gluon v2 normalises the images with running statistics alone
+        b.bn("bn_data", affine=False)
     if spec.stem == "imagenet":
         b.conv("conv1", spec.stem_width, 7, 2)
         b.bn("bn1")
@@ -311,7 +317,8 @@ def expand(spec: Spec) -> Plan:
             stride = 2 if stage > 0 and index == 0 else 1
             prefix = f"layer{stage + 1}.{index}"
             if spec.preact:
-                _preact_block(b, spec, prefix, width, stride, first=stage == index == 0)
+                first = stage == index == 0 and not spec.first_unit_bn
+                _preact_block(b, spec, prefix, width, stride, first=first)
             else:
                 _block(b, spec, prefix, width, stride)
     if spec.preact:  # the units end on an addition: one last BN-ReLU before pooling
@@ -339,7 +346,8 @@ def _block(b: _Builder, spec: Spec, prefix: str, width: int, stride: int) -> Non
     x, cin, hw = b.x, b.c, b.hw
     convs, cout = _branch_convs(spec, width, stride)
     for i, (kernel, channels, s) in enumerate(convs, 1):
-        b.conv(f"{prefix}.conv{i}", channels, kernel, s)
+        bias = spec.bottleneck_bias and kernel == 1  # Gluon v1: both 1x1s have a bias
+        b.conv(f"{prefix}.conv{i}", channels, kernel, s, bias=bias)
         b.bn(f"{prefix}.bn{i}")
         if i < len(convs):
             b.relu(f"{prefix}.relu{i}")

@@ -53,6 +53,10 @@ class Spec:
     classes: int = 1000
     image_size: int = 224
     stem_width: int = 64
+    # Flavour fields (graphgen.flavors names the zoo presets); the defaults are the paper's.
+    bottleneck_bias: bool = False  # a bias on the bottleneck's two 1x1 convs (Gluon v1)
+    data_bn: bool = False  # a BN without scale or shift on the input images (Gluon v2)
+    first_unit_bn: bool = False  # the first pre-activation unit keeps its own BN-ReLU (Gluon v2)
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +81,7 @@ class Spec:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SpecError(f"{key} must be a positive integer, got {value!r}")
+        _check_flavour(self)
         if self.image_size < self.total_stride:
             raise SpecError(
                 f"image size {self.image_size} is too small for this network's stride chain "
@@ -119,10 +124,12 @@ class Spec:
         return 1 + per_block * sum(self.layers) + 1
 
     def to_dict(self) -> dict[str, Any]:
+        # Flavour fields at their defaults are left out, so older specs keep their exact bytes.
         return {
             f.name: (list(v) if isinstance(v, tuple) else v)
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
+            if not (f.name in FLAVOUR_FIELDS and v is False)
         }
 
     def to_json(self) -> str:
@@ -132,6 +139,22 @@ class Spec:
         """A copy with fields changed; the name is re-derived unless given."""
         changes.setdefault("name", "")
         return dataclasses.replace(self, **changes)
+
+
+FLAVOUR_FIELDS = ("bottleneck_bias", "data_bn", "first_unit_bn")
+
+
+def _check_flavour(spec: Spec) -> None:
+    for key in FLAVOUR_FIELDS:
+        if not isinstance(getattr(spec, key), bool):
+            raise SpecError(f"{key} must be true or false, got {getattr(spec, key)!r}")
+    if spec.bottleneck_bias and spec.block != "bottleneck":
+        raise SpecError(f"bottleneck_bias needs block 'bottleneck', not {spec.block!r}")
+    if spec.first_unit_bn and not spec.preact:
+        raise SpecError(
+            f"first_unit_bn needs a pre-activation block (preact_basic or preact_bottleneck), "
+            f"not {spec.block!r}"
+        )
 
 
 def _require(ok: bool, key: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -150,15 +173,28 @@ def default_name(spec: Spec) -> str:
     default_shortcut = "A" if spec.stem == "cifar" else "B"
     if spec.shortcut not in ("none", default_shortcut):
         name += f"-{spec.shortcut}"
-    if spec.preact:
+    flavour = _flavour_suffix(spec)
+    gluon_v2 = flavour == "-gluon-v2" and (spec.expansion == 1 or spec.stride_at == "3x3")
+    if spec.preact and not gluon_v2:
         name += "-preact"
-    if spec.block.endswith("bottleneck") and spec.stride_at == "3x3":
+    if spec.block.endswith("bottleneck") and spec.stride_at == "3x3" and not gluon_v2:
         name += "-v1.5"
+    name += flavour
     if spec.stem == "imagenet" and (spec.widths, spec.stem_width) != (IMAGENET_WIDTHS, 64):
         name += "-custom"
     if spec.stem == "cifar" and (spec.widths, spec.stem_width) != (CIFAR_WIDTHS, 16):
         name += "-custom"
     return name
+
+
+def _flavour_suffix(spec: Spec) -> str:
+    if spec.bottleneck_bias and not spec.data_bn:
+        return "-gluon-v1"
+    if spec.data_bn and spec.first_unit_bn:
+        return "-gluon-v2"
+    return "".join(
+        f"-{key.replace('_', '')}" for key in FLAVOUR_FIELDS if getattr(spec, key) is True
+    )
 
 
 def _same_arch(a: Spec, b: Spec) -> bool:

@@ -63,9 +63,12 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
             w = rng.standard_normal((op.cout, op.cin, op.kernel, op.kernel), dtype=np.float32)
             w *= np.float32(math.sqrt(2.0 / fan_out))
             weights[f"{op.name}.weight"] = w
+            if op.bias:  # Gluon v1's bottleneck 1x1 biases start at zero, as Gluon's do
+                weights[f"{op.name}.bias"] = np.zeros(op.cout, np.float32)
         elif isinstance(op, BatchNorm):
-            weights[f"{op.name}.weight"] = np.ones(op.channels, np.float32)
-            weights[f"{op.name}.bias"] = np.zeros(op.channels, np.float32)
+            if op.affine:
+                weights[f"{op.name}.weight"] = np.ones(op.channels, np.float32)
+                weights[f"{op.name}.bias"] = np.zeros(op.channels, np.float32)
             weights[f"{op.name}.running_mean"] = np.zeros(op.channels, np.float32)
             weights[f"{op.name}.running_var"] = np.ones(op.channels, np.float32)
         elif isinstance(op, Linear):
@@ -79,7 +82,7 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
     for op in plan.ops:
         if isinstance(op, Add):
             weights[f"{_last_branch_bn(plan, op.a)}.weight"][:] = RESIDUAL_BN_SCALE
-        elif isinstance(op, BatchNorm) and plan.spec.shortcut == "none":
+        elif isinstance(op, BatchNorm) and op.affine and plan.spec.shortcut == "none":
             weights[f"{op.name}.bias"][:] = PLAIN_BN_SHIFT
     calibrate_bn(plan, weights, seed=seed)
     return weights
@@ -158,8 +161,9 @@ def forward_nhwc(
             else:
                 mean = weights[f"{op.name}.running_mean"].astype(np.float64)
                 var = weights[f"{op.name}.running_var"].astype(np.float64)
-            scale = (weights[f"{op.name}.weight"] / np.sqrt(var + BN_EPS)).astype(np.float32)
-            shift = (weights[f"{op.name}.bias"] - mean * scale).astype(np.float32)
+            gamma, beta = bn_affine(op, weights)
+            scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
+            shift = (beta - mean * scale).astype(np.float32)
             out = x * scale + shift
         elif isinstance(op, Relu):
             out = np.maximum(values[op.x], 0)
@@ -183,6 +187,13 @@ def forward_nhwc(
             if name != op.out:
                 values.pop(name, None)
     return out
+
+
+def bn_affine(op: BatchNorm, weights: Weights) -> tuple[np.ndarray, np.ndarray]:
+    """A BN's scale and shift; ones and zeros for a BN without them (Gluon v2's data BN)."""
+    if op.affine:
+        return weights[f"{op.name}.weight"], weights[f"{op.name}.bias"]
+    return np.ones(op.channels, np.float32), np.zeros(op.channels, np.float32)
 
 
 def last_use(plan: Plan) -> dict[int, list[str]]:
@@ -226,7 +237,10 @@ def _max_pool_nhwc(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
 
 
 def fold_weights(plan: Plan, weights: Weights) -> Weights:
-    """Merge each BN into its conv: w' = w * g / sqrt(v + eps), b' = beta - mean * g / sqrt(v + eps)."""
+    """Merge each BN into its conv: w' = w * g / sqrt(v + eps), b' = beta - mean * g / sqrt(v + eps).
+
+    A bias the conv already has (Gluon v1's bottleneck 1x1s) moves into the BN's mean first,
+    exactly: BN(x + b) normalises with mean' = mean - b."""
     folded: Weights = {}
     bn_of = {conv: bn for bn, conv in bn_producers(plan).items()}
     bns = set(bn_of.values())
@@ -238,6 +252,8 @@ def fold_weights(plan: Plan, weights: Weights) -> Weights:
         gamma = weights[f"{bn}.weight"].astype(np.float64)
         beta = weights[f"{bn}.bias"].astype(np.float64)
         mean = weights[f"{bn}.running_mean"].astype(np.float64)
+        if f"{conv}.bias" in weights:
+            mean = mean - weights[f"{conv}.bias"].astype(np.float64)
         var = weights[f"{bn}.running_var"].astype(np.float64)
         scale = gamma / np.sqrt(var + BN_EPS)
         w = weights[f"{conv}.weight"].astype(np.float64)

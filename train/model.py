@@ -60,7 +60,7 @@ class PlanNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, nn.BatchNorm2d) and module.affine:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
@@ -92,7 +92,7 @@ def _module_for(op: object) -> nn.Module | None:
     if isinstance(op, Conv):
         return nn.Conv2d(op.cin, op.cout, op.kernel, op.stride, op.pad, bias=op.bias)
     if isinstance(op, BatchNorm):
-        return nn.BatchNorm2d(op.channels)
+        return nn.BatchNorm2d(op.channels, affine=op.affine)
     if isinstance(op, Linear):
         return nn.Linear(op.in_features, op.out_features)
     return None

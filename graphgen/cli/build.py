@@ -117,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
         fold=args.fold_bn,
     )
     if args.all:
-        given = [f"--{k.replace('_', '-')}" for k in (*OVERRIDES, "dataset") if getattr(args, k)]
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in (*OVERRIDES, "dataset", "flavor")
+            if getattr(args, k)
+        ]
         if args.output is not None:
             given.append("-o")
         if given:

@@ -1,0 +1,1 @@
+"""Trained ResNets from other tools into graphgen graphs: Gluon `.params`, ONNX, state_dicts."""

@@ -1,0 +1,73 @@
+"""torchvision/timm-named state_dicts (safetensors, .pt, .npz): the spec from names and shapes.
+
+The names are graphgen's own (they are torchvision's), so the weights go through
+`graphgen.inject.check_weights` as they are; only the spec has to be inferred. Two things the
+shapes cannot show are taken from flags and said in the summary: where a bottleneck strides
+(torchvision's 3x3 by default) and, for a CIFAR stem without projections, shortcut A (not a
+plain net).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from graphgen.errors import GraphError
+from graphgen.inject import IGNORED_SUFFIXES, check_weights, read_weights
+from graphgen.plan import expand
+from graphgen.spec import Spec
+from graphgen.weights import Weights
+
+
+def import_state_dict(
+    path: str | Path, *, image_size: int = 224, stride_at: str = "3x3"
+) -> tuple[Spec, Weights, str]:
+    """(spec, weights in plan order, one-line summary) of a torchvision-layout state_dict."""
+    source = str(path)
+    weights = {k: v for k, v in read_weights(path).items() if not k.endswith(IGNORED_SUFFIXES)}
+    if "conv1.weight" not in weights or "fc.weight" not in weights:
+        raise GraphError(
+            f"{source}: no conv1.weight or fc.weight; import reads torchvision/timm ResNet names"
+        )
+    blocks: dict[int, set[int]] = {}
+    for name in weights:
+        if m := re.match(r"layer(\d+)\.(\d+)\.", name):
+            blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+    if not blocks or sorted(blocks) != list(range(1, len(blocks) + 1)):
+        raise GraphError(f"{source}: stages layer1, layer2, ... not found in order")
+    bottleneck = "layer1.0.conv3.weight" in weights
+    preact = "bn_final.running_mean" in weights
+    block = ("preact_" if preact else "") + ("bottleneck" if bottleneck else "basic")
+    stem = weights["conv1.weight"]
+    stem_kind = {7: "imagenet", 3: "cifar"}.get(int(stem.shape[2]))
+    if stem_kind is None:
+        raise GraphError(f"{source}: a {stem.shape[2]}x{stem.shape[2]} stem conv fits no stem")
+    widths = tuple(int(weights[f"layer{s}.0.conv1.weight"].shape[0]) for s in sorted(blocks))
+    projections = [n for n in weights if n.endswith(".downsample.0.weight")]
+    units = sum(len(b) for b in blocks.values())
+    if len(projections) == units:
+        shortcut = "C"
+    elif projections:
+        shortcut = "B"
+    else:
+        shortcut = "A" if stem_kind == "cifar" else "B"
+    spec = Spec(
+        layers=tuple(len(blocks[s]) for s in sorted(blocks)),
+        widths=widths,
+        block=block,
+        stem=stem_kind,
+        shortcut=shortcut,
+        stride_at=stride_at,
+        classes=int(weights["fc.weight"].shape[0]),
+        image_size=image_size,
+        stem_width=int(stem.shape[0]),
+        bottleneck_bias=bottleneck and not preact and "layer1.0.conv1.bias" in weights,
+        data_bn="bn_data.running_mean" in weights,
+        first_unit_bn=preact and "layer1.0.bn1.running_mean" in weights,
+    )
+    checked = check_weights(expand(spec), weights, source=source)
+    given = f", stride on {stride_at} (given: weights do not show it)" if bottleneck else ""
+    summary = (
+        f"{spec.name} (resnet{spec.depth}), {spec.classes} classes, shortcut {shortcut}{given}"
+    )
+    return spec, checked, summary
