@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Sequence
 
 from graphgen import __version__
-from graphgen.cli import build, info, inject, listing
+from graphgen.cli import build, info, inject, listing, quantize
 from resnet_common.cli import OneLineParser, run_main
 
-COMMANDS = [build, listing, info, inject]
+COMMANDS = [build, listing, info, inject, quantize]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,8 @@ def make_parser() -> argparse.ArgumentParser:
         "  graphgen build --depth 56 --shortcut C     # CIFAR ResNet-56, projections everywhere\n"
         "  graphgen build --spec my-net.yaml          # any stage table, block and shortcut\n"
         "  graphgen list                              # every standard variant: params, MACs\n"
-        "  graphgen info resnet152.onnx               # params, MACs, ops of any ONNX classifier",
+        "  graphgen info resnet152.onnx               # params, MACs, ops of any ONNX classifier\n"
+        "  graphgen quantize resnet50.onnx -o q.onnx  # int8 QDQ graph, calibrated in numpy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"graphgen {__version__}")
