@@ -356,20 +356,16 @@ class _QdqWriter:
         """A DequantizeLinear for one more reader of `tensor`; returns its output's name.
 
         Every reader gets a DQ of its own. With `dedicated`, every reader past the first also
-        gets its own Q, with the scale nudged up by one float32 ulp per reader: onnxruntime
-        merges identical Q nodes (constant sharing, then common subexpressions), and its x86
-        int8 -> uint8 rewrite and conv fusion skip a Q that feeds two DQs, which left
-        ResNet-50's block-entry convs (conv1 and downsample.0 share an input) in fp32. A 1e-7
-        relative change of one scale is far below int8's own step."""
+        gets its own Q, with scale and zero point initializers of its own (the same values):
+        onnxruntime's x86 int8 -> uint8 rewrite and its conv fusion skip a Q that feeds two DQs,
+        which left ResNet-50's block-entry convs (conv1 and downsample.0 read one tensor) in
+        fp32; OpenVINO runs the separate Qs as int8 as long as their parameters are equal."""
         count = self.readers[tensor]
         self.readers[tensor] = count + 1
         suffix = "" if count == 0 else str(count)
         q = f"{tensor}.q"
         if count and self.dedicated:
-            amax = float(np.float32(self.amax[tensor]) / QMAX)
-            for _ in range(count):
-                amax = float(np.nextafter(np.float32(amax), np.float32(np.inf)))
-            self.quantize(tensor, amax * QMAX, suffix=suffix)
+            self.quantize(tensor, self.amax[tensor], suffix=suffix)
             self.readers[tensor] = count + 1
             q = f"{tensor}.q{suffix}"
         scale, zero = (
