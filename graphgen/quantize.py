@@ -439,7 +439,7 @@ def folded(plan: Plan, weights: Weights) -> tuple[Plan, Weights]:
     return fold_bn(base), fold_weights(base, weights)
 
 
-def _check_source(model: onnx.ModelProto, source: str) -> None:
+def check_source(model: onnx.ModelProto, source: str) -> None:
     meta = metadata(model)
     dtype = meta.get("graphgen.dtype", "float32")
     if dtype == "int8":
@@ -474,7 +474,7 @@ def quantize(
     """The QDQ int8 graph of a graphgen float32 file (BN folded, its own weights), calibrated on
     `calibration` (default: seeded images). The file's batch, opset and provenance are kept."""
     options = options or QuantOptions()
-    _check_source(model, source)
+    check_source(model, source)
     plan, weights = folded(plan_of(model, source=source), weights_of(model))
     calibration = calibration or seeded_calibration(model, plan, seed=seed)
     if calibration.images.shape[1:] != (plan.spec.image_size, plan.spec.image_size, 3):

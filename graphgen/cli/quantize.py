@@ -20,8 +20,8 @@ from graphgen.quantize import (
     METHODS,
     PLACEMENTS,
     QuantOptions,
+    check_source,
     digest,
-    folded,
     load_calibration,
     quantize,
     seeded_calibration,
@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() == args.model.resolve():
         raise UserError(f"-o {out} is the input file; write the int8 graph elsewhere")
     model = load(args.model)
-    plan, _ = folded(plan_of(model, source=str(args.model)), {})
+    check_source(model, str(args.model))
+    plan = plan_of(model, source=str(args.model))
     if args.calibration_data is not None:
         calibration = load_calibration(
             args.calibration_data, model, plan, count=args.calibration_images
