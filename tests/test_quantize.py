@@ -354,3 +354,42 @@ def test_trained_net_keeps_its_accuracy_after_int8(trained):
         assert comparison, (name, comparison.failures)
         assert m.rel_l2 < 0.05 and m.top1 >= 0.98, (name, m)  # measured 0.011-0.017, 99.2-99.4%
         assert m.decisive > len(x) // 2 and (m.decisive_top1 or 0) >= 0.99, (name, m)
+
+
+# -- the harness ------------------------------------------------------------------------------
+
+
+def test_bench_run_int8_times_the_quantized_graph_and_judges_it_against_fp32(
+    tmp_path, model_cache, monkeypatch
+):
+    from runtimes.cli import main as bench_main
+
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(model_cache))
+    out = tmp_path / "bench"
+    argv = ["run", "--models", "cifar-resnet20", "--runtimes", "ort-cpu,openvino", "--precision",
+            "int8", "--iterations", "3", "--warmup", "1", "--no-interleave", "--out", str(out)]  # fmt: skip
+    assert bench_main(argv) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["runtime"] for r in records} == {"ort-cpu", "openvino"}
+    for record in records:
+        assert record["status"] == "ok" and record["precision"] == "int8", record
+        assert record["parity"]["passed"] and "fp32 graph" in record["parity"]["reference"]
+        assert record["parity"]["min_top1"] == DEFAULT_TOLERANCES["int8"].min_top1
+        kernels = record["runner"]["conv_kernels"]
+        assert kernels in ({"int8": 19, "float": 0}, {"u8": 19}), kernels
+
+
+def test_an_int8_file_without_its_fp32_source_has_no_reference(tmp_path, capsys):
+    """Given as a file, an int8 graph is judged against the fp32 graph it records (name and
+    digest, beside it); without it there is nothing honest to compare with: exit 1, said so."""
+    from runtimes.cli import main as bench_main
+
+    source = save(fp32("cifar-resnet20"), tmp_path / "r20.onnx")
+    assert graphgen_main(["quantize", str(source), "--calibration-images", "4"]) == 0
+    q = str(tmp_path / "r20-int8.onnx")
+    argv = ["parity", "--models", q, "--runtimes", "ort-cpu", "--precision", "int8"]
+    assert bench_main(argv) == 0
+    source.write_bytes(source.read_bytes() + b"\0")  # another file under the recorded name
+    capsys.readouterr()
+    assert bench_main(argv) == 1
+    assert "no fp32 graph to compare" in capsys.readouterr().out
