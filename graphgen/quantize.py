@@ -8,9 +8,10 @@ onnxruntime and OpenVINO run with integer kernels:
 
 - weights: int8, symmetric, one scale per output channel (axis 0), zero point 0, in [-127, 127];
   stored as int8 initializers under their torchvision names, each read through a DequantizeLinear;
-- activations: int8, symmetric, one scale per tensor, zero point 0 (TensorRT requires zero
-  points of 0); scales are amax / 127, with amax the maximum or a percentile of |x| over the
-  calibration images;
+- activations: one scale per tensor, zero point 0 (TensorRT requires zero points of 0): int8,
+  amax / 127; in the ort placement, tensors that are non-negative by construction (ReLU outputs,
+  and a conv output whose one reader is a ReLU) are uint8, amax / 255. amax is the maximum or a
+  percentile of |x| over the calibration images;
 - biases stay float32 (TensorRT's DequantizeLinear takes no int32; onnxruntime quantizes a
   float bias itself when it fuses a QLinearConv); input and output stay float32.
 
@@ -20,18 +21,19 @@ Placement (where the Q/DQ pairs go), decided per op of the plan:
   ModelOpt ONNX quantizer's residual-Add handling): quantize the inputs of every Conv and Gemm,
   and the residual (shortcut) input of each Add, never its conv-branch input, so that TensorRT
   fuses conv + bias + add + ReLU into one int8 kernel with the next Q in its epilogue.
-- `ort` (the default): the same conv and Gemm inputs, plus a Q/DQ pair on every conv's output,
-  which onnxruntime needs to fuse DQ -> Conv -> Q into a QLinearConv (with inputs only it runs
-  fp32 convs on dequantized weights). Where a ReLU follows, the output pair takes the ReLU
-  output's scale: with zero point 0, relu(Q(y)) == Q(relu(y)), so the extra pair adds no error.
-  The residual input of Add is left in float here: onnxruntime runs that Add in float either
-  way, and a shared DQ between the Add and the next conv stops the conv's fusion.
+- `ort` (the default): the same, plus a Q/DQ pair on every conv's output, which onnxruntime
+  needs to fuse DQ -> Conv -> Q into a QLinearConv (with inputs only it runs fp32 convs on
+  dequantized weights), and on the output of an Add no ReLU follows. Where a ReLU follows a
+  conv, its output pair takes the ReLU output's scale in uint8 with zero point 0, so the Q
+  itself clamps at 0: the pair adds no error and onnxruntime drops the ReLU. An Add followed by
+  a ReLU is left to the ReLU's Q, which onnxruntime folds into a QLinearAdd.
 
 Measured in `tests/test_quantize.py` and docs/int8.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -46,7 +48,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphgen.errors import GraphError
 from graphgen.onnx_emit import emit_model
 from graphgen.onnx_io import metadata, plan_of, weights_of
-from graphgen.plan import INPUT, Add, Conv, Linear, Op, Plan, Relu, expand, fold_bn
+from graphgen.plan import INPUT, Add, Conv, Linear, MaxPool, Op, Plan, Relu, expand, fold_bn
 from graphgen.weights import Weights, fold_weights, forward_nhwc
 from resnet_common.errors import UserError
 
@@ -57,10 +59,12 @@ PLACEMENTS = ("ort", "trt")
 DEFAULT_PLACEMENT = "ort"
 DEFAULT_CALIBRATION_IMAGES = 32
 CALIBRATION_BATCH = 8
-SCHEME = (
-    "QDQ int8 symmetric: weights per output channel (axis 0), activations per tensor, "
-    "zero points 0, float32 biases and I/O"
-)
+SCHEMES = {
+    "trt": "QDQ int8: weights symmetric per output channel (axis 0); activations int8 per "
+    "tensor; zero points 0; float32 biases and I/O",
+    "ort": "QDQ int8: weights symmetric per output channel (axis 0); activations per tensor, "
+    "uint8 after a ReLU and int8 elsewhere; zero points 0; float32 biases and I/O",
+}
 QMAX = 127
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -226,6 +230,7 @@ class Placement:
     inputs: dict[str, list[tuple[str, int]]]  # tensor -> [(op name, input index)]
     outputs: list[str]
     scale_of: dict[str, str]  # quantized tensor -> tensor whose range sets its scale
+    unsigned: set[str] = dataclasses.field(default_factory=set)  # uint8, zero point 0 (ort)
 
     def observed(self) -> set[str]:
         return {*self.inputs, *self.outputs, *self.scale_of.values()}
@@ -236,17 +241,38 @@ def placement_for(plan: Plan, placement: str) -> Placement:
     outputs: list[str] = []
     scale_of: dict[str, str] = {}
     relu_of = {op.x: op.out for op in plan.ops if isinstance(op, Relu)}
+    readers: dict[str, int] = {}
+    for op in plan.ops:
+        for attr in ("x", "a", "b"):
+            name = getattr(op, attr, None)
+            if name is not None:
+                readers[name] = readers.get(name, 0) + 1
+    # Non-negative tensors: ReLU outputs and max-pools of them. In the ort placement they are
+    # uint8 with zero point 0 (scale amax / 255: one more bit than int8), and so is a conv
+    # output whose one reader is a ReLU: its Q then clamps at 0, the ReLU after its DQ is a
+    # no-op, and onnxruntime drops the ReLU and the DQ -> Q between two QLinearConvs.
+    positive = {op.out for op in plan.ops if isinstance(op, Relu)}
+    positive |= {op.out for op in plan.ops if isinstance(op, MaxPool) and op.x in positive}
+    unsigned: set[str] = set()
     for op in plan.ops:
         if isinstance(op, Conv | Linear):
             inputs.setdefault(op.x, []).append((op.name, 0))
-        elif isinstance(op, Add) and placement == "trt":
+        elif isinstance(op, Add):
             inputs.setdefault(op.b, []).append((op.name, 1))
-        if isinstance(op, Conv) and placement == "ort":
+        # An Add followed by a ReLU is left to the ReLU's (uint8, zero point 0) Q: onnxruntime
+        # folds ReLU -> Q into the Q and then fuses DQ, DQ -> Add -> Q into a QLinearAdd; a Q of
+        # its own on the Add's output left a DQ -> Q pair behind every block.
+        add_relu = isinstance(op, Add) and op.out in relu_of
+        if isinstance(op, Conv | Add) and placement == "ort" and not add_relu:
             outputs.append(op.out)
             scale_of[op.out] = relu_of.get(op.out, op.out)
+            if op.out in relu_of and readers.get(op.out) == 1:
+                unsigned.add(op.out)
     for name in inputs:
         scale_of.setdefault(name, name)
-    return Placement(inputs, outputs, scale_of)
+        if placement == "ort" and name in positive:
+            unsigned.add(name)
+    return Placement(inputs, outputs, scale_of, unsigned)
 
 
 # -- calibration ------------------------------------------------------------------------------
@@ -328,6 +354,7 @@ class _QdqWriter:
     def __init__(self, weight_qmax: int = QMAX, *, dedicated: bool = False) -> None:
         self.weight_qmax = weight_qmax
         self.dedicated = dedicated
+        self.unsigned: set[str] = set()
         self.amax: dict[str, float] = {}
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
@@ -338,9 +365,14 @@ class _QdqWriter:
         return name
 
     def quantize(self, tensor: str, amax: float, *, suffix: str = "") -> None:
-        """A QuantizeLinear of `tensor` (scale amax / 127, zero point 0)."""
-        scale = self.const(f"{tensor}.scale{suffix}", np.array(amax / QMAX, np.float32))
-        zero = self.const(f"{tensor}.zero_point{suffix}", np.array(0, np.int8))
+        """A QuantizeLinear of `tensor`: int8 (scale amax / 127) or, for `unsigned` tensors,
+        uint8 (scale amax / 255); zero point 0 either way."""
+        unsigned = tensor in self.unsigned
+        step = amax / (255 if unsigned else QMAX)
+        scale = self.const(f"{tensor}.scale{suffix}", np.array(step, np.float32))
+        zero = self.const(
+            f"{tensor}.zero_point{suffix}", np.array(0, np.uint8 if unsigned else np.int8)
+        )
         self.nodes.append(
             helper.make_node(
                 "QuantizeLinear",
@@ -364,13 +396,14 @@ class _QdqWriter:
         self.readers[tensor] = count + 1
         suffix = "" if count == 0 else str(count)
         q = f"{tensor}.q"
-        if count and self.dedicated:
+        dedicated = self.dedicated and tensor not in self.unsigned
+        if count and dedicated:
             self.quantize(tensor, self.amax[tensor], suffix=suffix)
             self.readers[tensor] = count + 1
             q = f"{tensor}.q{suffix}"
         scale, zero = (
             (f"{tensor}.scale{suffix}", f"{tensor}.zero_point{suffix}")
-            if count and self.dedicated
+            if count and dedicated
             else (f"{tensor}.scale", f"{tensor}.zero_point")
         )
         name = f"{tensor}.dq{suffix}"
@@ -409,6 +442,7 @@ def insert_qdq(
     reads = {(op_name, index): t for t, uses in place.inputs.items() for op_name, index in uses}
     inits = {t.name: t for t in model.graph.initializer}
     out = _QdqWriter(weight_qmax, dedicated=placement == "ort")
+    out.unsigned = place.unsigned
     quantized: set[str] = set()
     if INPUT in place.inputs:
         out.quantize(INPUT, amax[INPUT])
@@ -491,7 +525,7 @@ def quantize(
         {
             "graphgen.fold_bn": "true",
             "graphgen.dtype": "int8",
-            f"{PROP}.scheme": SCHEME,
+            f"{PROP}.scheme": SCHEMES[options.placement],
             f"{PROP}.placement": options.placement,
             f"{PROP}.method": options.method_label,
             f"{PROP}.calibration": json.dumps(calibration.source, sort_keys=True),

@@ -20,6 +20,7 @@ import openvino as ov
 import pytest
 
 from graphgen.cli import main as graphgen_main
+from graphgen.cost import graph_cost
 from graphgen.onnx_io import build, load, plan_of, save
 from graphgen.plan import Conv
 from graphgen.quantize import (
@@ -103,11 +104,14 @@ def test_qdq_graph_passes_the_full_check_and_keeps_fp32_io(name, placement, tmp_
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["Conv"] == len(convs) and ops["DequantizeLinear"] >= 2 * len(convs)
     assert check_int8_structure(model) is None
+    cost = graph_cost(model)  # `graphgen info` counts the int8 weights, not the scales
+    assert (cost.params, cost.macs) == (plan.params, plan.macs)
 
 
 def test_placements_follow_their_rules():
     """trt: Q/DQ on conv and gemm inputs and on each Add's residual input, never on a conv's
-    output; ort: conv and gemm inputs plus every conv output, Adds read raw residuals."""
+    output (but a projection's, the residual input of its Add); ort: the same plus every conv
+    output, so both of an Add's inputs are quantized."""
     for placement in ("trt", "ort"):
         model = int8("resnet18-64px", placement)
         producer = {o: n for n in model.graph.node for o in n.output}
@@ -117,14 +121,8 @@ def test_placements_follow_their_rules():
             if node.op_type in ("Conv", "Gemm"):
                 assert kinds[:2] == ["DequantizeLinear", "DequantizeLinear"], node.name
             if node.op_type == "Add":
-                # the residual (second) input: a DQ in trt; in ort raw, unless it is a
-                # projection conv's output (every conv output is quantized there)
-                dq = feeds[1]
-                if placement == "trt" or dq is None or dq.op_type != "DequantizeLinear":
-                    assert (kinds[1] == "DequantizeLinear") == (placement == "trt"), node.name
-                else:
-                    source = producer[producer[dq.input[0]].input[0]]
-                    assert source.op_type == "Conv" and "downsample" in source.name
+                # the residual (second) input is quantized in both placements
+                assert kinds[1] == "DequantizeLinear", node.name
                 # the branch (first) input: float in trt (fused into the conv), DQ in ort
                 assert (kinds[0] == "DequantizeLinear") == (placement == "ort"), node.name
             if node.op_type == "Conv":
