@@ -86,10 +86,17 @@ def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
     for node in graph.node:
         if node.op_type == "BatchNormalization":
             bn_stats.update(node.input[3:5])
+    # QDQ graphs (graphgen quantize): int8 weights read through a DequantizeLinear are
+    # parameters; the scales and zero points of Q/DQ nodes are not.
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    qparams = {name for node in qdq for name in node.input[1:3]}
+    quantized = {node.input[0] for node in qdq if node.op_type == "DequantizeLinear"}
     params = sum(
         int(np.prod(dims))
         for n, dims in init.items()
-        if n not in bn_stats and init_types[n] in FLOAT_TYPES
+        if n not in bn_stats
+        and n not in qparams
+        and (init_types[n] in FLOAT_TYPES or n in quantized)
     )
     # Weights some exporters put in Constant nodes instead of initializers.
     weight_inputs = {

@@ -19,7 +19,7 @@ import numpy as np
 
 from resnet_common.errors import UserError
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 Timing = Literal["device", "end-to-end"]
 TIMING_MODES: tuple[Timing, ...] = ("device", "end-to-end")  # GPU: device events, or host I/O
 Feeds = dict[str, np.ndarray]
@@ -56,7 +56,8 @@ class Runner(ABC):
     """One engine running one ONNX model at one precision.
 
     `model_path` is an ONNX file; for fp16 it is graphgen's half-precision graph (float32 I/O),
-    because TensorRT 11 and the onnxruntime CPU provider take precision from the graph itself.
+    because TensorRT 11 and the onnxruntime CPU provider take precision from the graph itself;
+    for int8 it is a QDQ graph (`graphgen quantize`), float32 I/O.
     `batch_sizes` are the batches the runner must serve (GPU engines build one optimization
     profile over them); `timing` is how GPU runners time ("device" or "end-to-end"; CPU runners
     are always host-timed); `macs` is the model's cost per sample when the caller knows it.

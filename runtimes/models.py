@@ -4,6 +4,8 @@ Variants are built once per (spec, precision, fold, seed, opset, graphgen versio
 folder and reused, so a sweep over engines and batch sizes builds each graph once. Graphs have a
 dynamic batch dimension: one file serves every batch size. fp16 means graphgen's float16 graph
 with float32 I/O (precision comes from the graph for TensorRT 11 and the onnxruntime CPU EP).
+int8 means the QDQ graph `graphgen quantize` makes from the BN-folded fp32 graph (both cached);
+the fp32 graph stays the int8 model's reference (`ResolvedModel.reference_path`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from graphgen.spec import STANDARD_VARIANTS, Spec, variant
 from resnet_common.errors import UserError
 from runtimes.model_cache import build_cached
 
-DTYPE_OF = {"fp32": "float32", "fp16": "float16"}
+DTYPE_OF = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
 DEFAULT_MODELS = ("resnet18", "resnet50")
 PRECISION_OF = {v: k for k, v in DTYPE_OF.items()}
 
@@ -45,6 +47,9 @@ class ResolvedModel:
     input_name: str = "input"
     output_name: str = "logits"
     fixed_batch: int | None = None  # the batch a file fixes (graphgen --batch N, most exports)
+    # int8: the fp32 graph it was quantized from, which parity compares against (None when the
+    # file's source cannot be found: then there is nothing honest to compare with)
+    reference_path: Path | None = None
 
     @property
     def is_graphgen(self) -> bool:
@@ -138,6 +143,9 @@ def _from_spec(
         "opset": DEFAULT_OPSET,
         "graphgen": graphgen_version,
     }
+    if precision == "int8":
+        source = _from_spec(spec, "fp32", None, True, seed, cache)
+        return _quantized(source, spec.name, cache)
     path = _cache_path(cache, spec.name, key)
     if not path.is_file():
         _ensure_cache(cache)
@@ -149,6 +157,38 @@ def _from_spec(
         )
     plan = fold_bn(expand(spec)) if fold else expand(spec)
     return ResolvedModel(path, spec.name, plan, plan.macs, precision, spec.image_size)
+
+
+def _quantized(source: ResolvedModel, name: str, cache: Path) -> ResolvedModel:
+    """The int8 graph of a graphgen fp32 file, quantized into the cache once per source file
+    (by digest), quantizer version and weight range (7-bit where this CPU saturates 8-bit)."""
+    from graphgen.quantize import digest
+    from runtimes.int8 import quantize_file, reduce_range_here
+
+    reduce = reduce_range_here()
+    key = {
+        "source": digest(source.path),
+        "precision": "int8",
+        "image_size": source.image_size,
+        "fold": True,
+        "reduce_range": reduce,
+        "graphgen": graphgen_version,
+    }
+    path = _cache_path(cache, Path(name).stem if name.endswith(".onnx") else name, key)
+    if not path.is_file():
+        _ensure_cache(cache)
+        quantize_file(source.path, path, reduce_range=reduce)
+    plan = source.plan if source.plan is None or source.plan.folded else fold_bn(source.plan)
+    return ResolvedModel(
+        path,
+        name,
+        plan,
+        source.macs,
+        "int8",
+        source.image_size,
+        fixed_batch=source.fixed_batch,
+        reference_path=source.path,
+    )
 
 
 def _from_path(
@@ -164,6 +204,26 @@ def _from_path(
     size = plan.spec.image_size
     file_precision = PRECISION_OF.get(meta.get("graphgen.dtype", "float32"), "fp32")
     rebuild = "build the variant you want with `graphgen build` (this file is run as it is)"
+    if image_size is not None and image_size != size and precision == "int8":
+        raise UserError(f"{path} takes {size}x{size} images, not {image_size}: {rebuild}")
+    if precision == "int8" and file_precision == "fp32":
+        source = ResolvedModel(
+            path, str(path), plan, plan.macs, "fp32", size, fixed_batch=fixed_batch(model)
+        )
+        return _quantized(source, str(path), cache)
+    if file_precision == "int8":
+        if precision != "int8":
+            raise UserError(f"{path} is an int8 graph: pass --precision int8")
+        return ResolvedModel(
+            path,
+            str(path),
+            plan,
+            plan.macs,
+            "int8",
+            size,
+            fixed_batch=fixed_batch(model),
+            reference_path=int8_source(path, meta),
+        )
     if precision != file_precision:
         raise UserError(
             f"{path} is an {file_precision} graph: pass --precision {file_precision}, or {rebuild}"
@@ -175,6 +235,23 @@ def _from_path(
     return ResolvedModel(
         path, str(path), plan, plan.macs, precision, size, fixed_batch=fixed_batch(model)
     )
+
+
+def int8_source(path: Path, meta: dict[str, str]) -> Path | None:
+    """The fp32 graph an int8 file was quantized from, when it lies beside it with the digest
+    the int8 file records; else None."""
+    from graphgen.quantize import PROP, digest
+
+    try:
+        source = json.loads(meta[f"{PROP}.source"])
+        candidate = path.parent / str(source["file"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        return None
+    if not candidate.is_file() or candidate.resolve() == path.resolve():
+        return None
+    if source.get("sha256") and digest(candidate) != source["sha256"]:
+        return None
+    return candidate
 
 
 def fixed_batch(model: onnx.ModelProto) -> int | None:

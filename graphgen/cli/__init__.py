@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Sequence
 
 from graphgen import __version__
-from graphgen.cli import build, importing, info, inject, listing
+from graphgen.cli import build, importing, info, inject, listing, quantize
 from resnet_common.cli import OneLineParser, run_main
 
-COMMANDS = [build, listing, info, inject, importing]
+COMMANDS = [build, listing, info, inject, importing, quantize]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,8 @@ def make_parser() -> argparse.ArgumentParser:
         "  graphgen build --spec my-net.yaml          # any stage table, block and shortcut\n"
         "  graphgen list                              # every standard variant: params, MACs\n"
         "  graphgen info resnet152.onnx               # params, MACs, ops of any ONNX classifier\n"
-        "  graphgen import resnet50_v1.params -o r50.onnx  # a trained Gluon/ONNX/torch ResNet",
+        "  graphgen import resnet50_v1.params -o r50.onnx  # a trained Gluon/ONNX/torch ResNet\n"
+        "  graphgen quantize resnet50.onnx -o q.onnx  # int8 QDQ graph, calibrated in numpy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"graphgen {__version__}")

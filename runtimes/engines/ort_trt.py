@@ -64,6 +64,7 @@ class OrtTrtRunner(OrtGpuRunner):
 
     name = "ort-trt"
     provider = TRT_EP
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     builds_for_batches: ClassVar[bool] = True
 
     def __init__(
@@ -128,6 +129,12 @@ class OrtTrtRunner(OrtGpuRunner):
                     "from the float16 graph"
                 )
             return "weakly typed, trt_fp16_enable (TensorRT 10)"
+        if self.precision == "int8":
+            if version is not None and trt_major(version) >= 11:
+                return "explicit quantization from the graph's Q/DQ (TensorRT 11, no flag)"
+            # TensorRT 10 through the provider is weakly typed: a QDQ network builds with
+            # explicit quantization once int8 is enabled; no calibration table is read.
+            return "explicit quantization from the graph's Q/DQ, trt_int8_enable (TensorRT 10)"
         return "precision from the graph (trt_fp16_enable off)"
 
     def trt_options(self) -> dict[str, Any]:
@@ -174,6 +181,8 @@ class OrtTrtRunner(OrtGpuRunner):
         }
         if self.fp16_flag:
             opts["trt_fp16_enable"] = "True"
+        if "trt_int8_enable" in path:
+            opts["trt_int8_enable"] = "True"
         if self._stream is not None:
             opts["user_compute_stream"] = str(self._stream.handle)
         return opts

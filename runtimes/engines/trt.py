@@ -49,7 +49,10 @@ class TensorRTRunner(Runner):
         "tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs",
     )  # fmt: skip
     device: ClassVar[str] = "cuda"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+    # int8: explicit quantization, the QDQ graph parsed as it is into a strongly typed network
+    # (no builder flag on TensorRT 10 either: NVIDIA's "Explicit Quantization" says to use
+    # strong typing and specify no precision flags).
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     builds_for_batches: ClassVar[bool] = True
 
     def __init__(

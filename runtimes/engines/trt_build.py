@@ -42,6 +42,11 @@ class BuildOptions:
             if self.precision != "fp16":
                 raise UnsupportedError("fp16_flag only applies to precision fp16")
             return "weakly typed, BuilderFlag.FP16 (TensorRT 10)", False
+        if self.precision == "int8":
+            return (
+                f"strongly typed, explicit quantization from the graph's Q/DQ (TensorRT {major})",
+                True,
+            )
         return f"strongly typed, precision from the graph (TensorRT {major})", True
 
     def key_options(self, major: int, profile: BatchProfile) -> dict[str, Any]:
