@@ -10,6 +10,7 @@ from typing import Any
 
 from resnet_common.cli import csv_list, positive_float, positive_int, seed_int
 from resnet_common.errors import UserError
+from runtimes.base import PRECISIONS
 from runtimes.cli.run_cmd import DEFAULT_OUT, add_size_limit
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
 
@@ -42,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=["SingleStream", "Offline"],
         help=f"comma list of {', '.join(SCENARIOS)} (default SingleStream,Offline)",
     )
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp16: graphgen's float16 graph; int8: a QDQ graph quantized from the fp32 one",
+    )
     p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
     p.add_argument("--batch", type=positive_int, default=8, help="Offline/MultiStream batch (8)")
     p.add_argument("--min-duration-ms", dest="min_duration_ms", type=positive_int, default=10_000)

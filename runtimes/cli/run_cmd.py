@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--precision",
         type=csv_list("precision"),
         default=["fp32"],
-        help="comma list of fp32, fp16 (default fp32; fp16 runs graphgen's float16 graph)",
+        help="comma list of fp32, fp16, int8 (default fp32; fp16 runs graphgen's float16 graph, "
+        "int8 a QDQ graph quantized from the fp32 one: docs/int8.md)",
     )
     p.add_argument(
         "--image-size",
