@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 
 from graphgen.errors import GraphError
-from graphgen.plan import Plan
+from graphgen.plan import INPUT, Plan
+from graphgen.weights import last_use
 
 FLOAT_TYPES = {
     onnx.TensorProto.FLOAT,
@@ -60,6 +61,46 @@ def plan_cost(plan: Plan, *, batch: int | str = "N") -> Cost:
         [batch, s.classes],
         dict(sorted(kinds.items())),
     )
+
+
+FP32 = 4  # bytes per value
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A plan's size at batch 1 in fp32, from the plan alone (nothing is built): what `graphgen
+    list` shows and what the size limits check before anything is allocated."""
+
+    weight_values: int  # every initializer: parameters and BN running statistics
+    largest_activation: int  # values of the largest single tensor
+    peak_activation: int  # values live at once in a forward pass that frees tensors when done
+
+    @property
+    def weight_bytes(self) -> int:
+        """About the fp32 file's size: the weights, plus a few KB of graph."""
+        return FP32 * self.weight_values
+
+    @property
+    def inference_bytes(self) -> int:
+        """Weights plus the peak of live activations: an engine's floor at batch 1."""
+        return FP32 * (self.weight_values + self.peak_activation)
+
+
+def plan_memory(plan: Plan) -> Memory:
+    """Walk the plan once: each op's output is live from the op until its last reader."""
+    frees = last_use(plan)
+    live = {INPUT: math.prod(plan.input_shape)}
+    total = peak = largest = live[INPUT]
+    for index, op in enumerate(plan.ops):
+        size = math.prod(op.shape)
+        live[op.out] = size
+        total += size
+        peak, largest = max(peak, total), max(largest, size)
+        for name in frees.get(index, ()):
+            if name != op.out:
+                total -= live.pop(name, 0)
+    weights = sum(math.prod(s) for s in plan.tensor_shapes().values())
+    return Memory(weights, largest, peak)
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
