@@ -112,6 +112,7 @@ def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
     """Walk an ONNX classifier: conv and Gemm/MatMul MACs from inferred shapes, params from
     initializers (BN running mean and variance excluded)."""
     graph = model.graph
+    _refuse_foreign_ops(graph)
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
     except Exception as err:  # shape inference raises several types for broken graphs
@@ -190,6 +191,26 @@ def _matmul_macs(
     if not _known(rows):
         raise GraphError(f"cannot size MatMul node {node.name!r}: shapes not inferred")
     return int(np.prod(rows, dtype=np.int64)) * int(k) * int(n_out)
+
+
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def _refuse_foreign_ops(graph: onnx.GraphProto) -> None:
+    """Ops outside the ONNX standard (onnxruntime's com.microsoft contrib ops, say) hide their
+    shapes from onnx's inference and their arithmetic from the count: a FusedConv is no Conv.
+    Saying so beats "cannot size Conv node: shapes not inferred" or a silent undercount."""
+    foreign: dict[str, set[str]] = {}
+    for node in graph.node:
+        if node.domain not in STANDARD_DOMAINS:
+            foreign.setdefault(node.domain, set()).add(node.op_type)
+    if foreign:
+        ops = "; ".join(f"{d}: {', '.join(sorted(t))}" for d, t in sorted(foreign.items()))
+        raise GraphError(
+            f"cannot count this graph: it has ops outside the ONNX standard ({ops}), which onnx "
+            "cannot infer shapes or MACs through; an onnxruntime-optimised file? give the model "
+            "as exported, before onnxruntime optimised it"
+        )
 
 
 def _known(dims: list[Any]) -> bool:

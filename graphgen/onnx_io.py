@@ -312,14 +312,40 @@ def validate(model: onnx.ModelProto | Path) -> None:
 
 
 def load(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto:
-    """Load any ONNX file, with a one-line error for missing or non-ONNX files."""
+    """Load any ONNX file, with a one-line error for a missing, empty or non-ONNX file, and one
+    naming the external data file when that is what is missing."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise GraphError(f"{path} is an empty file, not an ONNX model")
     try:
-        return onnx.load(str(path), load_external_data=load_weights)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf raises DecodeError and others for garbage
         raise GraphError(f"{path} is not an ONNX model ({type(err).__name__})") from None
+    locations = _data_locations(model)
+    if load_weights and locations:
+        for location in sorted(locations):
+            if not (path.parent / location).is_file():
+                raise GraphError(
+                    f"{path}: its external data file {location!r} is missing "
+                    f"(looked in {path.parent}); keep the .onnx and its data file together"
+                )
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+        except Exception as err:  # a short, moved or outside-the-folder data file
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise GraphError(f"{path}: cannot read its external data: {first}") from None
+    return model
+
+
+def _data_locations(model: onnx.ModelProto) -> set[str]:
+    """The external data files the main graph's initializers point at."""
+    return {
+        onnx.external_data_helper.ExternalDataInfo(tensor).location
+        for tensor in model.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+    }
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:

@@ -58,6 +58,67 @@ def a_folder(name: str) -> Callable[[Path], None]:
     return make
 
 
+def tiny_model(d: Path, name: str, **spec_changes: object) -> Path:
+    spec = TINY.replace(**spec_changes) if spec_changes else TINY
+    return build_file(spec, d / name)
+
+
+def tiny_weights(d: Path, name: str, *, poison: str | None = None, value: float = np.nan) -> None:
+    from graphgen.onnx_io import weights_of
+
+    weights = weights_of(build(TINY, seed=3))
+    if poison is not None:
+        weights[poison] = weights[poison].copy()
+        weights[poison].flat[1] = value
+    np.savez(d / name, **weights)  # type: ignore[arg-type]
+
+
+def tiny_safetensors(d: Path, name: str) -> None:
+    """Weights as resnet-train saves them: safetensors recording the spec they were trained as."""
+    from safetensors.numpy import save_file
+
+    from graphgen.onnx_io import weights_of
+
+    save_file(weights_of(build(TINY, seed=3)), d / name, metadata={"graphgen.spec": TINY.to_json()})
+
+
+def foreign_model(d: Path, name: str) -> None:
+    model = build(TINY)
+    del model.metadata_props[:]
+    onnx.save(model, d / name)
+
+
+def empty_file(name: str) -> Callable[[Path], None]:
+    def make(d: Path) -> None:
+        (d / name).write_bytes(b"")
+
+    return make
+
+
+def model_without_its_data(d: Path, name: str) -> None:
+    from graphgen import onnx_io
+
+    threshold = onnx_io.EXTERNAL_DATA_THRESHOLD
+    onnx_io.EXTERNAL_DATA_THRESHOLD = 1000
+    try:
+        build_file(TINY, d / name)
+    finally:
+        onnx_io.EXTERNAL_DATA_THRESHOLD = threshold
+    for data in d.glob(f"{name}.*.data"):
+        data.unlink()
+
+
+def ort_optimised(d: Path, name: str) -> None:
+    """What onnxruntime writes with optimized_model_filepath: com.microsoft FusedConv nodes."""
+    import onnxruntime as ort
+
+    source = build_file(TINY, d / f"source-{name}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(d / name)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+
+
 # fmt: off
 CASES: list[Case] = [
     # absurd sizes: refused before anything is allocated, with the number and the way out
@@ -122,24 +183,38 @@ CASES: list[Case] = [
          "9n+2"),
     Case("cifar-depth-34-bottleneck", G, ("build", "--depth", "34", "--dataset", "cifar10",
                                           "--block", "bottleneck", *OUT), "9n+2"),
+    # inject: weights that would make a wrong graph, messages that name the right file
+    Case("inject-nan-weights", G, ("inject", "{d}/t.onnx", "--weights", "{d}/w.npz", *OUT),
+         "tensor 'layer2.0.conv1.weight' holds 1 NaN or Inf values",
+         (lambda d: tiny_model(d, "t.onnx"),
+          lambda d: tiny_weights(d, "w.npz", poison="layer2.0.conv1.weight"))),
+    Case("inject-inf-weights", G, ("inject", "{d}/t.onnx", "--weights", "{d}/w.npz", *OUT),
+         "tensor 'bn1.running_var' holds 1 NaN",
+         (lambda d: tiny_model(d, "t.onnx"),
+          lambda d: tiny_weights(d, "w.npz", poison="bn1.running_var", value=np.inf))),
+    Case("inject-residual-into-plain", G,
+         ("inject", "{d}/p.onnx", "--weights", "{d}/w.safetensors", *OUT),
+         "shortcut 'A' (the graph: 'none')",
+         (lambda d: tiny_model(d, "p.onnx", shortcut="none"),
+          lambda d: tiny_safetensors(d, "w.safetensors"))),
+    Case("inject-foreign-model", G, ("inject", "{d}/f.onnx", "--weights", "{d}/w.npz", *OUT),
+         "f.onnx was not made by graphgen",
+         (lambda d: foreign_model(d, "f.onnx"), lambda d: tiny_weights(d, "w.npz"))),
+    Case("inject-empty-model", G, ("inject", "{d}/e.onnx", "--weights", "{d}/w.npz", *OUT),
+         "e.onnx is an empty file", (empty_file("e.onnx"), lambda d: tiny_weights(d, "w.npz"))),
+    Case("inject-missing-external-data", G,
+         ("inject", "{d}/x.onnx", "--weights", "{d}/w.npz", *OUT),
+         "its external data file 'x.onnx.",
+         (lambda d: model_without_its_data(d, "x.onnx"), lambda d: tiny_weights(d, "w.npz"))),
+    # info: the cause, not its symptom
+    Case("info-empty-file", G, ("info", "{d}/e.onnx"), "is an empty file", (empty_file("e.onnx"),)),
+    Case("info-not-onnx", G, ("info", "{d}/g.onnx"), "is not an ONNX model",
+         (a_file("g.onnx"),)),
+    Case("info-ort-optimised", G, ("info", "{d}/o.onnx"), "com.microsoft: FusedConv",
+         (lambda d: ort_optimised(d, "o.onnx"),)),
+    Case("info-markup-name-missing", G, ("info", "{d}/[red]x[/].onnx"), "no such file"),
 ]
 # fmt: on
-
-
-def tiny_model(d: Path, name: str, **spec_changes: object) -> Path:
-    spec = TINY.replace(**spec_changes) if spec_changes else TINY
-    return build_file(spec, d / name)
-
-
-def tiny_weights(d: Path, name: str, *, poison: str | None = None, **spec_changes: object) -> None:
-    from graphgen.onnx_io import weights_of
-
-    spec = TINY.replace(**spec_changes) if spec_changes else TINY
-    weights = weights_of(build(spec, seed=3))
-    if poison is not None:
-        weights[poison] = weights[poison].copy()
-        weights[poison].flat[1] = np.nan
-    np.savez(d / name, **weights)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -188,6 +263,48 @@ def test_all_makes_the_out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     out = tmp_path / "models" / "new"
     assert main(["build", "--all", "--out-dir", str(out)]) == 0
     assert [p.name for p in out.iterdir()] == ["cifar-resnet20.onnx"]
+
+
+def test_inject_of_recorded_weights_into_their_own_net(tmp_path: Path) -> None:
+    """The recorded-spec check lets the right weights through, at another image size too."""
+    tiny_safetensors(tmp_path, "w.safetensors")
+    tiny_model(tmp_path, "t.onnx", image_size=16)
+    out = tmp_path / "out.onnx"
+    weights = str(tmp_path / "w.safetensors")
+    assert main(["inject", str(tmp_path / "t.onnx"), "--weights", weights, "-o", str(out)]) == 0
+    from graphgen.onnx_io import weights_of
+
+    trained = weights_of(build(TINY, seed=3))
+    x = normal_input(TINY.replace(image_size=16))
+    np.testing.assert_array_equal(
+        run_ort(onnx.load(str(out)), x),
+        run_ort(build(TINY.replace(image_size=16), weights=trained), x),
+    )
+
+
+@pytest.mark.parametrize("name", ["a[/]b.onnx", "resnet[v2].onnx", "x[bold]y[/bold].onnx"])
+def test_info_shows_file_names_as_written(name: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build_file(TINY, path)
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    assert name in capsys.readouterr().out.replace("\n", "").replace(" ", "")
+
+
+def test_list_sizes_match_the_built_files(tmp_path: Path) -> None:
+    """`graphgen list`'s file size is the fp32 file's to 3%; its memory adds the activations."""
+    from graphgen.cli.listing import rows
+    from graphgen.spec import STANDARD_VARIANTS
+
+    by_name = {row["name"]: row for row in rows()}
+    for name in ("cifar-resnet20", "cifar-plain20"):
+        size = build_file(STANDARD_VARIANTS[name], tmp_path / f"{name}.onnx").stat().st_size
+        row = by_name[name]
+        assert abs(row["file_bytes"] - size) < 0.03 * size  # the graph itself: ~13 KB here
+        # at least the input and the first conv's output live at once (3 + 16 channels, 32x32)
+        assert row["peak_activation_bytes"] >= 4 * (3 + 16) * 32 * 32
+        assert row["memory_bytes"] == row["file_bytes"] + row["peak_activation_bytes"]
 
 
 # --- debris and external data -----------------------------------------------------------------
