@@ -261,3 +261,30 @@ def test_preactivation_units(block, shortcut):
     assert np.linalg.norm(y - ref) / np.linalg.norm(ref) < 1e-5
     folded = run_ort(build(spec, fold=True), x)
     assert np.linalg.norm(folded - y) / np.linalg.norm(y) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("cifar-resnet20", {}),
+        ("resnet50", {"dtype": "float16", "batch": 2}),
+        ("resnet18", {"fold": True}),
+    ],
+)
+def test_graphs_carry_every_tensor_shape(name, options, tmp_path):
+    """value_info holds every intermediate tensor's inferred type and shape (Netron draws them
+    on the edges), in the file as written; each op's output has the plan's shape."""
+    spec = STANDARD_VARIANTS[name]
+    model = onnx.load(str(build_file(spec, tmp_path / "m.onnx", **options)))
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in model.graph.value_info
+    }
+    produced = {o for node in model.graph.node for o in node.output} - {"logits"}
+    assert set(shapes) == produced
+    batch = options.get("batch", "N")
+    from graphgen.plan import fold_bn
+
+    plan = fold_bn(expand(spec)) if options.get("fold") else expand(spec)
+    for op in plan.ops[:-1]:  # the last op writes `logits`, a graph output
+        assert shapes[op.out] == [batch, *op.shape], op.name
