@@ -2,7 +2,7 @@
 
 Every case in `CASES` is one line on stderr, exit code 2, no traceback, and nothing created,
 changed or left behind under the test's folder (the machinery of tests/test_bad_inputs.py).
-`python tests/test_hardening_graphgen.py --count [ROOT]` runs each case in a child process
+`python -m tests.test_hardening_graphgen --count [ROOT [ID ...]]` runs each case in a child process
 (time and memory limited) against the tree at ROOT: how the count of cases already clean
 before this module's fixes was measured.
 """
@@ -104,7 +104,7 @@ def model_without_its_data(d: Path, name: str) -> None:
         build_file(TINY, d / name)
     finally:
         onnx_io.EXTERNAL_DATA_THRESHOLD = threshold
-    for data in d.glob(f"{name}.*.data"):
+    for data in d.glob(f"{name}*.data"):  # whatever its name (older graphgens: NAME.data)
         data.unlink()
 
 
@@ -401,7 +401,7 @@ def test_small_rebuild_removes_the_old_external_data(tmp_path: Path, monkeypatch
 # --- counting clean cases on any tree ---------------------------------------------------------
 
 
-def _count(root: Path, timeout: float = 60.0) -> None:
+def _count(root: Path, ids: list[str], timeout: float = 60.0) -> None:
     import resource
     import tempfile
 
@@ -410,7 +410,8 @@ def _count(root: Path, timeout: float = 60.0) -> None:
 
     here = Path(__file__).resolve().parents[1]
     clean = 0
-    for case in CASES:
+    cases = [c for c in CASES if c.id in ids] if ids else CASES
+    for case in cases:
         with tempfile.TemporaryDirectory() as d:
             code = (
                 f"import sys; sys.path.insert(0, {str(root)!r}); "
@@ -434,9 +435,10 @@ def _count(root: Path, timeout: float = 60.0) -> None:
                 lines = [f"hung past {timeout:.0f} s"]
         clean += lines[0] == "clean"
         print(f"{case.id:40s} {lines[0]}" + (f"  [{lines[1][:150]}]" if len(lines) > 1 else ""))
-    print(f"{clean} of {len(CASES)} clean")
+    print(f"{clean} of {len(cases)} clean")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "--count":
-        _count(Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).parents[1]).resolve())
+    if len(sys.argv) >= 2 and sys.argv[1] == "--count":  # --count [ROOT [CASE_ID ...]]
+        root = Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).parents[1]).resolve()
+        _count(root, sys.argv[3:])
