@@ -362,10 +362,17 @@ def plan_of(model: onnx.ModelProto, *, source: str = "model") -> Plan:
         )
     try:
         spec = spec_from_mapping(json.loads(meta["graphgen.spec"]), source=source)
-    except (json.JSONDecodeError, SpecError) as err:
-        raise GraphError(f"{source}: unreadable graphgen.spec metadata: {err}") from None
+        folded = json.loads(meta.get("graphgen.fold_bn", "false"))
+    except (ValueError, RecursionError, SpecError) as err:  # JSONDecodeError is a ValueError
+        raise GraphError(f"{source}: unreadable graphgen metadata: {err}") from None
+    blocks, limit = sum(spec.layers), SizeLimits().blocks
+    if blocks > limit:  # expanding it would take hours: a crafted or corrupt file
+        raise GraphError(
+            f"{source}: its graphgen.spec metadata has {blocks:,} blocks, past the limit of "
+            f"{limit:,}; graphgen did not make this file as it stands"
+        )
     plan = expand(spec)
-    return fold_bn(plan) if json.loads(meta.get("graphgen.fold_bn", "false")) else plan
+    return fold_bn(plan) if folded is True else plan
 
 
 def weights_of(model: onnx.ModelProto) -> Weights:

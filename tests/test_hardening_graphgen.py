@@ -103,6 +103,17 @@ def foreign_model(d: Path, name: str) -> None:
     onnx.save(model, d / name)
 
 
+def crafted(d: Path, name: str, **props: str) -> None:
+    """A graphgen file whose metadata someone edited."""
+    model = build(TINY)
+    onnx.helper.set_model_props(
+        model,
+        {p.key: p.value for p in model.metadata_props}
+        | {f"graphgen.{k}": v for k, v in props.items()},
+    )
+    onnx.save(model, d / name)
+
+
 def empty_file(name: str) -> Callable[[Path], None]:
     def make(d: Path) -> None:
         (d / name).write_bytes(b"")
@@ -222,6 +233,13 @@ CASES: list[Case] = [
          ("inject", "{d}/x.onnx", "--weights", "{d}/w.npz", *OUT),
          "its external data file 'x.onnx.",
          (lambda d: model_without_its_data(d, "x.onnx"), lambda d: tiny_weights(d, "w.npz"))),
+    Case("inject-crafted-metadata-blocks", G,
+         ("inject", "{d}/c.onnx", "--weights", "{d}/w.npz", *OUT), "10,000,000 blocks",
+         (lambda d: crafted(d, "c.onnx", spec='{"layers": [10000000], "widths": [4]}'),
+          lambda d: tiny_weights(d, "w.npz"))),
+    Case("inject-crafted-metadata-fold", G,
+         ("inject", "{d}/c.onnx", "--weights", "{d}/w.npz", *OUT), "unreadable graphgen metadata",
+         (lambda d: crafted(d, "c.onnx", fold_bn="{not json"), lambda d: tiny_weights(d, "w.npz"))),
     # info: the cause, not its symptom
     Case("info-empty-file", G, ("info", "{d}/e.onnx"), "is an empty file", (empty_file("e.onnx"),)),
     Case("info-not-onnx", G, ("info", "{d}/g.onnx"), "is not an ONNX model",
