@@ -14,9 +14,9 @@ from graphgen.spec import (
     SHORTCUTS,
     STRIDE_PLACEMENTS,
     Spec,
+    load_spec_file,
     read_spec_data,
     spec_for_depth,
-    spec_from_mapping,
 )
 
 OVERRIDES = ("shortcut", "block", "stride_at", "classes", "image_size")
@@ -53,24 +53,23 @@ def add_architecture_arguments(
 
 
 def spec_from_args(args: argparse.Namespace) -> Spec:
-    return spec_and_limits(args)[0]
-
-
-def spec_and_limits(args: argparse.Namespace) -> tuple[Spec, dict[str, int]]:
-    """The spec, and the size limits raised by the spec file's `size_limit` key and then by
-    `--size-limit` (where the command has that flag)."""
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    limits: dict[str, int] = {}
     if args.spec is not None:
+        spec = load_spec_file(args.spec)
+        if args.dataset is not None:
+            raise SpecError("--dataset goes with --depth; put the dataset in the spec file")
+        return spec.replace(**overrides) if overrides else spec
+    if args.depth < 1:
+        raise SpecError(f"unknown depth {args.depth}: depths are positive")
+    return spec_for_depth(args.depth, args.dataset, **overrides)
+
+
+def size_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
+    """The size limits raised by the spec file's `size_limit` key, then by `--size-limit`
+    (where the command has that flag)."""
+    limits: dict[str, int] = {}
+    if getattr(args, "spec", None) is not None:
         data = read_spec_data(args.spec)
         if isinstance(data, dict) and LIMIT_KEY in data:
             limits = limits_from_spec(data[LIMIT_KEY], source=str(args.spec))
-        spec = spec_from_mapping(data, source=str(args.spec))
-        if args.dataset is not None:
-            raise SpecError("--dataset goes with --depth; put the dataset in the spec file")
-        spec = spec.replace(**overrides) if overrides else spec
-    else:
-        if args.depth < 1:
-            raise SpecError(f"unknown depth {args.depth}: depths are positive")
-        spec = spec_for_depth(args.depth, args.dataset, **overrides)
-    return spec, limits | (getattr(args, "size_limits", None) or {})
+    return limits | (getattr(args, "size_limits", None) or {})

@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from graphgen.arguments import OVERRIDES, add_architecture_arguments, spec_and_limits
+from graphgen.arguments import (
+    OVERRIDES,
+    add_architecture_arguments,
+    size_limits_from_args,
+    spec_from_args,
+)
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.onnx_io import build_file, check_target
 from graphgen.plan import expand, fold_bn
@@ -140,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return _build_all(args, options)
     if args.out_dir is not None:
         raise UserError("--out-dir goes with --all; use -o PATH for a single model")
-    spec, limits = spec_and_limits(args)
+    spec, limits = spec_from_args(args), size_limits_from_args(args)
     out = args.output or Path(f"{spec.name}{_suffix(args, spec)}.onnx")
     check_target(out)
     build_file(spec, out, limits=SizeLimits().raised(limits), **options)
