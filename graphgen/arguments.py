@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 
 from graphgen.errors import SpecError
-from graphgen.sizes import limits_from_spec
 from graphgen.spec import (
     BLOCKS,
     LIMIT_KEY,
@@ -67,6 +66,8 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
 def size_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
     """The size limits raised by the spec file's `size_limit` key, then by `--size-limit`
     (where the command has that flag)."""
+    from graphgen.sizes import limits_from_spec
+
     limits: dict[str, int] = {}
     if getattr(args, "spec", None) is not None:
         data = read_spec_data(args.spec)
