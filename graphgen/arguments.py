@@ -10,10 +10,12 @@ from graphgen.errors import SpecError
 from graphgen.flavors import FLAVORS, apply_flavor
 from graphgen.spec import (
     BLOCKS,
+    LIMIT_KEY,
     SHORTCUTS,
     STRIDE_PLACEMENTS,
     Spec,
     load_spec_file,
+    read_spec_data,
     spec_for_depth,
 )
 
@@ -76,3 +78,16 @@ def _base_spec(args: argparse.Namespace) -> Spec:
     if args.depth < 1:
         raise SpecError(f"unknown depth {args.depth}: depths are positive")
     return spec_for_depth(args.depth, args.dataset, **overrides)
+
+
+def size_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
+    """The size limits raised by the spec file's `size_limit` key, then by `--size-limit`
+    (where the command has that flag)."""
+    from graphgen.sizes import limits_from_spec
+
+    limits: dict[str, int] = {}
+    if getattr(args, "spec", None) is not None:
+        data = read_spec_data(args.spec)
+        if isinstance(data, dict) and LIMIT_KEY in data:
+            limits = limits_from_spec(data[LIMIT_KEY], source=str(args.spec))
+    return limits | (getattr(args, "size_limits", None) or {})

@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 
 from graphgen.errors import GraphError
-from graphgen.plan import Plan
+from graphgen.plan import INPUT, Plan
+from graphgen.weights import last_use
 
 FLOAT_TYPES = {
     onnx.TensorProto.FLOAT,
@@ -62,6 +63,46 @@ def plan_cost(plan: Plan, *, batch: int | str = "N") -> Cost:
     )
 
 
+FP32 = 4  # bytes per value
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A plan's size at batch 1 in fp32, from the plan alone (nothing is built): what `graphgen
+    list` shows and what the size limits check before anything is allocated."""
+
+    weight_values: int  # every initializer: parameters and BN running statistics
+    largest_activation: int  # values of the largest single tensor
+    peak_activation: int  # values live at once in a forward pass that frees tensors when done
+
+    @property
+    def weight_bytes(self) -> int:
+        """About the fp32 file's size: the weights, plus a few KB of graph."""
+        return FP32 * self.weight_values
+
+    @property
+    def inference_bytes(self) -> int:
+        """Weights plus the peak of live activations: an engine's floor at batch 1."""
+        return FP32 * (self.weight_values + self.peak_activation)
+
+
+def plan_memory(plan: Plan) -> Memory:
+    """Walk the plan once: each op's output is live from the op until its last reader."""
+    frees = last_use(plan)
+    live = {INPUT: math.prod(plan.input_shape)}
+    total = peak = largest = live[INPUT]
+    for index, op in enumerate(plan.ops):
+        size = math.prod(op.shape)
+        live[op.out] = size
+        total += size
+        peak, largest = max(peak, total), max(largest, size)
+        for name in frees.get(index, ()):
+            if name != op.out:
+                total -= live.pop(name, 0)
+    weights = sum(math.prod(s) for s in plan.tensor_shapes().values())
+    return Memory(weights, largest, peak)
+
+
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
     shape = value_info.type.tensor_type.shape
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
@@ -71,6 +112,7 @@ def graph_cost(model: onnx.ModelProto, *, name: str | None = None) -> Cost:
     """Walk an ONNX classifier: conv and Gemm/MatMul MACs from inferred shapes, params from
     initializers (BN running mean and variance excluded)."""
     graph = model.graph
+    _refuse_foreign_ops(graph)
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
     except Exception as err:  # shape inference raises several types for broken graphs
@@ -156,6 +198,26 @@ def _matmul_macs(
     if not _known(rows):
         raise GraphError(f"cannot size MatMul node {node.name!r}: shapes not inferred")
     return int(np.prod(rows, dtype=np.int64)) * int(k) * int(n_out)
+
+
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def _refuse_foreign_ops(graph: onnx.GraphProto) -> None:
+    """Ops outside the ONNX standard (onnxruntime's com.microsoft contrib ops, say) hide their
+    shapes from onnx's inference and their arithmetic from the count: a FusedConv is no Conv.
+    Saying so beats "cannot size Conv node: shapes not inferred" or a silent undercount."""
+    foreign: dict[str, set[str]] = {}
+    for node in graph.node:
+        if node.domain not in STANDARD_DOMAINS:
+            foreign.setdefault(node.domain, set()).add(node.op_type)
+    if foreign:
+        ops = "; ".join(f"{d}: {', '.join(sorted(t))}" for d, t in sorted(foreign.items()))
+        raise GraphError(
+            f"cannot count this graph: it has ops outside the ONNX standard ({ops}), which onnx "
+            "cannot infer shapes or MACs through; an onnxruntime-optimised file? give the model "
+            "as exported, before onnxruntime optimised it"
+        )
 
 
 def _known(dims: list[Any]) -> bool:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -20,6 +22,7 @@ from graphgen.errors import GraphError
 from graphgen.onnx_emit import DTYPES, NP_DTYPES, emit_model
 from graphgen.onnx_io import metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
+from graphgen.spec import Spec
 from graphgen.weights import Weights, fold_weights
 from resnet_common.errors import UserError
 
@@ -101,8 +104,56 @@ def read_normalisation(path: str | Path) -> dict[str, str]:
     return {NORMALIZE_MEAN: json.dumps(mean), NORMALIZE_STD: json.dumps(std)}
 
 
+def read_weight_spec(path: str | Path) -> dict[str, Any] | None:
+    """The spec a resnet-train safetensors file records it was trained as (`graphgen.spec`), or
+    None when the file records none (npz, torch files, other tools' safetensors)."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        spec = json.loads(meta["graphgen.spec"])
+    except Exception:  # no metadata, not JSON: nothing recorded to check against
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+# What makes weights mean something in a graph; the image size does not (convs are size-free).
+ARCHITECTURE_KEYS = ("layers", "widths", "block", "stem", "shortcut", "stride_at", "stem_width")
+
+
+def check_recorded_spec(
+    recorded: Mapping[str, Any], spec: Spec, *, source: str, model_source: str
+) -> None:
+    """Refuse weights trained as another network than the graph's, even when their names and
+    shapes fit (a CIFAR ResNet's option-A weights have exactly a plain net's names)."""
+    graph = spec.to_dict()
+    differ = [k for k in ARCHITECTURE_KEYS if k in recorded and recorded[k] != graph[k]]
+    if differ:
+        shown = ", ".join(f"{k} {recorded[k]!r} (the graph: {graph[k]!r})" for k in differ)
+        raise GraphError(
+            f"{source} records it was trained as another network than {model_source}: {shown}; "
+            "build the graph from the weights' own spec"
+        )
+
+
+def check_finite(weights: Weights, *, source: str) -> None:
+    """NaN or Inf weights (a diverged run) would make every output NaN: refuse, naming the
+    first such tensor in plan order."""
+    for name, value in weights.items():
+        if not np.isfinite(value).all():
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            raise GraphError(
+                f"{source}: tensor {name!r} holds {bad:,} NaN or Inf values (a diverged "
+                "training run?); refused"
+            )
+
+
 def check_weights(plan: Plan, weights: Weights, *, source: str = "weights") -> Weights:
-    """The weights the plan needs, in plan order as float32; refuse any mismatch, listing it all."""
+    """The weights the plan needs, in plan order as float32; refuse any mismatch, listing it all,
+    and any NaN or Inf."""
     expected = plan.tensor_shapes()
     given = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
     missing = [k for k in expected if k not in given]
@@ -123,7 +174,9 @@ def check_weights(plan: Plan, weights: Weights, *, source: str = "weights") -> W
         raise GraphError(
             f"{source} does not fit {plan.spec.name or 'the graph'}: " + "; ".join(parts)
         )
-    return {k: np.ascontiguousarray(given[k], dtype=np.float32) for k in expected}
+    checked = {k: np.ascontiguousarray(given[k], dtype=np.float32) for k in expected}
+    check_finite(checked, source=source)
+    return checked
 
 
 def inject(
@@ -132,6 +185,8 @@ def inject(
     *,
     fold: bool = False,
     source: str = "weights",
+    model_source: str = "the model",
+    recorded_spec: Mapping[str, Any] | None = None,
     extra_props: dict[str, str] | None = None,
 ) -> onnx.ModelProto:
     """A copy of `model` carrying `weights`; with `fold`, BN is folded into the convs.
@@ -139,8 +194,12 @@ def inject(
     Unfolded weights (a state_dict) fit any graph built from the same spec, folded or not; folded
     weights fit a folded graph. The input graph's batch, dtypes and opset are kept. `extra_props`
     (for example `read_normalisation(path)`) go into the graph's metadata_props.
+    `recorded_spec` (`read_weight_spec(path)`) is what the weights say they were trained as;
+    weights whose architecture differs from the graph's are refused.
     """
-    plan = plan_of(model, source=source)
+    plan = plan_of(model, source=model_source)
+    if recorded_spec is not None:
+        check_recorded_spec(recorded_spec, plan.spec, source=source, model_source=model_source)
     base = expand(plan.spec)
     if plan.folded and not _fits(base, weights) and _fits(plan, weights):
         new = check_weights(plan, weights, source=source)

@@ -245,4 +245,19 @@ def _emit(
         **(metadata or {}),
     }
     helper.set_model_props(model, props)
+    model.graph.value_info.extend(_inferred_value_info(model))
     return model, em.arrays
+
+
+def _inferred_value_info(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Every intermediate tensor's type and shape, so that viewers (Netron) show shapes on the
+    edges. Inferred on a stand-in whose initializers hold no data: no weight is copied."""
+    graph = onnx.GraphProto(name=model.graph.name)
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    for tensor in model.graph.initializer:
+        graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+    stand_in = helper.make_model(graph, opset_imports=model.opset_import)
+    stand_in.ir_version = model.ir_version
+    return list(onnx.shape_inference.infer_shapes(stand_in).graph.value_info)

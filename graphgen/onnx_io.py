@@ -6,10 +6,13 @@ no half-written model ever exists under its final name. Models over 2 GB go to e
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,18 +23,30 @@ from onnx import numpy_helper
 from graphgen.errors import GraphError, SpecError
 from graphgen.onnx_emit import DEFAULT_OPSET, emit_model, emit_skeleton
 from graphgen.plan import Plan, expand, fold_bn
+from graphgen.sizes import checked_plan
 from graphgen.spec import Spec, spec_from_mapping
 from graphgen.weights import Weights, fold_weights, init_weights
 from resnet_common.errors import UserError
-from resnet_common.fileio import atomic_write_bytes
+from resnet_common.fileio import (
+    check_replaceable,
+    make_temp_dir,
+    remove_debris,
+    replace_into,
+    write_error,
+)
+from resnet_common.limits import SizeLimits
 
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26  # protobuf's 2 GiB ceiling, with room for the graph
+# External data is named after its content, `<model>.<hash>.data`: a new build's data never
+# replaces the data an older .onnx points at (a kill between the two renames leaves a consistent
+# old pair), and the same build gives the same name (same inputs, same bytes).
+DATA_HASH_CHARS = 16
 
 
 def _plan_and_weights(
-    spec: Spec, seed: int, fold: bool, weights: Weights | None
+    spec: Spec, seed: int, fold: bool, weights: Weights | None, limits: SizeLimits | None
 ) -> tuple[Plan, Weights]:
-    plan = expand(spec)
+    plan = checked_plan(spec, limits)
     weights = init_weights(plan, seed) if weights is None else dict(weights)
     if fold:
         weights = fold_weights(plan, weights)
@@ -49,9 +64,11 @@ def build(
     opset: int = DEFAULT_OPSET,
     fold: bool = False,
     weights: Weights | None = None,
+    limits: SizeLimits | None = None,
 ) -> onnx.ModelProto:
-    """Spec -> plan -> (seeded or given) weights -> ModelProto, all in memory."""
-    plan, weights = _plan_and_weights(spec, seed, fold, weights)
+    """Spec -> plan -> (seeded or given) weights -> ModelProto, all in memory. A spec past the
+    size `limits` (default: resnet_common.limits.SizeLimits()) is refused before any weight."""
+    plan, weights = _plan_and_weights(spec, seed, fold, weights, limits)
     extra = {"graphgen.seed": str(seed)}
     return emit_model(
         plan, weights, batch=batch, dtype=dtype, io_dtype=io_dtype, opset=opset, metadata=extra
@@ -66,24 +83,30 @@ def build_file(
     fold: bool = False,
     weights: Weights | None = None,
     check: bool = True,
+    limits: SizeLimits | None = None,
     **options: Any,
 ) -> Path:
     """Spec -> plan -> weights -> a validated file, streamed: the weights are written straight
     from their arrays, so the model's bytes are never held twice (peak memory near 1x the model).
-    Options as for `build`: batch, dtype, io_dtype, opset."""
-    plan, weights = _plan_and_weights(spec, seed, fold, weights)
+    Options as for `build`: batch, dtype, io_dtype, opset. The target is checked first (an
+    existing folder, not a device or a folder), then the sizes, then the weights are made."""
+    check_target(path)
+    plan, weights = _plan_and_weights(spec, seed, fold, weights, limits)
     metadata = {"graphgen.seed": str(seed)}
     skeleton, arrays = emit_skeleton(plan, weights, metadata=metadata, **options)
     return write_streamed(skeleton, arrays, path, check=check)
 
 
-def _target(path: str | Path) -> tuple[Path, Path]:
+def check_target(path: str | Path) -> tuple[Path, Path]:
+    """The output path and its folder, refusing what cannot be written: a missing or read-only
+    folder, or a target that exists and is not a regular file (`-o /dev/null`, a folder)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise UserError(f"cannot write {path}: folder {folder} is not writable")
+    check_replaceable(path)
     return path, folder
 
 
@@ -163,47 +186,99 @@ def write_streamed(
     skeleton: onnx.ModelProto, arrays: list[np.ndarray], path: str | Path, *, check: bool = True
 ) -> Path:
     """Validate the skeleton, then write it with its arrays atomically: one file, or the model
-    plus `<name>.data` external data when it would pass protobuf's 2 GB."""
+    plus `<name>.<hash>.data` external data when it would pass protobuf's 2 GB.
+
+    Everything is written in a pid-tagged temporary folder beside the target (debris a killed
+    build left is removed by the next one); the data file is renamed into place before the
+    model, and the data the replaced model pointed at is removed only after the new one is in
+    place, so the .onnx under the final name always points at data that exists and is its own.
+    """
     if sys.byteorder != "little":  # pragma: no cover - ONNX raw data is little-endian
         arrays = [a.astype(a.dtype.newbyteorder("<")) for a in arrays]
-    path, folder = _target(path)
+    path, folder = check_target(path)
+    remove_debris(folder)
     total = sum(a.nbytes for a in arrays)
-    try:
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
-    except OSError as err:  # e.g. a read-only or pseudo file system that passed os.access
-        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    tmpdir = make_temp_dir(folder, path.name)
     try:
         if check:
             _check_skeleton(skeleton, arrays, tmpdir)
         tmp = tmpdir / path.name
-        if total > EXTERNAL_DATA_THRESHOLD:
-            data_name = f"{path.name}.data"
-            model = onnx.ModelProto()
-            model.CopyFrom(skeleton)
-            with open(tmpdir / data_name, "wb") as f:
-                for tensor, array in zip(model.graph.initializer, arrays, strict=True):
-                    _set_external(tensor, data_name, f.tell(), array.nbytes)
-                    f.write(array.data.cast("B"))
-                f.flush()
-                os.fsync(f.fileno())
-            atomic_write_bytes(tmp, model.SerializeToString())
-            os.replace(tmpdir / data_name, folder / data_name)
-        else:
-            with open(tmp, "wb") as f:
+        replaced = _external_locations(path)
+        data_name = None
+        with open(tmp, "wb") as f:
+            if total > EXTERNAL_DATA_THRESHOLD:
+                model, data_name = _write_external_data(skeleton, arrays, tmpdir / "data", path)
+                f.write(model.SerializeToString())
+            else:
                 _stream_single_file(f, skeleton, arrays)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        stale = folder / f"{path.name}.data"
-        if total <= EXTERNAL_DATA_THRESHOLD and stale.is_file():
-            stale.unlink()  # an earlier, larger build's external data: no longer referenced
+            f.flush()
+            os.fsync(f.fileno())
+        if data_name is not None:
+            replace_into(tmpdir / "data", folder / data_name)
+        replace_into(tmp, path)
+        _remove_old_data(folder, path.name, replaced, keep=data_name)
     except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+        raise write_error(err, path) from None
     finally:
-        for leftover in tmpdir.iterdir():
-            leftover.unlink()
-        tmpdir.rmdir()
+        shutil.rmtree(tmpdir, ignore_errors=True)
     return path
+
+
+def _write_external_data(
+    skeleton: onnx.ModelProto, arrays: list[np.ndarray], part: Path, path: Path
+) -> tuple[onnx.ModelProto, str]:
+    """Write the arrays to `part`, hashing them as they go; the model pointing at them by the
+    name the hash gives."""
+    model = onnx.ModelProto()
+    model.CopyFrom(skeleton)
+    digest = hashlib.sha256()
+    offsets = []
+    with open(part, "wb") as f:
+        for array in arrays:
+            view = array.data.cast("B")
+            offsets.append(f.tell())
+            digest.update(view)
+            f.write(view)
+        f.flush()
+        os.fsync(f.fileno())
+    name = f"{path.name}.{digest.hexdigest()[:DATA_HASH_CHARS]}.data"
+    for tensor, array, offset in zip(model.graph.initializer, arrays, offsets, strict=True):
+        _set_external(tensor, name, offset, array.nbytes)
+    return model, name
+
+
+SKELETON_MAX_BYTES = 64 * 2**20  # a model file with external data is small: only its graph
+
+
+def _external_locations(path: Path) -> set[str]:
+    """The external data files (plain names beside it) an existing model file points at."""
+    try:
+        if not path.is_file() or path.stat().st_size > SKELETON_MAX_BYTES:
+            return set()
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX, unreadable: it points at nothing we should remove
+        return set()
+    locations = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            entry = {e.key: e.value for e in tensor.external_data}.get("location", "")
+            if entry and Path(entry).name == entry and not entry.startswith("."):
+                locations.add(entry)
+    return locations
+
+
+def _remove_old_data(folder: Path, name: str, replaced: set[str], *, keep: str | None) -> None:
+    """After the new model is in place: the data files the replaced model pointed at, and the
+    hash-named data of this model that a build killed before its last rename left behind."""
+    own = re.compile(rf"{re.escape(name)}(\.[0-9a-f]{{{DATA_HASH_CHARS}}})?\.data")
+    stale = set(replaced)
+    with contextlib.suppress(OSError):
+        stale.update(p.name for p in folder.iterdir() if own.fullmatch(p.name))
+    for old in stale - {keep}:
+        target = folder / old
+        with contextlib.suppress(OSError):
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
 
 
 def initializer_bytes(model: onnx.ModelProto) -> int:
@@ -237,14 +312,40 @@ def validate(model: onnx.ModelProto | Path) -> None:
 
 
 def load(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto:
-    """Load any ONNX file, with a one-line error for missing or non-ONNX files."""
+    """Load any ONNX file, with a one-line error for a missing, empty or non-ONNX file, and one
+    naming the external data file when that is what is missing."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise GraphError(f"{path} is an empty file, not an ONNX model")
     try:
-        return onnx.load(str(path), load_external_data=load_weights)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf raises DecodeError and others for garbage
         raise GraphError(f"{path} is not an ONNX model ({type(err).__name__})") from None
+    locations = _data_locations(model)
+    if load_weights and locations:
+        for location in sorted(locations):
+            if not (path.parent / location).is_file():
+                raise GraphError(
+                    f"{path}: its external data file {location!r} is missing "
+                    f"(looked in {path.parent}); keep the .onnx and its data file together"
+                )
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+        except Exception as err:  # a short, moved or outside-the-folder data file
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise GraphError(f"{path}: cannot read its external data: {first}") from None
+    return model
+
+
+def _data_locations(model: onnx.ModelProto) -> set[str]:
+    """The external data files the main graph's initializers point at."""
+    return {
+        onnx.external_data_helper.ExternalDataInfo(tensor).location
+        for tensor in model.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+    }
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
@@ -261,10 +362,17 @@ def plan_of(model: onnx.ModelProto, *, source: str = "model") -> Plan:
         )
     try:
         spec = spec_from_mapping(json.loads(meta["graphgen.spec"]), source=source)
-    except (json.JSONDecodeError, SpecError) as err:
-        raise GraphError(f"{source}: unreadable graphgen.spec metadata: {err}") from None
+        folded = json.loads(meta.get("graphgen.fold_bn", "false"))
+    except (ValueError, RecursionError, SpecError) as err:  # JSONDecodeError is a ValueError
+        raise GraphError(f"{source}: unreadable graphgen metadata: {err}") from None
+    blocks, limit = sum(spec.layers), SizeLimits().blocks
+    if blocks > limit:  # expanding it would take hours: a crafted or corrupt file
+        raise GraphError(
+            f"{source}: its graphgen.spec metadata has {blocks:,} blocks, past the limit of "
+            f"{limit:,}; graphgen did not make this file as it stands"
+        )
     plan = expand(spec)
-    return fold_bn(plan) if json.loads(meta.get("graphgen.fold_bn", "false")) else plan
+    return fold_bn(plan) if folded is True else plan
 
 
 def weights_of(model: onnx.ModelProto) -> Weights:

@@ -184,6 +184,8 @@ def default_name(spec: Spec) -> str:
         name += "-custom"
     if spec.stem == "cifar" and (spec.widths, spec.stem_width) != (CIFAR_WIDTHS, 16):
         name += "-custom"
+    if spec.stem == "cifar" and spec.block.endswith("bottleneck"):
+        name += "-bottleneck"  # the CIFAR tables are basic-block nets: never their file names
     return name
 
 
@@ -219,10 +221,24 @@ def imagenet_spec(depth: int, **overrides: Any) -> Spec:
     return Spec(**fields)  # type: ignore[arg-type]  # each field checked in __post_init__
 
 
+def cifar_step(block: object = "basic") -> int:
+    """Layers per n of the CIFAR family: 6n+2 with basic blocks (He et al. 2015, 4.2), 9n+2 with
+    bottlenecks (He et al. 2016, 4: ResNet-164 and -1001)."""
+    return 9 if isinstance(block, str) and block.endswith("bottleneck") else 6
+
+
+def is_cifar_depth(depth: int, block: object = "basic") -> bool:
+    step = cifar_step(block)
+    return depth >= step + 2 and (depth - 2) % step == 0
+
+
 def cifar_spec(depth: int, **overrides: Any) -> Spec:
-    if depth < 8 or (depth - 2) % 6:
-        raise SpecError(unknown_depth_message(depth))
-    n = (depth - 2) // 6
+    """The CIFAR family at `depth`: three stages of n blocks, n from the block type's depth rule
+    (so `--depth 56 --block bottleneck` is a 56-layer net, 6 bottlenecks a stage)."""
+    block = overrides.get("block", "basic")
+    if not is_cifar_depth(depth, block):
+        raise SpecError(unknown_depth_message(depth, block))
+    n = (depth - 2) // cifar_step(block)
     fields = dict(
         layers=(n, n, n),
         widths=CIFAR_WIDTHS,
@@ -237,10 +253,35 @@ def cifar_spec(depth: int, **overrides: Any) -> Spec:
     return Spec(**fields)  # type: ignore[arg-type]  # each field checked in __post_init__
 
 
-def unknown_depth_message(depth: object) -> str:
+def unknown_depth_message(depth: object, block: object = "basic") -> str:
+    if cifar_step(block) == 9:
+        return (
+            f"unknown depth {depth} for {block} blocks: ImageNet depths are 50, 101, 152; "
+            "CIFAR bottleneck depths are 9n+2 for n >= 1 (11, 20, 29, ..., 56, 164, 1001)"
+        )
     return (
         f"unknown depth {depth}: ImageNet depths are 18, 34, 50, 101, 152; "
         "CIFAR depths are 6n+2 for n >= 1 (8, 14, 20, 32, 44, 56, 110, 1202, ...)"
+    )
+
+
+def _check_depth(spec: Spec, depth: int, dataset: str, overrides: Mapping[str, Any]) -> Spec:
+    """A depth and the layers or block given with it must make a net of that depth."""
+    if spec.depth == depth:
+        return spec
+    if "layers" in overrides or depth not in IMAGENET_DEPTHS:
+        raise SpecError(
+            f"depth {depth} and layers {list(spec.layers)} disagree: those {spec.block} stages "
+            f"make a {spec.depth}-layer net; give one of them, or make them agree"
+        )
+    hint = (
+        "; for a CIFAR net use --dataset cifar10"
+        if dataset == "imagenet" and is_cifar_depth(depth, spec.block)
+        else ""
+    )
+    raise SpecError(
+        f"depth {depth} is a {IMAGENET_DEPTHS[depth][0]}-block net in Table 1: its stages "
+        f"{list(spec.layers)} with {spec.block} blocks make {spec.depth} layers, not {depth}" + hint
     )
 
 
@@ -248,28 +289,30 @@ def spec_for_depth(depth: int, dataset: str | None = None, **overrides: Any) -> 
     """`--depth` alone means ImageNet for the Table 1 depths and CIFAR for any other 6n+2."""
     if dataset is not None and dataset not in DATASETS:
         raise SpecError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    if dataset is None:
-        if depth not in IMAGENET_DEPTHS and (depth < 8 or (depth - 2) % 6):
-            raise SpecError(unknown_depth_message(depth))
-        dataset = "imagenet" if depth in IMAGENET_DEPTHS else "cifar10"
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    block = overrides.get("block", "basic")
+    if dataset is None:
+        if depth not in IMAGENET_DEPTHS and not is_cifar_depth(depth, block):
+            raise SpecError(unknown_depth_message(depth, block))
+        dataset = "imagenet" if depth in IMAGENET_DEPTHS else "cifar10"
     if dataset == "imagenet":
         if depth not in IMAGENET_DEPTHS:
             raise SpecError(
                 f"depth {depth} is not an ImageNet depth (Table 1: 18, 34, 50, 101, 152); "
                 "for a CIFAR net (6n+2) use --dataset cifar10"
             )
-        return imagenet_spec(depth, **overrides)
-    if depth < 8 or (depth - 2) % 6:
+        return _check_depth(imagenet_spec(depth, **overrides), depth, dataset, overrides)
+    if not is_cifar_depth(depth, block):
+        rule = "9n+2: 11, 20, 29, ..., 164" if cifar_step(block) == 9 else "6n+2: 8, 14, 20, ..."
         raise SpecError(
-            f"depth {depth} is not a CIFAR depth (6n+2: 8, 14, 20, ..., 110, 1202)"
+            f"depth {depth} is not a CIFAR depth for {block} blocks ({rule})"
             + (
                 "; it is an ImageNet depth: use --dataset imagenet"
                 if depth in IMAGENET_DEPTHS
                 else ""
             )
         )
-    return cifar_spec(depth, **overrides)
+    return _check_depth(cifar_spec(depth, **overrides), depth, dataset, overrides)
 
 
 def _standard_variants() -> dict[str, Spec]:
@@ -300,7 +343,8 @@ def variant(name: str) -> Spec:
         ) from None
 
 
-SPEC_KEYS = {f.name for f in dataclasses.fields(Spec)} | {"depth", "dataset"}
+LIMIT_KEY = "size_limit"  # raised size limits (graphgen.sizes): how to build, not what
+SPEC_KEYS = {f.name for f in dataclasses.fields(Spec)} | {"depth", "dataset", LIMIT_KEY}
 
 
 def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
@@ -313,6 +357,7 @@ def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
             f"{source}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(SPEC_KEYS))}"
         )
     fields = dict(data)
+    fields.pop(LIMIT_KEY, None)  # read by graphgen.sizes.limits_from_spec
     for key in ("layers", "widths"):
         if key in fields:
             value = fields[key]
@@ -350,6 +395,11 @@ def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
 
 def load_spec_file(path: str | Path) -> Spec:
     """Read a YAML or JSON spec file; errors name the file and the key or line."""
+    return spec_from_mapping(read_spec_data(path), source=str(path))
+
+
+def read_spec_data(path: str | Path) -> object:
+    """A spec file's parsed YAML or JSON, not yet checked."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -372,4 +422,4 @@ def load_spec_file(path: str | Path) -> Spec:
             where = f" at line {mark.line + 1}" if mark is not None else ""
             problem = getattr(err, "problem", None) or "syntax error"
             raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
-    return spec_from_mapping(data, source=str(path))
+    return data

@@ -1,5 +1,7 @@
 """Every graph graphgen writes is valid, well scaled, deterministic and runs in onnxruntime."""
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -158,7 +160,9 @@ def test_large_model_goes_to_external_data(tmp_path, monkeypatch):
     monkeypatch.setattr("graphgen.onnx_io.EXTERNAL_DATA_THRESHOLD", 1000)
     assert EXTERNAL_DATA_THRESHOLD > 2**30
     out = save(build(cifar_spec(20)), tmp_path / "m.onnx")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[0] == "m.onnx" and re.fullmatch(r"m\.onnx\.[0-9a-f]{16}\.data", names[1])
+    assert len(names) == 2
     assert out.stat().st_size < 100_000
     model = onnx.load(str(out))
     spec = cifar_spec(20)
@@ -191,7 +195,8 @@ def test_streamed_file_parses_to_the_in_memory_model(spec, options, tmp_path):
 def test_streamed_external_data(tmp_path, monkeypatch):
     monkeypatch.setattr("graphgen.onnx_io.EXTERNAL_DATA_THRESHOLD", 1000)
     path = build_file(cifar_spec(20), tmp_path / "m.onnx")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    (data,) = [p for p in tmp_path.iterdir() if p.name != "m.onnx"]
+    assert re.fullmatch(r"m\.onnx\.[0-9a-f]{16}\.data", data.name)
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path))
     assert run_ort(model, normal_input(cifar_spec(20))).shape == (2, 10)
@@ -256,3 +261,30 @@ def test_preactivation_units(block, shortcut):
     assert np.linalg.norm(y - ref) / np.linalg.norm(ref) < 1e-5
     folded = run_ort(build(spec, fold=True), x)
     assert np.linalg.norm(folded - y) / np.linalg.norm(y) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("cifar-resnet20", {}),
+        ("resnet50", {"dtype": "float16", "batch": 2}),
+        ("resnet18", {"fold": True}),
+    ],
+)
+def test_graphs_carry_every_tensor_shape(name, options, tmp_path):
+    """value_info holds every intermediate tensor's inferred type and shape (Netron draws them
+    on the edges), in the file as written; each op's output has the plan's shape."""
+    spec = STANDARD_VARIANTS[name]
+    model = onnx.load(str(build_file(spec, tmp_path / "m.onnx", **options)))
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in model.graph.value_info
+    }
+    produced = {o for node in model.graph.node for o in node.output} - {"logits"}
+    assert set(shapes) == produced
+    batch = options.get("batch", "N")
+    from graphgen.plan import fold_bn
+
+    plan = fold_bn(expand(spec)) if options.get("fold") else expand(spec)
+    for op in plan.ops[:-1]:  # the last op writes `logits`, a graph output
+        assert shapes[op.out] == [batch, *op.shape], op.name

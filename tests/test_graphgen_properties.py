@@ -4,7 +4,8 @@ the same by plan and by graph walk; every invalid one fails with one clear line.
 import json
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import onnx
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from graphgen.cli import main
@@ -114,3 +115,96 @@ def test_random_invalid_specs_fail_with_one_line(data, tmp_path_factory, capsys)
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
     assert not (folder / "m.onnx").exists()
+
+
+# --- near-valid spec dicts with values of any type ----------------------------------------------
+
+ANY_VALUE = st.one_of(
+    st.integers(-3, 20),
+    st.integers(10**6, 10**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=6),
+    st.sampled_from(
+        [
+            "A",
+            "B",
+            "C",
+            "none",
+            "basic",
+            "bottleneck",
+            "preact_basic",
+            "cifar",
+            "imagenet",
+            "1x1",
+            "3x3",
+            "cifar10",
+        ]
+    ),  # fmt: skip
+    st.lists(st.one_of(st.integers(-2, 4), st.integers(10**6, 10**30)), max_size=4),
+    st.lists(st.text(max_size=2), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+PLAUSIBLE_LIMITS = [{"params": 10}, {"blocks": 1}, {"macs": 10**9}]
+SPEC_MUTATION_KEYS = [
+    "layers", "widths", "block", "stem", "shortcut", "stride_at", "classes", "image_size",
+    "stem_width", "name", "depth", "dataset", "size_limit", "colour",
+]  # fmt: skip
+
+
+SMALL_LISTS = st.lists(st.integers(1, 2), min_size=2, max_size=2)
+PLAUSIBLE = {
+    "layers": SMALL_LISTS,
+    "widths": st.lists(st.sampled_from([4, 8, 16]), min_size=2, max_size=2),
+    "block": st.sampled_from(BLOCKS),
+    "stem": st.just("cifar"),
+    "shortcut": st.sampled_from(["A", "B", "C", "none"]),
+    "stride_at": st.sampled_from(["1x1", "3x3"]),
+    "classes": st.integers(1, 5),
+    "image_size": st.integers(4, 24),
+    "stem_width": st.sampled_from([2, 4, 8]),
+    "name": st.from_regex(r"[a-z][a-z0-9._-]{0,8}", fullmatch=True),
+    "depth": st.sampled_from([6, 8, 11, 14, 20]),
+    "dataset": st.sampled_from(["cifar10", "imagenet"]),
+    "size_limit": st.sampled_from(PLAUSIBLE_LIMITS),
+    "colour": st.integers(),
+}
+
+
+@st.composite
+def near_valid_specs(draw) -> dict:
+    """A tiny valid spec with one to three keys set to anything. `size_limit` only ever lowers
+    the limits: raising them lets a user ask for a network that really takes hours."""
+    spec: dict = {"layers": [1, 1], "widths": [4, 8], "stem": "cifar", "image_size": 8,
+                  "classes": 3, "stem_width": 4}  # fmt: skip
+    for key in draw(st.lists(st.sampled_from(SPEC_MUTATION_KEYS), min_size=1, max_size=3)):
+        if key == "depth":  # a depth comes alone, or with layers that may agree
+            spec = {k: v for k, v in spec.items() if k not in ("layers", "widths")}
+        value = draw(st.one_of(PLAUSIBLE[key], PLAUSIBLE[key], ANY_VALUE))
+        if key == "size_limit" and isinstance(value, dict) and value not in PLAUSIBLE_LIMITS:
+            continue  # only ever lower the limits (see above)
+        spec[key] = value
+    return spec
+
+
+@settings(
+    max_examples=40,
+    deadline=10_000,  # ms: a tiny build takes well under a second; a hang takes hours
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=near_valid_specs())
+def test_any_spec_dict_builds_a_valid_graph_or_fails_in_one_line(data, tmp_path_factory, capsys):
+    folder = tmp_path_factory.mktemp("any")
+    path = folder / "spec.json"
+    path.write_text(json.dumps(data))
+    out = folder / "m.onnx"
+    code = main(["build", "--spec", str(path), "-o", str(out)])  # an escaping exception fails
+    err = capsys.readouterr().err.strip()
+    event("built" if code == 0 else "refused")
+    if code == 0:
+        onnx.checker.check_model(str(out), full_check=True)
+        assert err == ""
+    else:
+        assert code == 2 and err.startswith("error:") and "\n" not in err, err
+        assert sorted(p.name for p in folder.iterdir()) == ["spec.json"]

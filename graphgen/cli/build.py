@@ -6,9 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from graphgen.arguments import OVERRIDES, add_architecture_arguments, spec_from_args
+from graphgen.arguments import (
+    OVERRIDES,
+    add_architecture_arguments,
+    size_limits_from_args,
+    spec_from_args,
+)
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
-from graphgen.onnx_io import build_file
+from graphgen.onnx_io import build_file, check_target
 from graphgen.plan import expand, fold_bn
 from graphgen.spec import (
     DATASETS,
@@ -16,8 +21,10 @@ from graphgen.spec import (
     Spec,
     spec_for_depth,
 )
-from resnet_common.cli import non_negative_int, positive_int
+from resnet_common.cli import non_negative_int, positive_int, size_limits
 from resnet_common.errors import UserError
+from resnet_common.fileio import write_error
+from resnet_common.limits import SizeLimits
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,7 +80,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         dest="out_dir",
         type=Path,
         default=None,
-        help="folder for --all (default .)",
+        help="folder for --all (default .; made if missing)",
+    )
+    p.add_argument(
+        "--size-limit",
+        dest="size_limits",
+        type=size_limits,
+        metavar="KEY=N[,KEY=N]",
+        help="raise a sanity limit checked before anything is allocated: blocks (10000), "
+        "params (1e9), macs per image (1e12), activation (2**30 values per image), memory "
+        "(bytes to assume free; default: what the machine has); a spec file's "
+        "'size_limit: {params: 5e9}' does the same",
     )
     p.set_defaults(func=run)
 
@@ -132,20 +149,35 @@ def run(args: argparse.Namespace) -> int:
         return _build_all(args, options)
     if args.out_dir is not None:
         raise UserError("--out-dir goes with --all; use -o PATH for a single model")
-    spec = spec_from_args(args)
+    spec, limits = spec_from_args(args), size_limits_from_args(args)
     out = args.output or Path(f"{spec.name}{_suffix(args, spec)}.onnx")
-    build_file(spec, out, **options)
+    check_target(out)
+    build_file(spec, out, limits=SizeLimits().raised(limits), **options)
     plan = fold_bn(expand(spec)) if args.fold_bn else expand(spec)
-    print(f"wrote {out}  ({spec.name}: {plan.params:,} params, {plan.macs:,} MACs)")
+    # Say what was built: a depth with --block or layers is a different stage table.
+    stages = "x".join(map(str, spec.layers))
+    print(
+        f"wrote {out}  ({spec.name}: {spec.depth} layers, {stages} {spec.block} blocks, "
+        f"{plan.params:,} params, {plan.macs:,} MACs)"
+    )
     return 0
 
 
 def _build_all(args: argparse.Namespace, options: dict[str, Any]) -> int:
     from rich.progress import Progress
 
+    if args.size_limits:
+        raise UserError("--size-limit goes with --depth or --spec; the standard variants fit")
     args.out_dir = args.out_dir or Path(".")
-    if not args.out_dir.is_dir():
+    if args.out_dir.exists() and not args.out_dir.is_dir():
         raise UserError(f"--out-dir {args.out_dir} is not a folder")
+    if args.out_dir.is_dir():  # refuse a device or a folder in the way before building any
+        for name in STANDARD_VARIANTS:
+            check_target(args.out_dir / f"{name}{_suffix(args)}.onnx")
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, args.out_dir) from None
     with Progress(transient=True) as progress:
         task = progress.add_task("building", total=len(STANDARD_VARIANTS))
         for name, spec in STANDARD_VARIANTS.items():

@@ -55,18 +55,24 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=str(args.model), show_header=False)
-    table.add_row("params", f"{info['params']:,}")
-    table.add_row("MACs (batch 1)", f"{info['macs']:,}")
-    table.add_row("FLOPs (2 x MACs)", f"{info['flops']:,}")
-    table.add_row("input", str(info["input_shape"]))
-    table.add_row("output", str(info["output_shape"]))
-    table.add_row("opset", str(info["opset"]))
-    table.add_row("ops", ", ".join(f"{k} {v}" for k, v in info["op_counts"].items()))
+    # Every cell is escaped: file names, op types and metadata are the user's (or a foreign
+    # file's) text, and `a[/]b.onnx` or `resnet[v2].onnx` is rich markup otherwise.
+    table = Table(title=escape(str(args.model)), show_header=False)
+    rows = [
+        ("params", f"{info['params']:,}"),
+        ("MACs (batch 1)", f"{info['macs']:,}"),
+        ("FLOPs (2 x MACs)", f"{info['flops']:,}"),
+        ("input", str(info["input_shape"])),
+        ("output", str(info["output_shape"])),
+        ("opset", str(info["opset"])),
+        ("ops", ", ".join(f"{k} {v}" for k, v in info["op_counts"].items())),
+    ]
     if "graphgen" in info:
-        g = info["graphgen"]
-        table.add_row("graphgen spec", json.dumps(g["spec"]))
+        rows.append(("graphgen spec", json.dumps(info["graphgen"]["spec"])))
+    for key, value in rows:
+        table.add_row(key, escape(value))
     Console().print(table)
     return 0

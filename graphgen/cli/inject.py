@@ -10,9 +10,10 @@ from graphgen.inject import (
     WEIGHT_FORMATS,
     inject,
     read_normalisation,
+    read_weight_spec,
     read_weights,
 )
-from graphgen.onnx_io import load, save
+from graphgen.onnx_io import check_target, load, save
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    check_target(args.output)
     model = load(args.model)
     weights = read_weights(args.weights)
     out = inject(
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         weights,
         fold=args.fold_bn,
         source=str(args.weights),
+        model_source=str(args.model),
+        recorded_spec=read_weight_spec(args.weights),
         extra_props=read_normalisation(args.weights),
     )
     save(out, args.output)

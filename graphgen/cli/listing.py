@@ -6,9 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from graphgen.cost import plan_cost
+from graphgen.cost import plan_cost, plan_memory
 from graphgen.plan import expand
 from graphgen.spec import STANDARD_VARIANTS
+from resnet_common.limits import format_bytes
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "list",
         help="every standard variant with params and MACs",
         description="List the standard variants (the paper's ImageNet and CIFAR nets and their "
-        "plain baselines). MACs are conv+fc multiply-accumulates at batch 1; flops = 2 x MACs.",
+        "plain baselines). MACs are conv+fc multiply-accumulates at batch 1; flops = 2 x MACs. "
+        "file is the fp32 weights (the .onnx adds its graph, tens of KB); memory is the weights plus "
+        "the peak of live activations at batch 1 in fp32, an engine's floor.",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=run)
@@ -25,8 +28,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def rows() -> list[dict[str, Any]]:
     out = []
     for name, spec in STANDARD_VARIANTS.items():
-        cost = plan_cost(expand(spec)).to_dict()
+        plan = expand(spec)
+        cost = plan_cost(plan).to_dict()
         cost.pop("op_counts")
+        memory = plan_memory(plan)
         out.append(
             {
                 "name": name,
@@ -34,6 +39,9 @@ def rows() -> list[dict[str, Any]]:
                 "block": spec.block,
                 "shortcut": spec.shortcut,
                 "depth": spec.depth,
+                "file_bytes": memory.weight_bytes,
+                "memory_bytes": memory.inference_bytes,
+                "peak_activation_bytes": memory.inference_bytes - memory.weight_bytes,
             }
         )
     return out
@@ -44,20 +52,28 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="standard variants")
-    for column in ("name", "block", "shortcut", "params", "MACs", "input"):
-        table.add_column(column, justify="right" if column in ("params", "MACs") else "left")
+    # Light borders, rounded counts (exact ones in --json), the image size alone, and never
+    # fewer than 90 columns: rich would cut numbers to "…" in a narrow terminal.
+    table = Table(title="standard variants", box=box.SIMPLE_HEAD, show_edge=False)
+    numbers = ("params", "MACs", "file", "memory", "px")
+    for column in ("name", "block", "shortcut", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left", no_wrap=True)
     for row in data:
         table.add_row(
             row["name"],
             row["block"],
             row["shortcut"],
-            f"{row['params']:,}",
-            f"{row['macs'] / 1e9:.3f} G",
-            "x".join(map(str, row["input_shape"][1:])),
+            f"{row['params'] / 1e6:.2f} M",
+            f"{row['macs'] / 1e9:.2f} G",
+            format_bytes(row["file_bytes"]),
+            format_bytes(row["memory_bytes"]),
+            str(row["input_shape"][-1]),
         )
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 90)
+    console.print(table)
     return 0
