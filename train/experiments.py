@@ -448,7 +448,8 @@ def _degradation_text(f: dict[str, Any], runs: Sequence[dict[str, Any]]) -> list
         f"one seed's noise): **{_yes(f['deeper_resnet_not_worse'])}** "
         f"— {_pct(by[('resnet', hi)])}% vs {_pct(by[('resnet', lo)])}% "
         f"({100 * f['resnet_gap']:+.2f} points).",
-        f"- ResNet-{hi} trains better than plain-{hi}: "
+        f"- ResNet-{hi} trains better than plain-{hi} by more than "
+        f"{100 * SEED_NOISE:.0f} point: "
         f"**{_yes(f['deeper_resnet_beats_deeper_plain'])}** "
         f"({100 * f['deep_resnet_minus_plain']:+.2f} points).",
         "",
