@@ -121,9 +121,13 @@ def run(args: argparse.Namespace) -> int:
 def _headline(document: dict) -> str:
     f = document["findings"]
     if document["experiment"] == "degradation":
+        lo, hi = f["shallow"], f["deep"]
         return (
-            f"degradation appears: {'yes' if f['degradation_appears'] else 'no'}; "
-            f"residual learning removes it: {'yes' if f['residual_removes_degradation'] else 'no'}"
+            f"degradation appears: {'yes' if f['degradation_appears'] else 'no'} "
+            f"(plain-{hi} vs plain-{lo}: {100 * f['plain_gap']:+.1f} points of training error); "
+            f"residual learning removes it: {'yes' if f['residual_removes_degradation'] else 'no'} "
+            f"(ResNet-{hi} vs ResNet-{lo}: {100 * f['resnet_gap']:+.1f}, "
+            f"vs plain-{hi}: {100 * f['deep_resnet_minus_plain']:+.1f})"
         )
     return (
         f"all shortcut options beat plain: {'yes' if f['all_options_beat_plain_train'] else 'no'}"
