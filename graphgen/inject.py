@@ -22,7 +22,7 @@ from graphgen.errors import GraphError
 from graphgen.onnx_emit import DTYPES, NP_DTYPES, emit_model
 from graphgen.onnx_io import metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
-from graphgen.spec import Spec
+from graphgen.spec import FLAVOUR_FIELDS, Spec
 from graphgen.weights import Weights, fold_weights
 from resnet_common.errors import UserError
 
@@ -131,8 +131,12 @@ def check_recorded_spec(
     shapes fit (a CIFAR ResNet's option-A weights have exactly a plain net's names)."""
     graph = spec.to_dict()
     differ = [k for k in ARCHITECTURE_KEYS if k in recorded and recorded[k] != graph[k]]
+    # flavour fields are left out of a spec's dict at their default (false)
+    differ += [k for k in FLAVOUR_FIELDS if recorded.get(k, False) != graph.get(k, False)]
     if differ:
-        shown = ", ".join(f"{k} {recorded[k]!r} (the graph: {graph[k]!r})" for k in differ)
+        shown = ", ".join(
+            f"{k} {recorded.get(k, False)!r} (the graph: {graph.get(k, False)!r})" for k in differ
+        )
         raise GraphError(
             f"{source} records it was trained as another network than {model_source}: {shown}; "
             "build the graph from the weights' own spec"

@@ -262,3 +262,16 @@ def test_folded_weights_into_folded_graph(tmp_path, x):
     assert graphgen(["inject", str(graph), "--weights", str(weights), "-o", str(out)]) == 0
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(out)).graph.node}
     assert _rel(_run(out, x), _torch_out(SPEC, state, x)) < 1e-5
+
+
+def test_recorded_flavour_must_match_the_graph():
+    """Flavour fields are absent from a spec's dict at their default, so absent means false."""
+    from graphgen.errors import GraphError
+    from graphgen.inject import check_recorded_spec
+    from graphgen.spec import spec_for_depth
+
+    plain = spec_for_depth(50)
+    gluon = dict(plain.to_dict(), bottleneck_bias=True)
+    check_recorded_spec(plain.to_dict(), plain, source="w", model_source="m")
+    with pytest.raises(GraphError, match="bottleneck_bias True \\(the graph: False\\)"):
+        check_recorded_spec(gluon, plain, source="w", model_source="m")
