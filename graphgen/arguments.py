@@ -73,7 +73,7 @@ def _base_spec(args: argparse.Namespace) -> Spec:
     if args.spec is not None:
         spec = load_spec_file(args.spec)
         if args.dataset is not None:
-            raise SpecError("--dataset goes with --depth; put the dataset in the spec file")
+            raise SpecError("--family goes with --depth; put `dataset:` in the spec file")
         return spec.replace(**overrides) if overrides else spec
     if args.depth < 1:
         raise SpecError(f"unknown depth {args.depth}: depths are positive")

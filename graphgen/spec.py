@@ -275,7 +275,7 @@ def _check_depth(spec: Spec, depth: int, dataset: str, overrides: Mapping[str, A
             f"make a {spec.depth}-layer net; give one of them, or make them agree"
         )
     hint = (
-        "; for a CIFAR net use --dataset cifar10"
+        "; for a CIFAR net use --family cifar10"
         if dataset == "imagenet" and is_cifar_depth(depth, spec.block)
         else ""
     )
@@ -299,7 +299,7 @@ def spec_for_depth(depth: int, dataset: str | None = None, **overrides: Any) -> 
         if depth not in IMAGENET_DEPTHS:
             raise SpecError(
                 f"depth {depth} is not an ImageNet depth (Table 1: 18, 34, 50, 101, 152); "
-                "for a CIFAR net (6n+2) use --dataset cifar10"
+                "for a CIFAR net (6n+2) use --family cifar10"
             )
         return _check_depth(imagenet_spec(depth, **overrides), depth, dataset, overrides)
     if not is_cifar_depth(depth, block):
@@ -307,7 +307,7 @@ def spec_for_depth(depth: int, dataset: str | None = None, **overrides: Any) -> 
         raise SpecError(
             f"depth {depth} is not a CIFAR depth for {block} blocks ({rule})"
             + (
-                "; it is an ImageNet depth: use --dataset imagenet"
+                "; it is an ImageNet depth: use --family imagenet"
                 if depth in IMAGENET_DEPTHS
                 else ""
             )

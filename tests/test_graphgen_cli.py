@@ -219,8 +219,8 @@ def test_info_on_non_onnx(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--depth", "18", "--dataset", "cifar10"], "use --dataset imagenet"),
-        (["--depth", "20", "--dataset", "imagenet"], "use --dataset cifar10"),
+        (["--depth", "18", "--dataset", "cifar10"], "use --family imagenet"),
+        (["--depth", "20", "--dataset", "imagenet"], "use --family cifar10"),
     ],
 )
 def test_depth_and_family_mismatch_says_which_family(argv, message, tmp_path, capsys):

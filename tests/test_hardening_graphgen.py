@@ -205,7 +205,7 @@ CASES: list[Case] = [
     Case("depth-18-bottleneck", G, ("build", "--depth", "18", "--block", "bottleneck", *OUT),
          "make 26 layers, not 18"),
     Case("depth-50-basic", G, ("build", "--depth", "50", "--block", "basic", *OUT),
-         "use --dataset cifar10"),
+         "use --family cifar10"),
     Case("depth-32-bottleneck", G, ("build", "--depth", "32", "--block", "bottleneck", *OUT),
          "9n+2"),
     Case("cifar-depth-34-bottleneck", G, ("build", "--depth", "34", "--dataset", "cifar10",

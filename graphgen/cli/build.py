@@ -41,7 +41,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     what.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
     what.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
     what.add_argument("--all", action="store_true", help="every standard variant (see `list`)")
-    p.add_argument("--dataset", choices=DATASETS, help="pick the ImageNet or CIFAR family")
+    p.add_argument(
+        "--family",
+        "--dataset",
+        dest="dataset",
+        choices=DATASETS,
+        help="depth table: ImageNet (Table 1) or CIFAR (6n+2); resnet-train's flag has this name "
+        "(--dataset is the older spelling)",
+    )
     add_architecture_arguments(p)
     p.add_argument(
         "--batch",
