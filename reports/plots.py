@@ -34,7 +34,7 @@ def _pyplot() -> Any:
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
     return buf.getvalue()
 
@@ -59,15 +59,31 @@ def _facets(records: list[Record]) -> dict[tuple[str, Any], list[Record]]:
     return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)))
 
 
-def _style(labels: list[str]) -> dict[str, dict[str, Any]]:
-    """A distinct colour and marker per series, stable across facets."""
+LINESTYLES = ("-", "--", ":", "-.")
+HATCHES = ("", "//", "..", "xx", "++")
+
+
+def _style(report: Record, records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Per series: the colour is the engine's and the marker, line style and bar hatch are the
+    machine's, so one engine on two machines reads as one colour, solid and dashed (hatched),
+    and a colour never repeats for two engines. Stable across facets and plots."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    return {
-        label: {"color": cmap(i % cmap.N), "marker": MARKERS[i % len(MARKERS)]}
-        for i, label in enumerate(sorted(labels))
-    }
+    multi = len(report["machines"]) > 1
+    engines = sorted({str(r["runtime"]) for r in records})
+    machines = list(report["machines"])
+    cmap = matplotlib.colormaps["tab10" if len(engines) <= 10 else "tab20"]
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        e = engines.index(str(r["runtime"]))
+        m = machines.index(r["machine"]) if multi else 0
+        out[_series(r, multi)] = {
+            "color": cmap(e % cmap.N),
+            "marker": MARKERS[(m if multi else e) % len(MARKERS)],
+            "linestyle": LINESTYLES[m % len(LINESTYLES)],
+            "hatch": HATCHES[m % len(HATCHES)],
+        }
+    return out
 
 
 def _plain_log_ticks(axis: Any) -> None:
@@ -122,7 +138,7 @@ def _legend(fig: Any, axes: list[Any]) -> None:
             handles.setdefault(label, h)
     if handles:
         fig.legend(
-            list(handles.values()), list(handles), loc="outside right center", fontsize=8,
+            list(handles.values()), list(handles), loc="outside right center", fontsize=9,
             frameon=False,
         )  # fmt: skip
 
@@ -158,14 +174,15 @@ def _lines(
                 panels.append((name, series))
     if not panels:
         return None
-    style = _style(sorted({label for _, s in panels for label in s}))
+    style = _style(report, [r for _, s in panels for rs in s.values() for r in rs])
     fig, axes = _grid(len(panels))
     for ax, (name, series) in zip(axes, panels, strict=True):
         for label, rs in sorted(series.items()):
             pts = sorted((float(x(r) or 0), *y(r)) for r in rs)
             ax.errorbar(
                 [p[0] for p in pts], [p[1] for p in pts], yerr=[[p[2] for p in pts], [p[3] for p in pts]],
-                label=label, capsize=3, linewidth=1.4, markersize=5, **style[label],
+                label=label, capsize=3, linewidth=1.4, markersize=5,
+                **{k: v for k, v in style[label].items() if k != "hatch"},
             )  # fmt: skip
         if logx:
             ax.set_xscale("log")
@@ -225,8 +242,7 @@ def latency_bars(report: Record) -> bytes | None:
         return None
     multi = len(report["machines"]) > 1
     facets = _facets(ok)
-    labels = sorted({_series(r, multi) for r in ok})
-    style = _style(labels)
+    style = _style(report, ok)
     fig, axes = _grid(len(facets), width=max(6.0, 0.5 * len(ok) / len(facets) + 3))
     for ax, ((precision, size), recs) in zip(axes, facets.items(), strict=True):
         groups = sorted({(model_label(str(r["model"])), r["batch"]) for r in recs})
@@ -248,9 +264,9 @@ def latency_bars(report: Record) -> bytes | None:
                     hi.append(plus)
             ax.bar(
                 xs, ys, width * 0.95, yerr=[lo, hi], capsize=3, label=label,
-                color=style[label]["color"],
+                color=style[label]["color"], hatch=style[label]["hatch"], edgecolor="white",
             )  # fmt: skip
-        ax.set_xticks(range(len(groups)), [f"{m}\nb{b}" for m, b in groups], fontsize=8)
+        ax.set_xticks(range(len(groups)), [f"{m}\nb{b}" for m, b in groups], fontsize=9)
         ax.set(title=f"{precision}, {size}px", ylabel="median latency (ms)")
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Median latency per engine (bars: 95% CI of the median)")
@@ -295,7 +311,12 @@ def _text_colour(rgba: tuple[float, ...]) -> str:
 
 
 def parity_heatmap(report: Record) -> bytes | None:
+    """Worst relative L2 per (model, engine), on a log colour scale that reaches the parity
+    tolerance (marked on the colour bar), so errors 100x under it do not look alarming."""
+    from matplotlib.colors import LogNorm
+
     cells: dict[tuple[str, str], float] = {}
+    tolerances: set[float] = set()
     multi = len(report["machines"]) > 1
     for r in _ok(report):
         value = parity_value(r.get("parity"))
@@ -303,25 +324,31 @@ def parity_heatmap(report: Record) -> bytes | None:
             col = f"{_series(r, multi)} {r['precision']}"
             key = (f"{model_label(str(r['model']))} {r.get('image_size')}px", col)
             cells[key] = max(cells.get(key, 0.0), value)
+            rtol = (r.get("parity") or {}).get("rtol")
+            if isinstance(rtol, (int, float)) and rtol > 0:
+                tolerances.add(float(rtol))
     if not cells:
         return None
     rows = sorted({k[0] for k in cells})
     cols = sorted({k[1] for k in cells})
     grid = [
-        [math.log10(max(cells[(m, c)], 1e-12)) if (m, c) in cells else math.nan for c in cols]
-        for m in rows
+        [max(cells[(m, c)], 1e-12) if (m, c) in cells else math.nan for c in cols] for m in rows
     ]
+    top = max([*cells.values(), *tolerances]) * 10  # a decade of room: the line stays visible
+    bottom = min(min(max(v, 1e-12) for v in cells.values()), top * 1e-4)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(cols), 1.2 + 0.5 * len(rows)))
-    image = ax.imshow(grid, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    fig, ax = plt.subplots(figsize=(2.4 + 1.1 * len(cols), 1.6 + 0.5 * len(rows)))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto", norm=LogNorm(bottom, top))
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(len(rows)), rows, fontsize=9)
     for i, row in enumerate(grid):
         for j, v in enumerate(row):
             if not math.isnan(v):
                 colour = _text_colour(image.cmap(image.norm(v)))
-                ax.text(j, i, f"{10**v:.0e}", ha="center", va="center", color=colour, fontsize=7)
-    fig.colorbar(image, ax=ax, label="log10 relative L2 vs reference")
+                ax.text(j, i, f"{v:.0e}", ha="center", va="center", color=colour, fontsize=8)
+    bar = fig.colorbar(image, ax=ax, label="relative L2 vs reference (line: tolerance)")
+    for tol in sorted(tolerances):
+        bar.ax.axhline(tol, color="#d62728", linewidth=2.5)
     ax.set_title("Parity: worst relative L2 error vs the reference engine")
     return _png(fig)
 

@@ -42,6 +42,21 @@ def merge(folders: Sequence[ResultFolder]) -> dict[str, Any]:
     )
 
 
+def verdict_caveat(report: Mapping[str, Any]) -> str:
+    """What the verdict rests on when the machine was noisy: said beside it, not only in the
+    Warnings at the bottom of the page."""
+    ok = [r for r in report["records"] if r["status"] == "ok"]
+    unstable = tables.unstable_records(report)
+    if not unstable:
+        return ""
+    return (
+        f"{len(unstable)} of {len(ok)} results are unstable (CoV > 2.5%, see Warnings): their "
+        'medians may move between runs. "real?" comes from the paired ratios of rounds timed '
+        "together, which a drifting machine affects alike; without them it needs the medians' "
+        "intervals to separate."
+    )
+
+
 def _write_atomic(path: Path, data: str | bytes) -> None:
     atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
 
@@ -63,15 +78,18 @@ def _md_table(rows: list[dict[str, str]]) -> str:
 def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = None) -> str:
     """The Markdown report; `plots` are linked as the PNG files `render` writes beside it."""
     plots = plots or {}
+    measured, not_measured = tables.split_result_rows(report)
     parts = [
         "# bench-runtimes report",
         f"Schema version {SCHEMA_VERSION}; generated {report['generated_at']}. Latencies in ms "
         "(median, nearest-rank percentiles); throughput = batch / median latency; GFLOP/s = "
-        "2 x MACs x batch / median; % peak is against the machine's measured fp32 matmul peak.",
+        "2 x MACs x batch / median; % peak is against the machine's measured fp32 matmul peak; "
+        "unstable: the coefficient of variation (CoV) is above 2.5%.",
         "## Verdict",
         "The fastest engine per model, precision, batch and image size, its speedup over the "
         "next, and whether the difference is real (see Paired ratios).",
         _md_table(tables.verdict_rows(report)),
+        *([caveat] if (caveat := verdict_caveat(report)) else []),
         *(
             ["![Median latency per engine](latency_per_engine.png)"]
             if "latency_per_engine" in plots
@@ -86,10 +104,12 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
         "(MLPerf's scenarios are in the LoadGen section, when `bench-runtimes loadgen` ran).",
         _md_table(tables.max_batch_rows(report)),
         "## Results",
-        _md_table(tables.result_rows(report)),
+        _md_table(measured),
     ]
-    if any(row.get("% peak", "").endswith("*") for row in tables.result_rows(report)):
+    if any(row.get("% peak", "").endswith("*") for row in measured):
         parts.append(tables.ABOVE_PEAK_NOTE)
+    if not_measured:
+        parts += ["## Skipped or failed", _md_table(not_measured)]
     ratios = ratio_rows(report)
     if ratios:
         parts += [
@@ -121,12 +141,19 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
 
 # -- html ---------------------------------------------------------------------------------------
 _CSS = (
-    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
+    "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
     "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
     "th{background:#f0f0f0}.failed{background:#fde2e2}.skipped{color:#888}"
     ".warn{color:#a40}img{max-width:100%;margin:1em 0}"
+    # Numbers and intervals on one line; free text (notes, reasons with long file names, commands)
+    # wraps within a bounded column, and a table wider than the page scrolls on its own.
+    ".wide{overflow-x:auto}td{white-space:nowrap}"
+    "td.text{white-space:normal;overflow-wrap:anywhere;min-width:8em;max-width:32em}"
 )
+
+# Columns that hold free text rather than numbers: they wrap, the others do not.
+_TEXT_COLUMNS = frozenset({"note", "why", "parity", "command", "versions", "packages", "settings"})
 
 
 def _html_table(rows: list[dict[str, str]]) -> str:
@@ -137,13 +164,18 @@ def _html_table(rows: list[dict[str, str]]) -> str:
     body = []
     for r in rows:
         cls = html.escape(r.get("status", ""), quote=True)
-        cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols)
+        cells = "".join(
+            ('<td class="text">' if c in _TEXT_COLUMNS else "<td>")
+            + f"{html.escape(str(r[c]))}</td>"
+            for c in cols
+        )
         body.append(f'<tr class="{cls}">{cells}</tr>')
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f'<div class="wide"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
 def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
     e = html.escape
+    measured, not_measured = tables.split_result_rows(report)
     unstable = tables.unstable_records(report)
     warnings = "".join(
         f'<li class="warn">unstable: {e(r["model"])} on {e(r["runtime"])} batch {r["batch"]} '
@@ -170,20 +202,23 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         "<h1>bench-runtimes report</h1>"
         f"<p>Schema version {SCHEMA_VERSION}; generated {e(report['generated_at'])}. "
         "Latencies in ms; throughput = batch / median latency; GFLOP/s = 2 × MACs × batch / "
-        "median.</p>"
+        "median; % peak is against the machine's measured fp32 matmul peak; unstable: the "
+        "coefficient of variation (CoV) is above 2.5%.</p>"
         f"<h2>Verdict</h2>{_html_table(tables.verdict_rows(report))}"
+        + (f'<p class="warn">{e(caveat)}</p>' if (caveat := verdict_caveat(report)) else "")
         + verdict_plot
         + f"<h2>Reproduce</h2>{_html_table(tables.reproduce_rows(report))}"
         f"<h2>Machines</h2>{_html_table(tables.environment_rows(report))}"
         "<h2>Max-batch view</h2><p>Our sequential loop: p90 latency at batch 1, "
         "throughput at the largest batch run (MLPerf's scenarios: the LoadGen section).</p>"
         f"{_html_table(tables.max_batch_rows(report))}"
-        f"<h2>Results</h2>{_html_table(tables.result_rows(report))}"
+        f"<h2>Results</h2>{_html_table(measured)}"
         + (
             f"<p>{e(tables.ABOVE_PEAK_NOTE)}</p>"
-            if any(row.get("% peak", "").endswith("*") for row in tables.result_rows(report))
+            if any(row.get("% peak", "").endswith("*") for row in measured)
             else ""
         )
+        + (f"<h2>Skipped or failed</h2>{_html_table(not_measured)}" if not_measured else "")
         + (
             "<h2>Paired ratios</h2><p>Jobs timed together in shuffled rounds: A / B is the "
             "median of the per-round latency ratios, with its 95% interval; real when the "

@@ -164,7 +164,7 @@ def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                     "first ms": _f(r.get("first_inference_ms"), 1),
                     "RSS MB": _f(r.get("peak_host_rss_mb"), 0),
                     "parity": parity_cell(r.get("parity")),
-                    "note": "unstable (CoV > 2.5%)" if stab.get("cov", 0) > UNSTABLE_COV else "",
+                    "note": "unstable" if stab.get("cov", 0) > UNSTABLE_COV else "",
                 }
             )
         else:
@@ -349,3 +349,31 @@ def reproduce_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+NOT_MEASURED_COLUMNS = (
+    "machine",
+    "model",
+    "runtime",
+    "precision",
+    "batch",
+    "image",
+    "status",
+    "why",
+)
+
+
+def split_result_rows(
+    report: Mapping[str, Any],
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The measured rows, and the skipped or failed ones as (who, why): a reason is a sentence
+    with a file name in it, and beside twenty numeric columns it made every row tall and the
+    table wider than the page."""
+    rows = result_rows(report)
+    ok = [r for r in rows if r["status"] == "ok"]
+    rest = [
+        {**{k: r[k] for k in NOT_MEASURED_COLUMNS if k != "why"}, "why": r["note"]}
+        for r in rows
+        if r["status"] != "ok"
+    ]
+    return ok, rest

@@ -151,3 +151,69 @@ def test_summary_prints_data_text_verbatim():
     text = buf.getvalue()
     assert "[min 1, opt 8, max 8]" in text
     assert "runs[/]x/net.onnx" in text and "runs[/]x/net.onnx ort-cpu b1" in text
+
+
+def test_one_engine_keeps_its_colour_across_machines_and_machines_differ_by_style():
+    """Merged plots: the colour is the engine's, the line style and hatch the machine's, so
+    ort-cpu on two hosts is one colour, solid and dashed, and two engines never share one."""
+    from reports.plots import _style
+
+    a = [{**r, "machine": "host-a"} for r in sample_records() if r["status"] == "ok"]
+    b = [{**r, "machine": "host-b"} for r in sample_records() if r["status"] == "ok"]
+    report = {"machines": {"host-a": {}, "host-b": {}}, "records": a + b}
+    style = _style(report, a + b)
+    assert style["ort-cpu @ host-a"]["color"] == style["ort-cpu @ host-b"]["color"]
+    assert style["ort-cpu @ host-a"]["color"] != style["openvino @ host-a"]["color"]
+    assert style["ort-cpu @ host-a"]["linestyle"] != style["ort-cpu @ host-b"]["linestyle"]
+    assert style["ort-cpu @ host-a"]["hatch"] != style["ort-cpu @ host-b"]["hatch"]
+
+
+def test_skipped_and_failed_jobs_get_their_own_table_with_the_reason(tmp_path):
+    """A reason is a sentence with a file name in it: beside twenty numeric columns it made every
+    row tall and the results table wider than the page."""
+    out = folder(tmp_path / "a", "host-a", sample_records())
+    paths = render([out], out=out)
+    page = paths["html"].read_text()
+    results = page.split("<h2>Results</h2>")[1].split("<h2>")[0]
+    not_measured = page.split("<h2>Skipped or failed</h2>")[1].split("<h2>")[0]
+    assert "RunnerError" not in results and ">failed<" not in results
+    assert "RunnerError: &lt;b&gt;" in not_measured and '<tr class="failed">' in not_measured
+    assert '<td class="text">RunnerError' in not_measured  # free text wraps, numbers do not
+    assert "## Skipped or failed" in paths["md"].read_text()
+
+
+def test_the_verdict_says_when_the_results_under_it_are_unstable(tmp_path):
+    """The warning at the bottom of the page is too late: the caveat sits under the verdict."""
+    out = folder(tmp_path / "a", "host-a", sample_records())  # every sample's CoV is > 2.5%
+    page = render([out], out=out)["html"].read_text()
+    verdict = page.split("<h2>Verdict</h2>")[1].split("<h2>")[0]
+    assert "4 of 4 results are unstable" in verdict
+    steady = record("cifar-resnet20", "ort-cpu", 1, 1.0, stability={"cov": 0.01})
+    quiet = folder(tmp_path / "b", "host-b", [steady])
+    page = render([quiet], out=quiet)["html"].read_text()
+    assert "unstable" not in page.split("<h2>Verdict</h2>")[1].split("<h2>")[0]
+
+
+def test_parity_colour_scale_reaches_the_tolerance():
+    """Errors 100x under the tolerance must not take the top of the colour scale (they looked
+    alarming in yellow); the scale spans the tolerance and marks it."""
+    from unittest import mock
+
+    from reports import plots
+
+    good = record("cifar-resnet20", "ort-cpu", 1, 1.0, parity={"rel_l2": 4e-7, "rtol": 1e-4})
+    worse = record("cifar-resnet20", "openvino", 1, 1.0, parity={"rel_l2": 8e-7, "rtol": 1e-4})
+    seen = {}
+
+    def spy(fig, image, **kw):
+        seen["norm"] = image.norm
+        seen["bar"] = real_colorbar(fig, image, **kw)
+        return seen["bar"]
+
+    import matplotlib.figure
+
+    real_colorbar = matplotlib.figure.Figure.colorbar
+    with mock.patch.object(matplotlib.figure.Figure, "colorbar", spy):
+        assert plots.parity_heatmap(_report([good, worse])) is not None
+    assert seen["norm"].vmax > 1e-4 and seen["norm"].vmin <= 4e-7
+    assert [line.get_ydata()[0] for line in seen["bar"].ax.lines] == [1e-4]
