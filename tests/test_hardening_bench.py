@@ -150,7 +150,7 @@ CASES: list[Case] = [
     Case("run-garbage-onnx", B, ("run", *TINY[2:], "--models", "{d}/g.onnx", *OUT),
          "is not an ONNX model", (a_file("g.onnx", "garbage"),)),
     Case("run-empty-onnx", B, ("run", *TINY[2:], "--models", "{d}/e.onnx", *OUT),
-         "expected one image input", (a_file("e.onnx", ""),)),
+         "is an empty file, not an ONNX model", (a_file("e.onnx", ""),)),
     Case("run-out-dev-null", B, ("run", *TINY, "--out", "/dev/null"),
          "cannot write to --out /dev/null"),
     # flags that contradict each other
