@@ -136,6 +136,8 @@ CASES: list[Case] = [
          (spec_file("w.yaml", "layers: [1]\nwidths: [1000000000]\n"),)),
     Case("train-spec-stem-width-1e12", T, ("--spec", "{d}/s.yaml", *R), "past the limit",
          (spec_file("s.yaml", f"depth: 20\nshortcut: B\nstem_width: {10**12}\n"),)),
+    Case("train-spec-size-limit-key", T, ("--spec", "{d}/k.yaml", *R), "of memory, more than",
+         (spec_file("k.yaml", "depth: 20\nclasses: 100000000\nsize_limit: {params: 1e10}\n"),)),
     Case("train-spec-layers-1e6", T, ("--spec", "{d}/l.yaml", *R), "blocks, past the limit",
          (spec_file("l.yaml", "layers: [1000000]\nwidths: [8]\n"),)),
     Case("train-size-limit-unknown", T, (*TINY, "--size-limit", "bogus=3", *R), "expected KEY=N"),

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from graphgen.arguments import add_architecture_arguments, spec_from_args
+from graphgen.arguments import add_architecture_arguments, size_limits_from_args, spec_from_args
 from graphgen.errors import SpecError
 from graphgen.spec import IMAGENET_DEPTHS, Spec
 from resnet_common.cli import (
@@ -312,7 +312,7 @@ def config_from_args(args: argparse.Namespace):
         export=args.export,
         export_fold_bn=args.export_fold_bn,
         progress=args.progress,
-        size_limits=args.size_limits or {},
+        size_limits=size_limits_from_args(args),  # the spec file's size_limit, then the flag
     )
 
 
