@@ -38,6 +38,28 @@ def build_memory(plan: Plan) -> int:
     return FP32 * (BUILD_WEIGHT_FACTOR * memory.weight_values + calibration)
 
 
+def checked_network(
+    spec: Spec, limits: SizeLimits | None = None, *, hint: Callable[[str], str] = limit_hint
+) -> Plan:
+    """The spec's plan, after refusing (TooLargeError) a network past `limits`: its blocks (from
+    the spec, before expanding it), parameters, MACs and largest activation (from the plan)."""
+    limits = limits or SizeLimits()
+    what = f"network {spec.name}"
+    check_size(sum(spec.layers), limits.blocks, what=what, unit="blocks", key="blocks", hint=hint)
+    plan = expand(spec)
+    check_size(plan.params, limits.params, what=what, unit="parameters", key="params", hint=hint)
+    check_size(plan.macs, limits.macs, what=what, unit="MACs per image", key="macs", hint=hint)
+    check_size(
+        plan_memory(plan).largest_activation,
+        limits.activation,
+        what=what,
+        unit="values in its largest activation (one image)",
+        key="activation",
+        hint=hint,
+    )
+    return plan
+
+
 def checked_plan(
     spec: Spec,
     limits: SizeLimits | None = None,
@@ -45,23 +67,10 @@ def checked_plan(
     hint: Callable[[str], str] = limit_hint,
     available: int | None = None,
 ) -> Plan:
-    """The spec's plan, after refusing (TooLargeError) anything past `limits`."""
+    """The spec's plan, after refusing (TooLargeError) a network past `limits` or a build the
+    machine's memory cannot hold."""
     limits = limits or SizeLimits()
-    what = f"network {spec.name}"
-    blocks = sum(spec.layers)
-    check_size(blocks, limits.blocks, what=what, unit="blocks", key="blocks", hint=hint)
-    plan = expand(spec)
-    memory = plan_memory(plan)
-    check_size(plan.params, limits.params, what=what, unit="parameters", key="params", hint=hint)
-    check_size(plan.macs, limits.macs, what=what, unit="MACs per image", key="macs", hint=hint)
-    check_size(
-        memory.largest_activation,
-        limits.activation,
-        what=what,
-        unit="values in its largest activation (one image)",
-        key="activation",
-        hint=hint,
-    )
+    plan = checked_network(spec, limits, hint=hint)
     check_memory(
         build_memory(plan),
         what=f"building {spec.name}",

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from graphgen.plan import expand
+from graphgen.sizes import checked_network
 from graphgen.spec import Spec
-from resnet_common.limits import SizeLimits, check_memory, check_size
+from resnet_common.limits import SizeLimits, check_memory
 
 FLOAT = 4  # bytes per fp32 value
 # _synthetic_images holds about four float64 arrays of the whole set at its peak, plus uint8.
@@ -42,23 +42,10 @@ def network_size(
     *,
     hint: Callable[[str], str],
 ) -> NetworkSize:
-    """The network's counts, refusing (TooLargeError) anything past `limits`."""
-    what = f"network {spec.name}"
-    check_size(sum(spec.layers), limits.blocks, what=what, unit="blocks", key="blocks", hint=hint)
-    plan = expand(spec)
+    """The network's counts, refusing (TooLargeError) anything past `limits` (graphgen's checks)."""
+    plan = checked_network(spec, limits, hint=hint)
     shapes = [_numel(op.shape) for op in plan.ops]
-    size = NetworkSize(plan.params, plan.macs, max(shapes), sum(shapes))
-    check_size(size.params, limits.params, what=what, unit="parameters", key="params", hint=hint)
-    check_size(size.macs, limits.macs, what=what, unit="MACs per image", key="macs", hint=hint)
-    check_size(
-        size.largest_activation,
-        limits.activation,
-        what=what,
-        unit="values in its largest activation (one image)",
-        key="activation",
-        hint=hint,
-    )
-    return size
+    return NetworkSize(plan.params, plan.macs, max(shapes), sum(shapes))
 
 
 def check_synthetic_memory(
