@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from graphgen.cli import main
 from graphgen.onnx_io import build, build_file
 from graphgen.spec import cifar_spec
 from tests._graphs import normal_input, run_ort
-from tests.test_bad_inputs import Case, a_file, run_case, spec_file
+from tests.test_bad_inputs import Case, a_device, a_file, run_case, spec_file
 
 G = "graphgen"
 OUT = ("-o", "{d}/m.onnx")
@@ -40,20 +39,6 @@ def a_socket(name: str) -> Callable[[Path], None]:
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(str(d / name))
         sock.close()
-
-    return make
-
-
-def a_device(name: str) -> Callable[[Path], None]:
-    """A character device like /dev/null, but in the test's folder: a graphgen that renames over
-    it (as older ones did over /dev/null, run as root) spoils nothing outside the test. Where
-    mknod is not allowed, a named pipe stands in: it is no regular file either."""
-
-    def make(d: Path) -> None:
-        try:
-            os.mknod(d / name, stat.S_IFCHR | 0o666, os.makedev(1, 3))
-        except PermissionError:
-            os.mkfifo(d / name)
 
     return make
 
@@ -436,40 +421,10 @@ def test_small_rebuild_removes_the_old_external_data(tmp_path: Path, monkeypatch
 
 
 def _count(root: Path, ids: list[str], timeout: float = 60.0) -> None:
-    import resource
-    import tempfile
+    from tests.test_bad_inputs import _count as count_cases
 
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
-
-    here = Path(__file__).resolve().parents[1]
-    clean = 0
     cases = [c for c in CASES if c.id in ids] if ids else CASES
-    for case in cases:
-        with tempfile.TemporaryDirectory() as d:
-            code = (
-                f"import sys; sys.path.insert(0, {str(root)!r}); "
-                f"sys.path.insert(1, {str(here / 'tests')!r}); "
-                "import test_hardening_graphgen as h; from pathlib import Path; "
-                f"case = next(c for c in h.CASES if c.id == {case.id!r}); "
-                f"_, text, problem = h.run_case(case, Path({d!r})); "
-                "print(problem or 'clean'); print(text[-300:].replace(chr(10), ' | '))"
-            )
-            try:
-                done = subprocess.run(
-                    [sys.executable, "-c", code],
-                    capture_output=True,
-                    text=True,
-                    timeout=timeout,
-                    cwd=d,
-                    preexec_fn=limit,
-                )
-                lines = done.stdout.splitlines() or [f"died: {done.stderr.strip()[-200:]}"]
-            except subprocess.TimeoutExpired:
-                lines = [f"hung past {timeout:.0f} s"]
-        clean += lines[0] == "clean"
-        print(f"{case.id:40s} {lines[0]}" + (f"  [{lines[1][:150]}]" if len(lines) > 1 else ""))
-    print(f"{clean} of {len(cases)} clean")
+    count_cases(root, timeout, module="test_hardening_graphgen", cases=cases)
 
 
 if __name__ == "__main__":
