@@ -34,9 +34,11 @@ def build_cached(path: Path, build: Callable[[Path], object]) -> Path:
         tmp = make_temp_dir(path.parent, path.name)
         try:
             build(tmp / path.name)
-            data = tmp / f"{path.name}.data"
-            if data.is_file():  # external data first: the model never points at missing data
-                replace_into(data, path.parent / data.name)
+            # external data first (graphgen names it by content hash, `NAME.onnx.<sha>.data`),
+            # so the model never points at missing data
+            for data in sorted(tmp.iterdir()):
+                if data.name != path.name:
+                    replace_into(data, path.parent / data.name)
             replace_into(tmp / path.name, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -74,3 +74,16 @@ def test_a_foreign_file_runs_as_it_is(foreign_model: Path, model_cache: Path) ->
         resolve(foreign_model, image_size=64, cache_dir=model_cache)
     with pytest.raises(UserError, match="cannot convert"):
         resolve(foreign_model, precision="fp16", cache_dir=model_cache)
+
+
+def test_a_cached_model_with_external_data_keeps_its_data(
+    model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """graphgen names external data by content hash; the cache moves it in before the model."""
+    monkeypatch.setattr("graphgen.onnx_io.EXTERNAL_DATA_THRESHOLD", 1000)
+    path = resolve("cifar-resnet20", cache_dir=model_cache).path
+    data = [p.name for p in model_cache.iterdir() if p.name.endswith(".data")]
+    assert len(data) == 1 and data[0].startswith(path.name), data
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path), load_external_data=False)
+    assert model.graph.initializer[0].data_location == onnx.TensorProto.EXTERNAL
