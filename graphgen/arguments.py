@@ -5,6 +5,7 @@ commands import it, and nothing here parses argv."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from graphgen.errors import SpecError
 from graphgen.flavors import FLAVORS, apply_flavor
@@ -91,3 +92,19 @@ def size_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
         if isinstance(data, dict) and LIMIT_KEY in data:
             limits = limits_from_spec(data[LIMIT_KEY], source=str(args.spec))
     return limits | (getattr(args, "size_limits", None) or {})
+
+
+def add_size_limit_argument(p: Any) -> None:
+    """`--size-limit KEY=N[,KEY=N]`, shared by `graphgen build` and `resnet-train`."""
+    from resnet_common.cli import size_limits
+
+    p.add_argument(
+        "--size-limit",
+        dest="size_limits",
+        type=size_limits,
+        metavar="KEY=N[,KEY=N]",
+        help="raise a sanity limit checked before anything is allocated: blocks (10000), "
+        "params (1e9), macs per image (1e12), activation (2**30 values per image), memory "
+        "(bytes to assume free; default: what the machine has); a spec file's "
+        "'size_limit: {params: 5e9}' does the same",
+    )

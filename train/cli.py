@@ -11,7 +11,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from graphgen.arguments import add_architecture_arguments, size_limits_from_args, spec_from_args
+from graphgen.arguments import (
+    add_architecture_arguments,
+    add_size_limit_argument,
+    size_limits_from_args,
+    spec_from_args,
+)
 from graphgen.errors import SpecError
 from graphgen.spec import IMAGENET_DEPTHS, Spec
 from resnet_common.cli import (
@@ -22,7 +27,6 @@ from resnet_common.cli import (
     non_negative_int,
     positive_int,
     seed_int,
-    size_limits,
 )
 from resnet_common.errors import UserError
 from train.data import DATASETS
@@ -204,15 +208,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="fold BatchNorm into the convs of the exported graph",
     )
     run.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
-    run.add_argument(
-        "--size-limit",
-        dest="size_limits",
-        type=size_limits,
-        metavar="KEY=N[,KEY=N]",
-        help="raise a sanity limit checked before anything is allocated: blocks (10000), "
-        "params (1e9), macs per image (1e12), activation (2**30 values per image), memory "
-        "(bytes to assume free; default: what the machine has)",
-    )
+    add_size_limit_argument(run)
     return p
 
 

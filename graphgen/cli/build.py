@@ -9,6 +9,7 @@ from typing import Any
 from graphgen.arguments import (
     OVERRIDES,
     add_architecture_arguments,
+    add_size_limit_argument,
     size_limits_from_args,
     spec_from_args,
 )
@@ -21,7 +22,7 @@ from graphgen.spec import (
     Spec,
     spec_for_depth,
 )
-from resnet_common.cli import non_negative_int, positive_int, size_limits
+from resnet_common.cli import non_negative_int, positive_int
 from resnet_common.errors import UserError
 from resnet_common.fileio import write_error
 from resnet_common.limits import SizeLimits
@@ -89,16 +90,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="folder for --all (default .; made if missing)",
     )
-    p.add_argument(
-        "--size-limit",
-        dest="size_limits",
-        type=size_limits,
-        metavar="KEY=N[,KEY=N]",
-        help="raise a sanity limit checked before anything is allocated: blocks (10000), "
-        "params (1e9), macs per image (1e12), activation (2**30 values per image), memory "
-        "(bytes to assume free; default: what the machine has); a spec file's "
-        "'size_limit: {params: 5e9}' does the same",
-    )
+    add_size_limit_argument(p)
     p.set_defaults(func=run)
 
 
