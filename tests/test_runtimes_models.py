@@ -77,9 +77,10 @@ def test_a_foreign_file_runs_as_it_is(foreign_model: Path, model_cache: Path) ->
 
 
 def test_a_cached_model_with_external_data_keeps_its_data(
-    model_cache: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """graphgen names external data by content hash; the cache moves it in before the model."""
+    model_cache = tmp_path / "cache"  # its own: the shared one may hold the model already
     monkeypatch.setattr("graphgen.onnx_io.EXTERNAL_DATA_THRESHOLD", 1000)
     path = resolve("cifar-resnet20", cache_dir=model_cache).path
     data = [p.name for p in model_cache.iterdir() if p.name.endswith(".data")]
