@@ -5,6 +5,10 @@ CIFAR ResNet-20; no timing assertion (the machine is noisy)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -14,6 +18,7 @@ from reports.schema import INFLIGHT_FILE, load_report, record_key
 from runtimes.interleave import Slot, plan_rounds, run_rounds
 from runtimes.sweep import Sweep, SweepConfig
 from runtimes.timing import LoopConfig
+from tests._process import sigaltstack, stack_problem
 
 TINY = "cifar-resnet20"
 LOOP = LoopConfig(warmup=2, warmup_s=None, iterations=24, duration_s=None)
@@ -121,3 +126,36 @@ def _jobs(cfg):
     from runtimes.sweep import jobs
 
     return list(jobs(cfg))
+
+
+def test_signals_are_still_handled_after_an_interleaved_openvino_sweep(tmp_path, model_cache):
+    """Each OpenVINO Core used to install an alternate signal stack and free it when destroyed;
+    an interleaved sweep releases its runners in load order, which left the main thread's
+    signal stack on freed memory, and the next handled signal killed the process (exit 139).
+    After a sweep with two OpenVINO jobs loaded together, the stack is mapped, Ctrl-C raises
+    KeyboardInterrupt and a child's SIGCHLD reaches its Python handler, in this process."""
+    sweep = SweepConfig(
+        models=[TINY], runtimes=["openvino"], batches=[1, 2], loop=LOOP, interleave=True,
+        out=tmp_path / "ov", model_cache=model_cache,
+    )  # fmt: skip
+    records = Sweep(sweep).run()
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert {r["timing"]["interleaved"]["jobs"] for r in records} == {2}  # loaded together
+    assert stack_problem(sigaltstack()) is None  # before a signal makes it a crash
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    reaped: list[int] = []
+    previous = signal.signal(signal.SIGCHLD, lambda signum, frame: reaped.append(signum))
+    try:
+        assert subprocess.run([sys.executable, "-c", "pass"], check=False).returncode == 0
+        for _ in range(500):  # the handler runs at the next bytecode boundary; 5 s at most
+            if reaped:
+                break
+            time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert signal.SIGCHLD in reaped
