@@ -57,6 +57,26 @@ def test_openvino_pins_fp32_inference(resnet20: Path) -> None:
         assert "32" in runner.describe()["inference_precision"]
 
 
+def test_torch_runners_put_the_thread_count_back_in_any_release_order(resnet20: Path) -> None:
+    """torch's thread count is process-wide: runners set theirs while active, and the last one
+    released (here the last loaded is released last, as an interleaved sweep does) restores
+    what was there, so a sweep leaves the process as it found it."""
+    import torch
+
+    before = torch.get_num_threads()
+    asked = 1 if before != 1 else 2
+    first = registry.create("torch", resnet20, threads=asked)
+    second = registry.create("torch", resnet20, threads=asked)
+    first.activate()
+    second.activate()
+    assert torch.get_num_threads() == asked
+    assert second.describe()["threads"] == asked
+    first.deactivate()
+    assert torch.get_num_threads() == asked  # the second is still running
+    second.deactivate()
+    assert torch.get_num_threads() == before
+
+
 def test_unsupported_precision_is_refused_with_the_supported_ones(resnet20: Path) -> None:
     with pytest.raises(UnsupportedError, match="onnx-ref does not support precision 'fp16'"):
         registry.create("onnx-ref", resnet20, precision="fp16")

@@ -21,6 +21,36 @@ from runtimes.base import Runner, RunnerError
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
 
 
+class _ThreadLease:
+    """torch's intra-op thread count is one setting for the whole process: runners that ask for
+    a count set it while any of them is active, and the last one out puts back what was there
+    before the first came in, whatever order they are released in (an interleaved sweep
+    releases in load order). Runners active together share the count; sweeps give every CPU
+    engine the same one."""
+
+    def __init__(self) -> None:
+        self.holders = 0
+        self.before = 0
+
+    def take(self, threads: int) -> None:
+        import torch
+
+        if self.holders == 0:
+            self.before = torch.get_num_threads()
+        self.holders += 1
+        torch.set_num_threads(threads)
+
+    def give_back(self) -> None:
+        import torch
+
+        self.holders -= 1
+        if self.holders == 0 and torch.get_num_threads() != self.before:
+            torch.set_num_threads(self.before)
+
+
+_THREADS = _ThreadLease()
+
+
 class TorchRunner(Runner):
     """Eager PyTorch on the CPU."""
 
@@ -28,6 +58,7 @@ class TorchRunner(Runner):
     packages: ClassVar[tuple[str, ...]] = ("torch",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "fp64")
     needs_graphgen = True
+    holds_threads = False  # True while this runner holds _THREADS
 
     @classmethod
     def availability(cls) -> str | None:
@@ -46,7 +77,8 @@ class TorchRunner(Runner):
             raise GraphError(f"{self.name} cannot rebuild {self.model_path}: {err}") from None
         self.dtype = getattr(torch, DTYPES[self.precision])
         if self.threads is not None:
-            torch.set_num_threads(self.threads)
+            _THREADS.take(self.threads)
+            self.holds_threads = True
         self.model = self.prepare(model.to(self.dtype).eval())
 
     def prepare(self, model: Any) -> Any:
@@ -68,6 +100,9 @@ class TorchRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self.model = None  # tolerates a model that was never built
+        if self.holds_threads:
+            _THREADS.give_back()
+            self.holds_threads = False
 
     def describe(self) -> dict[str, Any]:
         import torch
