@@ -6,11 +6,9 @@ bash scripts/setup.sh dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy  # files and strictness: [tool.mypy] in pyproject.toml
-if [ "$#" -gt 0 ]; then
-  exec .venv/bin/python -m pytest -q "$@"
-fi
-# The SIGKILL test runs in a pytest process of its own: after the rest of the suite has loaded
-# every engine into one process, it segfaulted that process (not yet traced; alone it passes).
-KILL_TEST=tests/test_train_resume_kill.py::test_resume_after_sigkill
-.venv/bin/python -m pytest -q --deselect "$KILL_TEST"
-.venv/bin/python -m pytest -q "$KILL_TEST"
+# One pytest process for the whole suite: tests/conftest.py fails any test that leaves
+# process-wide state changed (threads, signal handlers, the signal stack, cwd, environment), so
+# no test needs a process of its own. (The SIGKILL resume test once ran apart: the full suite
+# segfaulted at its end, because OpenVINO Cores freed the main thread's signal stack; see
+# runtimes/engines/openvino_cpu.py, shared_core.)
+exec .venv/bin/python -m pytest -q "$@"

@@ -43,7 +43,6 @@ def test_second_load_reuses_the_cached_engine(models, tmp_path):
         assert second.describe()["engine_cache"] == "hit"
         assert second.describe()["build_time_s"] is None  # nothing was built
         np.testing.assert_array_equal(second.infer(inputs(1))["logits"], first_out)
-    assert second.load_time_s < first.load_time_s
 
 
 def test_a_corrupt_cached_engine_is_rebuilt(models, tmp_path):

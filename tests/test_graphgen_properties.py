@@ -190,7 +190,6 @@ def near_valid_specs(draw) -> dict:
 
 @settings(
     max_examples=40,
-    deadline=10_000,  # ms: a tiny build takes well under a second; a hang takes hours
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(data=near_valid_specs())

@@ -13,6 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from train.cli import main
+
 ARGS = ["--depth", "8", "--image-size", "16", "--synthetic-train", "256", "--synthetic-val",
         "64", "--batch-size", "32", "--epochs", "40", "--workers", "0"]  # fmt: skip
 
@@ -22,10 +24,10 @@ def test_resume_after_sigkill(tmp_path):
     cmd = [sys.executable, "-m", "train", *ARGS, "--out", str(run)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600  # only keeps a broken child from hanging the suite
         while not (run / "last.pt").exists():
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            assert time.monotonic() < deadline, "no checkpoint within 600 s"
             time.sleep(0.05)
         time.sleep(0.3)  # into the next epoch
     finally:
@@ -46,14 +48,10 @@ def test_resume_after_sigkill(tmp_path):
     load_file(run / "best.safetensors")
     # finish a short run: the same run, extended only as far as the kill left it plus one epoch
     done = len(before)
-    # In a child process, as a user resumes: in-process, after the whole suite has loaded
-    # every engine, this training segfaulted pytest (not traced; alone it passes).
-    resumed = subprocess.run(
-        [sys.executable, "-m", "train", "--resume", str(run), "--epochs", str(done + 1), "--quiet"],
-        capture_output=True,
-        text=True,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    # In this process, through the CLI's entry point: the child that was killed is the one
+    # the test set out to check. (This once segfaulted pytest at the end of the full suite:
+    # OpenVINO Cores had left the signal stack on freed memory, see openvino_cpu.shared_core.)
+    assert main(["--resume", str(run), "--epochs", str(done + 1), "--quiet"]) == 0
     after = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in after] == list(range(done + 1))
     assert after[: len(before) - 1] == before[: len(before) - 1]  # history kept
