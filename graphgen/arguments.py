@@ -14,13 +14,14 @@ from graphgen.spec import (
     LIMIT_KEY,
     SHORTCUTS,
     STRIDE_PLACEMENTS,
+    ZERO_PADS,
     Spec,
     load_spec_file,
     read_spec_data,
     spec_for_depth,
 )
 
-OVERRIDES = ("shortcut", "block", "stride_at", "classes", "image_size")
+OVERRIDES = ("shortcut", "block", "stride_at", "zero_pad", "classes", "image_size")
 
 
 def add_architecture_arguments(
@@ -30,7 +31,7 @@ def add_architecture_arguments(
     size_default: str = "224 / 32",
 ) -> None:
     """The spec overrides every command that builds a network takes (graphgen build,
-    resnet-train): shortcut, block, stride placement, classes, image size."""
+    resnet-train): shortcut, block, stride placement, option A's padding, classes, image size."""
     group.add_argument(
         "--shortcut",
         choices=SHORTCUTS,
@@ -43,6 +44,13 @@ def add_architecture_arguments(
         dest="stride_at",
         choices=STRIDE_PLACEMENTS,
         help="where a bottleneck strides: 1x1 (the paper) or 3x3 (torchvision v1.5)",
+    )
+    group.add_argument(
+        "--zero-pad",
+        dest="zero_pad",
+        choices=ZERO_PADS,
+        help="where option A puts its zero channels: symmetric (default; akamaster's PyTorch "
+        "CIFAR ResNets, tensorpack) or end (after the identity channels, fb.resnet.torch)",
     )
     group.add_argument(
         "--flavor",

@@ -129,8 +129,10 @@ class MaxPool(_Parameterless):
 class ZeroPadShortcut(_Parameterless):
     """Option A: identity subsampled by the stride, new channels zero-padded (He et al. 2015, 3.3).
 
-    The paper does not say where the zeros go; like the common CIFAR reimplementations we pad
-    symmetrically, `pad_before` channels in front and `pad_after` behind.
+    The paper does not say where the zeros go: `zero_pad` "symmetric" puts `pad_before`
+    channels in front and `pad_after` behind (akamaster's PyTorch CIFAR ResNets, tensorpack),
+    "end" puts them all behind the identity channels (fb.resnet.torch). Every emitter reads the
+    placement from these two properties.
     """
 
     name: str
@@ -141,10 +143,11 @@ class ZeroPadShortcut(_Parameterless):
     stride: int
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
+    zero_pad: str = "symmetric"
 
     @property
     def pad_before(self) -> int:
-        return (self.cout - self.cin) // 2
+        return 0 if self.zero_pad == "end" else (self.cout - self.cin) // 2
 
     @property
     def pad_after(self) -> int:
@@ -264,6 +267,7 @@ class _Builder:
         self.x = INPUT
         self.c = 3
         self.hw = (spec.image_size, spec.image_size)
+        self.zero_pad = spec.zero_pad
 
     def conv(
         self,
@@ -424,7 +428,7 @@ def _shortcut(
         if not changes:
             return x
         name = f"{prefix}.shortcut"
-        b.ops.append(ZeroPadShortcut(name, x, name, cin, cout, stride, hw, out_hw))
+        b.ops.append(ZeroPadShortcut(name, x, name, cin, cout, stride, hw, out_hw, b.zero_pad))
         return name
     residual = (b.x, b.c, b.hw)
     b.conv(f"{prefix}.downsample.0", cout, 1, stride, x=projection_input or x, cin=cin, hw=hw)

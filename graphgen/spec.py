@@ -20,6 +20,10 @@ BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 SHORTCUTS = ("A", "B", "C", "none")
 STEMS = ("imagenet", "cifar")
 STRIDE_PLACEMENTS = ("1x1", "3x3")
+# Where option A's new channels go. The paper does not say. "symmetric" (half in front, half
+# behind) is what the widely used PyTorch CIFAR reference (akamaster/pytorch_resnet_cifar10)
+# and tensorpack do; "end" (zeros after the identity channels) is fb.resnet.torch's.
+ZERO_PADS = ("symmetric", "end")
 DATASETS = ("imagenet", "cifar10")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -57,6 +61,7 @@ class Spec:
     bottleneck_bias: bool = False  # a bias on the bottleneck's two 1x1 convs (Gluon v1)
     data_bn: bool = False  # a BN without scale or shift on the input images (Gluon v2)
     first_unit_bn: bool = False  # the first pre-activation unit keeps its own BN-ReLU (Gluon v2)
+    zero_pad: str = "symmetric"  # option A: where the zero channels go (ZERO_PADS)
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +71,12 @@ class Spec:
         _require(
             self.stride_at in STRIDE_PLACEMENTS, "stride_at", self.stride_at, STRIDE_PLACEMENTS
         )
+        _require(self.zero_pad in ZERO_PADS, "zero_pad", self.zero_pad, ZERO_PADS)
+        if self.zero_pad != "symmetric" and self.shortcut != "A":
+            raise SpecError(
+                f"zero_pad {self.zero_pad!r} places option A's zero channels; it needs "
+                f"shortcut 'A', not {self.shortcut!r}"
+            )
         if not self.layers:
             raise SpecError("layers must list at least one stage, e.g. [2, 2, 2, 2]")
         if len(self.layers) != len(self.widths):
@@ -124,12 +135,14 @@ class Spec:
         return 1 + per_block * sum(self.layers) + 1
 
     def to_dict(self) -> dict[str, Any]:
-        # Flavour fields at their defaults are left out, so older specs keep their exact bytes.
+        # Fields added after the first release are left out at their defaults, so older specs
+        # keep their exact bytes (and their files' hashes).
         return {
             f.name: (list(v) if isinstance(v, tuple) else v)
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
             if not (f.name in FLAVOUR_FIELDS and v is False)
+            and not (f.name == "zero_pad" and v == "symmetric")
         }
 
     def to_json(self) -> str:
@@ -180,6 +193,8 @@ def default_name(spec: Spec) -> str:
     if spec.block.endswith("bottleneck") and spec.stride_at == "3x3" and not gluon_v2:
         name += "-v1.5"
     name += flavour
+    if spec.zero_pad != "symmetric":
+        name += f"-zeropad-{spec.zero_pad}"
     if spec.stem == "imagenet" and (spec.widths, spec.stem_width) != (IMAGENET_WIDTHS, 64):
         name += "-custom"
     if spec.stem == "cifar" and (spec.widths, spec.stem_width) != (CIFAR_WIDTHS, 16):

@@ -192,13 +192,20 @@ def test_graphgen_files_import_to_the_same_spec(spec, fold, tmp_path):
     )
 
 
-def test_option_a_is_refused_with_the_first_misfit(tmp_path, capsys):
+def test_option_a_zeros_placed_neither_way_are_refused(tmp_path, capsys):
+    """Option A imports with its zeros on both sides or at the end (tests/test_zero_pad.py);
+    one zero channel in front and fifteen behind is neither, and is refused by name."""
+    model = build(cifar_spec(8))
+    pads = next(n for n in model.graph.node if n.name == "layer2.0.shortcut.pads")
+    pads.attribute[0].t.CopyFrom(
+        onnx.numpy_helper.from_array(np.array([0, 1, 0, 0, 0, 15, 0, 0]), pads.output[0])
+    )
     src = tmp_path / "a.onnx"
-    onnx.save(build(cifar_spec(8)), src)
+    onnx.save(model, src)
     out = tmp_path / "r.onnx"
     assert main(["import", str(src), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "Pad node" in err and "does not fit a ResNet" in err and not out.exists()
+    assert "pads 1 zero channels in front and 15 behind" in err and not out.exists()
 
 
 def test_not_a_resnet_is_refused(tmp_path):

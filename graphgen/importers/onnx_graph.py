@@ -3,9 +3,10 @@
 Three steps, each refusing with the first thing that does not fit:
 
 1. *Canonicalise*: from the output back, every node on the way becomes one of graphgen's plan
-   kinds (conv, bn, relu, add, maxpool, gap, fc); Identity, Dropout, Flatten, Reshape, Squeeze
-   and float Casts are looked through, MatMul + Add is a fc. Weights may be initializers,
-   Constant nodes, or initializers also listed as graph inputs (old exporters, MXNet).
+   kinds (conv, bn, relu, add, maxpool, gap, fc, and option A's subsample and zero-pad);
+   Identity, Dropout, Flatten, Reshape, Squeeze and float Casts are looked through, MatMul + Add
+   is a fc. Weights may be initializers, Constant nodes, or initializers also listed as graph
+   inputs (old exporters, MXNet).
 2. *Infer* the spec by walking the canonical graph forward unit by unit: stem, each unit's
    branch and shortcut between the stream tensor and its addition, the head.
 3. *Match* the inferred plan against the canonical graph from the output back, pairing every
@@ -43,6 +44,7 @@ from graphgen.plan import (
     Op,
     Plan,
     Relu,
+    ZeroPadShortcut,
     expand,
 )
 from graphgen.spec import Spec
@@ -50,11 +52,12 @@ from graphgen.weights import BN_EPS, Weights
 
 CARRIED_METADATA = ("graphgen.normalize_mean", "graphgen.normalize_std")
 PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast"}
+TO_THE_END = 2**31 - 1  # a Slice end at least this large runs to the end of its axis
 
 
 @dataclass
 class Node:
-    kind: str  # input conv bn relu add maxpool gap fc
+    kind: str  # input conv bn relu add maxpool gap fc subsample zeropad
     name: str
     inputs: list[str]
     order: int
@@ -86,6 +89,9 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
     weights, folded = _Matcher(plan, graph, source).run()
     flavor = flavor_of(spec) or "custom flavour"
     stride = f", stride on {spec.stride_at}" if spec.block.endswith("bottleneck") else ""
+    if spec.shortcut == "A":  # where the zeros go is read from the graph's Pads
+        where = "on both sides" if spec.zero_pad == "symmetric" else "at the end"
+        stride += f", option A (zero channels {where})"
     summary = f"resnet{spec.depth}, {flavor}, {spec.classes} classes{stride}" + (
         ", BN folded into the convs (unfolded exactly)" if folded else ""
     )
@@ -112,6 +118,7 @@ class _Canonical:
         g = model.graph
         self.source = source
         self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.opsets = list(model.opset_import)
         for node in g.node:
             if node.op_type == "Constant" and _attr(node, "value") is not None:
                 value = _attr(node, "value")
@@ -235,6 +242,11 @@ class _Canonical:
             return Node("maxpool", name, [node.input[0]], order)
         if op == "GlobalAveragePool":
             return Node("gap", name, [node.input[0]], order)
+        if op == "AveragePool":  # F.avg_pool2d(x, 8) over the last 8x8 map (akamaster's CIFAR)
+            k, pads = _ints(node, "kernel_shape", []), _ints(node, "pads", [0] * 4)
+            if len(set(k)) != 1 or any(pads) or _attr(node, "ceil_mode", 0):
+                raise GraphError(f"{where}: kernel {k} pads {pads}, not a global average")
+            return Node("gap", name, [node.input[0]], order, attrs={"k": k[0]})
         if op == "ReduceMean":
             axes = _attr(node, "axes")
             if axes is None and len(node.input) > 1:
@@ -258,7 +270,97 @@ class _Canonical:
         if op == "MatMul":
             w = self._const(node.input[1], "fc weight")
             return Node("fc", name, [node.input[0]], order, {"weight": w.T})
+        if op == "Slice":
+            return self._subsample(node, order, where)
+        if op == "Pad":
+            return self._zero_pad(node, order, where)
         raise GraphError(f"{where} does not fit a ResNet graphgen expresses")
+
+    def _operand(self, node: onnx.NodeProto, index: int, attr: str) -> list[int] | None:
+        """An int list given as input `index` (newer opsets) or attribute `attr` (older)."""
+        if len(node.input) > index and node.input[index]:
+            value = self._folded(node.input[index], attr)
+            return [int(v) for v in value.reshape(-1)]  # int64 as stored: no float rounding
+        value = _attr(node, attr)
+        return None if value is None else [int(v) for v in value]
+
+    def _folded(self, name: str, what: str) -> np.ndarray:
+        """A stored constant, or one computed from stored constants alone (torch.onnx's
+        TorchScript export computes a Pad's pads with Slice, Transpose, Reshape and Cast),
+        evaluated by onnx's reference evaluator."""
+        if name in self.consts:
+            return self.consts[name]
+        nodes: dict[int, onnx.NodeProto] = {}
+        stack = [name]
+        while stack:
+            tensor = stack.pop()
+            if not tensor or tensor in self.consts:
+                continue
+            if tensor not in self.producer or len(nodes) > 64:
+                raise GraphError(f"{self.source}: {what} {name!r} is computed from the image")
+            order, node = self.producer[tensor]
+            if order not in nodes:
+                nodes[order] = node
+                stack.extend(node.input)
+        from onnx.reference import ReferenceEvaluator
+
+        used = {i for n in nodes.values() for i in n.input if i in self.consts}
+        graph = onnx.helper.make_graph(
+            [nodes[i] for i in sorted(nodes)],
+            "folded",
+            [],
+            [onnx.helper.make_empty_tensor_value_info(name)],
+            [numpy_helper.from_array(self.consts[i], i) for i in sorted(used)],
+        )
+        model = onnx.helper.make_model(graph, opset_imports=self.opsets)
+        try:
+            (value,) = ReferenceEvaluator(model).run(None, {})
+        except Exception as err:  # any op the evaluator cannot run: not a ResNet we read
+            raise GraphError(f"{self.source}: cannot evaluate {what} {name!r}: {err}") from None
+        return np.asarray(value)
+
+    def _subsample(self, node: onnx.NodeProto, order: int, where: str) -> Node:
+        """Option A's `x[:, :, ::s, ::s]`: one Slice over both spatial axes, or one per axis."""
+        steps: dict[int, int] = {}
+        while True:
+            starts = self._operand(node, 1, "starts") or []
+            ends = self._operand(node, 2, "ends") or []
+            axes = self._operand(node, 3, "axes") or list(range(len(starts)))
+            step = self._operand(node, 4, "steps") or [1] * len(starts)
+            if not len(axes) == len(starts) == len(ends) == len(step):
+                raise GraphError(f"{where}: starts, ends, axes and steps differ in length")
+            for axis, start, end, s in zip(axes, starts, ends, step, strict=True):
+                if axis % 4 not in (2, 3) or start != 0 or end < TO_THE_END or axis % 4 in steps:
+                    raise GraphError(f"{where}: a slice other than option A's x[:, :, ::s, ::s]")
+                steps[axis % 4] = s
+            x = self._alias(node.input[0])
+            inner = self.producer.get(x)
+            if inner is None or inner[1].op_type != "Slice":
+                break
+            node = inner[1]
+        if set(steps) != {2, 3} or steps[2] != steps[3] or steps[2] < 1:
+            raise GraphError(f"{where}: subsamples with steps {steps}, not s along both H and W")
+        return Node("subsample", node.name or x, [x], order, attrs={"s": steps[2]})
+
+    def _zero_pad(self, node: onnx.NodeProto, order: int, where: str) -> Node:
+        """Option A's zero channels: a constant Pad of channels alone."""
+        pads = self._operand(node, 1, "pads")
+        axes = self._operand(node, 3, "axes") if len(node.input) > 3 else None
+        value = (
+            self._folded(node.input[2], "pad value") if len(node.input) > 2 and node.input[2] else 0
+        )
+        mode = _attr(node, "mode", b"constant")
+        if pads is None or mode not in (b"constant", "constant") or np.any(value != 0):
+            raise GraphError(f"{where}: pads with mode {mode!r}, not with zeros")
+        axes = [a % 4 for a in axes] if axes is not None else list(range(len(pads) // 2))
+        if len(pads) != 2 * len(axes):
+            raise GraphError(f"{where}: {len(pads)} pads for {len(axes)} axes")
+        before = dict(zip(axes, pads[: len(axes)], strict=True))
+        after = dict(zip(axes, pads[len(axes) :], strict=True))
+        if any(v for a, v in (before | after).items() if a != 1) or min(pads, default=0) < 0:
+            raise GraphError(f"{where}: pads {pads} are not zero channels (axis 1 alone)")
+        counts = {"before": before.get(1, 0), "after": after.get(1, 0)}
+        return Node("zeropad", node.name or node.output[0], [node.input[0]], order, attrs=counts)
 
     def _bias_add(self, node: onnx.NodeProto, order: int, where: str) -> Node:
         """MatMul + Add(bias): one fc."""
@@ -283,6 +385,7 @@ class _Unit:
     projection: Node | None
     preact_bn: bool  # the branch starts with its own BN-ReLU
     out: str
+    zero_pad: Node | None = None  # option A: the shortcut's channel padding
 
 
 def _infer(g: _Canonical, image_size: int, source: str) -> Spec:
@@ -361,10 +464,15 @@ def _infer(g: _Canonical, image_size: int, source: str) -> Spec:
         for u, s in zip(units, strides, strict=True)
     ]
     projections = [u.projection is not None for u in units]
-    if any(c and not p for c, p in zip(changes, projections, strict=True)):
+    if not any(projections) and any(changes):  # option A: subsample, pad zero channels
+        shortcut, zero_pad = "A", _zero_pad_placement(units, refuse)
+    elif any(c and not p for c, p in zip(changes, projections, strict=True)):
         raise refuse("a unit that changes shape has no projection shortcut")
-    # C projects where B would not; where every unit changes shape, B and C are one network.
-    shortcut = "C" if any(p and not c for c, p in zip(changes, projections, strict=True)) else "B"
+    else:  # C projects where B would not; where every unit changes shape, B and C are one
+        shortcut = (
+            "C" if any(p and not c for c, p in zip(changes, projections, strict=True)) else "B"
+        )
+        zero_pad = "symmetric"
     has_bias = any("bias" in c.arrays for u in units for c in (u.convs[0], u.convs[-1]))
     block = ("preact_" if preact else "") + ("bottleneck" if bottleneck else "basic")
     classes = g.nodes[g.output]
@@ -383,6 +491,7 @@ def _infer(g: _Canonical, image_size: int, source: str) -> Spec:
         bottleneck_bias=bottleneck and not preact and not folded and has_bias,
         data_bn=data_bn,
         first_unit_bn=bool(preact) and units[0].preact_bn,
+        zero_pad=zero_pad,
     )
     if preact and not final_bn:
         raise refuse("a pre-activation net without a final BN-ReLU before pooling")
@@ -421,7 +530,7 @@ def _unit(g: _Canonical, t: str, add: str, refuse: Callable[[str], GraphError]) 
         chain, x = [], start
         while x != t:
             node = g.nodes[x]
-            if node.kind not in ("conv", "bn", "relu") or len(node.inputs) != 1:
+            if node.kind not in ("conv", "bn", "relu", *OPTION_A) or len(node.inputs) != 1:
                 raise refuse(f"a {node.kind} ({node.name}) inside a unit")
             chain.append(node)
             x = node.inputs[0]
@@ -436,8 +545,39 @@ def _unit(g: _Canonical, t: str, add: str, refuse: Callable[[str], GraphError]) 
         for i, n in enumerate(branch)
         if n.kind == "conv"
     ]
+    if any(n.kind in OPTION_A for n in branch):
+        raise refuse("a unit's branch subsamples or pads without a conv")
     projection = next((n for n in shortcut if n.kind == "conv"), None)
-    return _Unit(convs, bns_after, projection, bool(branch) and branch[0].kind == "bn", add)
+    zero_pad = next((n for n in shortcut if n.kind == "zeropad"), None)
+    if projection is not None and any(n.kind in OPTION_A for n in shortcut):
+        raise refuse("a shortcut both projects and zero-pads")
+    preact_bn = bool(branch) and branch[0].kind == "bn"
+    return _Unit(convs, bns_after, projection, preact_bn, add, zero_pad)
+
+
+OPTION_A = ("subsample", "zeropad")
+
+
+def _zero_pad_placement(units: list[_Unit], refuse: Callable[[str], GraphError]) -> str:
+    """Where option A's zeros go, read from the Pads: "symmetric" (graphgen's default) when
+    each pads (new channels) // 2 in front, "end" when all go behind the identity channels."""
+    found = set()
+    for i, u in enumerate(units):
+        if u.zero_pad is None:
+            continue
+        before, after = u.zero_pad.attrs["before"], u.zero_pad.attrs["after"]
+        if before == (before + after) // 2:
+            found.add("symmetric")
+        elif before == 0:
+            found.add("end")
+        else:
+            raise refuse(
+                f"unit {i + 1} pads {before} zero channels in front and {after} behind "
+                "(graphgen places them symmetrically or all at the end)"
+            )
+    if len(found) > 1:
+        raise refuse("units place option A's zero channels differently")
+    return found.pop() if found else "symmetric"
 
 
 class _Matcher:
@@ -491,6 +631,8 @@ class _Matcher:
                     del self.memo[key]
                 del self.trail[mark:]
             return False
+        if isinstance(op, ZeroPadShortcut):
+            return self.match_zero_pad(op, ct)
         if isinstance(op, BatchNorm) and node.kind == "conv" and "bias" in node.arrays:
             producer = self.producer.get(op.x)
             if isinstance(producer, Conv) and not producer.bias:
@@ -516,12 +658,30 @@ class _Matcher:
                 return self.fail(op, f"{node.name} has no bias")
         elif isinstance(op, BatchNorm) and node.arrays["weight"].shape != (op.channels,):
             return self.fail(op, f"{node.name} has {node.arrays['weight'].shape[0]} channels")
+        elif isinstance(op, GlobalAvgPool) and node.attrs.get("k", op.in_hw[0]) != op.in_hw[0]:
+            k = node.attrs["k"]
+            return self.fail(op, f"{node.name} averages {k}x{k} windows of a {op.in_hw} map")
         elif isinstance(op, Linear) and node.arrays["weight"].shape != (
             op.out_features,
             op.in_features,
         ):
             return self.fail(op, f"{node.name} is {node.arrays['weight'].shape}")
         return self.match(op.x, node.inputs[0])
+
+    def match_zero_pad(self, op: ZeroPadShortcut, ct: str) -> bool:
+        """Option A: the Pad (where channels change), then the Slice (where it strides)."""
+        node = self.g.nodes[ct]
+        if op.cout != op.cin:
+            pads = (op.pad_before, op.pad_after)
+            if node.kind != "zeropad" or (node.attrs["before"], node.attrs["after"]) != pads:
+                found = f"{node.kind} ({node.name}) {node.attrs}"
+                return self.fail(op, f"expected zero channels {pads}, found a {found}")
+            node = self.g.nodes[node.inputs[0]]
+        if op.stride != 1:
+            if node.kind != "subsample" or node.attrs["s"] != op.stride:
+                return self.fail(op, f"expected a subsample by {op.stride}, found {node.name}")
+            node = self.g.nodes[node.inputs[0]]
+        return self.match(op.x, node.key)
 
     def _weights(self) -> tuple[Weights, bool]:
         weights: Weights = {}
