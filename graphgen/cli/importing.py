@@ -33,7 +33,13 @@ from graphgen.importers.common import (
     seeded_input,
     write,
 )
-from graphgen.importers.source_nets import Arch, parse_arch, source_label, source_outputs
+from graphgen.importers.source_nets import (
+    Arch,
+    parse_arch,
+    require_library,
+    source_label,
+    source_outputs,
+)
 from graphgen.inject import STRIDE_HINT, read_normalisation, stride_matters
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.onnx_io import load, metadata
@@ -235,6 +241,7 @@ def _check_arch_fits(arch: Arch | None, suffix: str) -> None:
     if arch.reads_params != (suffix == ".params"):
         wanted = "Gluon .params files" if arch.reads_params else "torch state_dicts"
         raise UserError(f"--arch {arch} checks {wanted}, not a {suffix} file")
+    require_library(arch)  # before reading the weights
 
 
 def _stride(given: str | None, arch: Arch | None) -> tuple[str | None, str]:

@@ -57,7 +57,8 @@ def parse_arch(text: str) -> Arch:
     return Arch(library, name)
 
 
-def _library(arch: Arch) -> ModuleType:
+def require_library(arch: Arch) -> ModuleType:
+    """The library that builds `arch`; a UserError saying what to do when it is not installed."""
     module = LIBRARIES[arch.library]
     try:
         return importlib.import_module(module)
@@ -90,7 +91,7 @@ def source_label(arch: Arch) -> str:
 def source_outputs(arch: Arch, path: Path, *, classes: int, x: np.ndarray) -> np.ndarray:
     """The source network's logits on NCHW images `x`, computed in float64 by its own library
     with the weights of `path` loaded strictly (every name, every shape)."""
-    lib = _library(arch)
+    lib = require_library(arch)
     if arch.reads_params:
         return _gluon_outputs(lib, arch, path, classes=classes, x=x)
     return _torch_outputs(lib, arch, path, classes=classes, x=x)
