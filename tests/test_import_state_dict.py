@@ -16,6 +16,7 @@ from graphgen.cli import main
 from graphgen.errors import StridePlacementError
 from graphgen.flavors import apply_flavor
 from graphgen.importers.common import CHECK_KEY, CHECKED_KEY, rel_l2, run_onnx
+from graphgen.importers.source_nets import parse_arch
 from graphgen.importers.state_dict import import_state_dict
 from graphgen.spec import Spec, cifar_spec
 from train.model import build_model
@@ -168,6 +169,27 @@ def test_torchvision_arch_checks_against_torchvision(name, tmp_path, capsys):
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
     assert rel_l2(run_onnx(str(out), x), expected) < 1e-5
+
+
+def test_weights_that_do_not_load_into_the_arch_are_refused(tmp_path, capsys):
+    models = pytest.importorskip("torchvision.models", reason="torchvision not installed")
+    src, out = tmp_path / "r18.pth", tmp_path / "r.onnx"
+    torch.save(models.resnet18(weights=None).state_dict(), src)
+    args = ["import", str(src), "--image-size", "64", "-o", str(out)]
+    assert main([*args, "--arch", "torchvision:resnet34"]) == 2
+    err = capsys.readouterr().err
+    assert "does not load into torchvision:resnet34: missing layer1.2.conv1.weight" in err
+    assert main([*args, "--arch", "torchvision:resnet19"]) == 2
+    assert "torchvision cannot build it" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("arch", "stride"),
+    [("torchvision:resnet50", "3x3"), ("timm:resnet50d", "3x3"), ("gluon:resnet50_v1", "1x1"),
+     ("gluon:resnet50_v2", "3x3")],
+)  # fmt: skip
+def test_arch_implies_its_libraries_stride_placement(arch, stride):
+    assert parse_arch(arch).stride_at == stride
 
 
 def test_timm_net_graphgen_cannot_express_is_refused_or_unchecked(tmp_path, capsys):
