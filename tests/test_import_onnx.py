@@ -386,7 +386,7 @@ def test_float32_rounding_alone_is_decided_in_float64(tmp_path):
     code, printed = _import(src, out)
     assert code == 0, printed
     line = next(line for line in printed.splitlines() if line.startswith("verified"))
-    assert "against ill.onnx in float64 (on onnxruntime" in line
+    assert "against ill.onnx, both in float64 (on onnxruntime" in line
     float32_error = float(line.split("on onnxruntime ")[1].split(":")[0])
     assert float32_error > 1e-5
     assert rel_l2(run_float64(onnx.load(out), x), source64) < 1e-9

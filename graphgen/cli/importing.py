@@ -208,7 +208,7 @@ def _source_check(
     if arch is None:
         return None
     truth = source_outputs(arch, source, classes=spec.classes, x=x)  # float64
-    label = f"{source_label(arch)} in float64"
+    label = source_label(arch)
     return lambda model: (
         str(arch),
         check(model, x, expected=truth, against=label, exact=lambda: truth, dtype=dtype),

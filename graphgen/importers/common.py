@@ -122,7 +122,7 @@ def run_float64(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 class Check:
     """One comparison of the new graph with what it came from."""
 
-    against: str  # "resnet50.onnx", "torchvision:resnet50 (torch 2.14.1)"
+    against: str  # "resnet50.onnx", "torchvision:resnet50 (torchvision 0.29.1, run in float64)"
     error: float  # the deciding rel. L2
     float32_error: float  # rel. L2 with the new graph on onnxruntime
     float64: bool  # decided in float64 (onnxruntime's float32 missed the limit)
@@ -131,7 +131,7 @@ class Check:
         if not self.float64:
             return f"{self.error:.2g} against {self.against}"
         return (
-            f"{self.error:.2g} against {self.against} in float64 (on onnxruntime "
+            f"{self.error:.2g} against {self.against}, both in float64 (on onnxruntime "
             f"{self.float32_error:.2g}: float32 rounding, which this net amplifies)"
         )
 

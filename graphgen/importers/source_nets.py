@@ -79,13 +79,13 @@ def require_library(arch: Arch) -> ModuleType:
 
 
 def source_label(arch: Arch) -> str:
-    """`torchvision:resnet50 (torchvision 0.29.1)`: what the check ran against."""
+    """`torchvision:resnet50 (torchvision 0.29.1, run in float64)`: what the check ran against."""
     module = LIBRARIES[arch.library]
     try:
         version = importlib.metadata.version(module)
     except importlib.metadata.PackageNotFoundError:
         version = "version unknown"
-    return f"{arch} ({module} {version})"
+    return f"{arch} ({module} {version}, run in float64)"
 
 
 def source_outputs(arch: Arch, path: Path, *, classes: int, x: np.ndarray) -> np.ndarray:
