@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--arch",
         metavar="LIBRARY:MODEL",
         help="weights files: the network they belong to, built by its own library and run on "
-        "seeded inputs to check the import (torchvision:resnet50, timm:resnet50d, "
+        "seeded inputs to check the import (torchvision:resnet50, timm:resnet50, "
         "gluon:resnet50_v2; the library must be installed); implies --stride-at",
     )
     p.add_argument(

@@ -51,7 +51,7 @@ def parse_arch(text: str) -> Arch:
     if not sep or not name or library not in LIBRARIES:
         raise UserError(
             f"--arch {text!r}: expected LIBRARY:MODEL with LIBRARY one of "
-            f"{', '.join(LIBRARIES)} (e.g. torchvision:resnet50, timm:resnet50d, "
+            f"{', '.join(LIBRARIES)} (e.g. torchvision:resnet50, timm:resnet50, "
             "gluon:resnet50_v2)"
         )
     return Arch(library, name)
