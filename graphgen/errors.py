@@ -9,3 +9,8 @@ class SpecError(UserError):
 
 class GraphError(UserError):
     """A graph that cannot be built, read or injected as asked."""
+
+
+class StridePlacementError(GraphError):
+    """Where a bottleneck strides (its first 1x1 or its 3x3) is unknown or disagrees: weights
+    alone cannot show it, since both placements have the same names and shapes."""

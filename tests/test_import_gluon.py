@@ -3,9 +3,11 @@
 The fixtures (tests/fixtures/gluon/, made by scripts/make-gluon-fixtures.sh in an MXNet 1.9.1
 side venv) are small Gluon ResNetV1/V2 nets of both block types with random weights, non-zero
 conv biases and BN statistics far from identity, saved with save_parameters and export, and
-MXNet's outputs on seeded inputs.
+MXNet's outputs on seeded inputs: `--expect` checks against those. Without them (and without
+MXNet, which `--arch gluon:MODEL` needs) an import checks names and shapes only, and says so.
 """
 
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -26,6 +28,12 @@ NETS = ["v1_basic", "v1_bottleneck", "v2_basic", "v2_bottleneck"]
 FILES = [f"{net}{style}.params" for net in NETS for style in ("", "-0000")]
 
 
+def _stride(name: str) -> str:
+    """Where the fixture's bottlenecks stride, as Gluon's model zoo builds them (the file cannot
+    show it: import asks for it)."""
+    return "1x1" if name.startswith("v1") else "3x3"
+
+
 def _expected(name: str):
     data = np.load(FIXTURES / f"{name.split('-')[0].removesuffix('.params')}.npz")
     return data["input"], data["output"]
@@ -35,23 +43,29 @@ def _expected(name: str):
 def test_import_matches_mxnet_outputs(name, tmp_path, capsys):
     out = tmp_path / "imported.onnx"
     expect = FIXTURES / f"{name.split('-')[0].removesuffix('.params')}.npz"
-    assert main(["import", str(FIXTURES / name), "--expect", str(expect), "-o", str(out)]) == 0
+    args = ["import", str(FIXTURES / name), "--expect", str(expect), "-o", str(out)]
+    assert main([*args, "--stride-at", _stride(name)]) == 0
     x, y = _expected(name)
     assert rel_l2(run_onnx(str(out), x), y) < 1e-5
     printed = capsys.readouterr().out
+    assert "verified: rel. L2 " in printed and f"against {expect.name} (stored outputs)" in printed
     version = name[1]
     assert (
         f"gluon v{version} ({'export' if '-0000' in name else 'save_parameters'} names)" in printed
     )
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta["graphgen.import.checked"] == f"expect:{expect.name}"
     assert meta["graphgen.classes"] == "5"
     assert meta["graphgen.normalize_mean"] == "[0.485, 0.456, 0.406]"
 
 
 @pytest.mark.parametrize("net", NETS)
 def test_both_name_styles_give_the_same_weights(net):
-    saved = import_gluon(read_params(FIXTURES / f"{net}.params"), image_size=32)
-    exported = import_gluon(read_params(FIXTURES / f"{net}-0000.params"), image_size=32)
+    stride = _stride(net)
+    saved = import_gluon(read_params(FIXTURES / f"{net}.params"), image_size=32, stride_at=stride)
+    exported = import_gluon(
+        read_params(FIXTURES / f"{net}-0000.params"), image_size=32, stride_at=stride
+    )
     assert saved.spec == exported.spec
     assert list(saved.weights) == list(exported.weights) == list(expand(saved.spec).tensor_shapes())
     for name, value in saved.weights.items():
@@ -67,7 +81,8 @@ def test_both_name_styles_give_the_same_weights(net):
     ],
 )
 def test_inferred_spec(net, block, flags):
-    spec = import_gluon(read_params(FIXTURES / f"{net}.params"), image_size=32).spec
+    params = read_params(FIXTURES / f"{net}.params")
+    spec = import_gluon(params, image_size=32, stride_at=_stride(net)).spec
     assert spec.block == block and spec.classes == 5 and spec.stem_width == 8
     assert all(getattr(spec, k) == v for k, v in flags.items())
 
@@ -75,7 +90,17 @@ def test_inferred_spec(net, block, flags):
 def test_fp16_folded_fixed_batch_import(tmp_path):
     out = tmp_path / "r.onnx"
     args = ["import", str(FIXTURES / "v1_bottleneck.params"), "--image-size", "32"]
-    args += ["--fold-bn", "--dtype", "float16", "--batch", "2", "-o", str(out)]
+    args += [
+        "--stride-at",
+        "1x1",
+        "--fold-bn",
+        "--dtype",
+        "float16",
+        "--batch",
+        "2",
+        "-o",
+        str(out),
+    ]
     assert main(args) == 0
     x, y = _expected("v1_bottleneck")
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(out).graph.node}
@@ -196,3 +221,80 @@ def test_data_bn_scale_is_ignored_as_mxnet_ignores_it():
     after = import_gluon(params, image_size=32).weights
     assert before.keys() == after.keys()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_bottleneck_params_without_stride_placement_are_refused(tmp_path, capsys):
+    """Gluon's model zoo strides v1 on the 1x1 and v2 on the 3x3, but the file cannot show which
+    code made it: import asks, in one line, and writes nothing."""
+    out = tmp_path / "r.onnx"
+    assert main(["import", str(FIXTURES / "v1_bottleneck.params"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert "--stride-at 1x1 or 3x3" in err and "1x1 for resnet*_v1, 3x3 for resnet*_v2" in err
+
+
+def test_params_without_expected_outputs_are_not_called_verified(tmp_path, capsys):
+    out = tmp_path / "r.onnx"
+    args = ["import", str(FIXTURES / "v2_bottleneck-0000.params"), "--stride-at", "3x3"]
+    assert main([*args, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "verified" not in printed.lower()
+    line = next(line for line in printed.splitlines() if line.startswith("NOT checked"))
+    assert "names and shapes fit" in line and "no MXNet here" in line and "--expect" in line
+    assert "stride on 3x3 (--stride-at; the weights do not show it)" in printed
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta["graphgen.import.checked"] == "names-and-shapes"
+
+
+def test_a_wrong_stride_placement_fails_against_mxnet_outputs(tmp_path, capsys):
+    """What --stride-at says is checked wherever something computes: v1 strides on the 1x1."""
+    out = tmp_path / "r.onnx"
+    args = ["import", str(FIXTURES / "v1_bottleneck.params"), "--stride-at", "3x3"]
+    args += ["--expect", str(FIXTURES / "v1_bottleneck.npz"), "-o", str(out)]
+    assert main(args) == 1
+    assert "the imported graph disagrees" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mxnet") is not None, reason="MXNet installed")
+def test_gluon_arch_without_mxnet_says_how_to_check(tmp_path, capsys):
+    out = tmp_path / "r.onnx"
+    args = ["import", str(FIXTURES / "v1_basic.params"), "--arch", "gluon:resnet18_v1"]
+    assert main([*args, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs MXNet" in err and "--expect OUT.npz" in err and not out.exists()
+
+
+def test_torch_arch_does_not_check_params(tmp_path, capsys):
+    out = tmp_path / "r.onnx"
+    args = ["import", str(FIXTURES / "v1_basic.params"), "--arch", "torchvision:resnet18"]
+    assert main([*args, "-o", str(out)]) == 2
+    assert "checks torch state_dicts, not a .params file" in capsys.readouterr().err
+
+
+def test_gluon_arch_checks_against_mxnet(tmp_path, capsys):
+    """Where MXNet is installed (a side venv: it needs numpy<1.24): Gluon's zoo resnet18_v1 with
+    random weights, both name styles, checked against MXNet in float64."""
+    mx = pytest.importorskip("mxnet", reason="MXNet not installed")
+    from mxnet.gluon.model_zoo import vision
+
+    net = vision.get_model("resnet18_v1", classes=7)
+    net.initialize(mx.init.Normal(0.05))
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    rng = np.random.default_rng(0)
+    for name, p in net.collect_params().items():
+        if name.endswith(("running_mean", "beta")):
+            p.set_data(mx.nd.array(rng.normal(0, 0.3, p.shape).astype(np.float32)))
+        elif name.endswith(("running_var", "gamma")):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+    net.save_parameters(str(tmp_path / "r18.params"))
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    net.export(str(tmp_path / "r18"))
+    for source in ("r18.params", "r18-0000.params"):
+        out = tmp_path / f"{source}.onnx"
+        args = ["import", str(tmp_path / source), "--arch", "gluon:resnet18_v1"]
+        assert main([*args, "--image-size", "32", "-o", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert "verified: rel. L2 " in printed and "against gluon:resnet18_v1 (mxnet " in printed
+        meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+        assert meta["graphgen.import.checked"] == "gluon:resnet18_v1"

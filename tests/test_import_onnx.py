@@ -1,6 +1,7 @@
 """graphgen import of ONNX ResNets from other exporters: MXNet (model-zoo style), torch.onnx
-(BN folded into the convs), older opsets, and graphgen's own files. Every import is verified on
-onnxruntime against its source before it is written; these tests check the written file again.
+(BN folded into the convs), older opsets, and graphgen's own files. Every import is checked
+against its source on onnxruntime before it is written (in float64 where float32 rounding alone
+misses the limit); these tests check the written file again.
 """
 
 from pathlib import Path
@@ -16,7 +17,16 @@ from torch import nn
 from graphgen.cli import main
 from graphgen.errors import GraphError
 from graphgen.flavors import apply_flavor
-from graphgen.importers.common import rel_l2, run_onnx
+from graphgen.importers.common import (
+    CHECK_KEY,
+    CHECKED_KEY,
+    VerifyError,
+    check,
+    rel_l2,
+    run_float64,
+    run_onnx,
+    seeded_input,
+)
 from graphgen.importers.onnx_graph import import_onnx
 from graphgen.onnx_io import build
 from graphgen.plan import expand, fold_bn
@@ -326,3 +336,121 @@ def test_any_expressible_graph_imports_to_the_same_network(case, tmp_path_factor
     x = _x(spec.image_size)
     ours = run_onnx(build(found.spec, weights=found.weights), x)
     assert rel_l2(ours, run_onnx(str(src), x)) < 1e-5
+
+
+def _ill_conditioned(tmp_path) -> tuple[Path, Spec]:
+    """A graph whose logits almost cancel on import's seeded inputs, as written by MXNet (every
+    initializer also a graph input).
+
+    The fc's rows are orthogonal to the difference of the two images' features and its bias is
+    minus their product, so float32 rounding anywhere before the head is amplified ~1e7 times,
+    while in float64 the computation is exact to ~1e-9. Listed as inputs, the initializers keep
+    onnxruntime from folding the source's BNs into its convs; in the imported graph it folds them:
+    the two float32 results differ by rounding alone, by far more than 1e-5."""
+    spec = Spec(layers=(1, 1), widths=(8, 16), stem_width=8, classes=3, image_size=32)
+    model = build(spec, seed=2)
+    g = model.graph
+    rng = np.random.default_rng(3)
+    for t in g.initializer:  # BN statistics far from identity
+        if t.name.endswith(("running_var", "running_mean")):
+            shape = tuple(t.dims)
+            value = (
+                rng.uniform(0.5, 2.0, shape)
+                if t.name.endswith("var")
+                else rng.normal(0, 0.3, shape)
+            )
+            t.CopyFrom(onnx.numpy_helper.from_array(value.astype(np.float32), t.name))
+    gemm = next(n for n in g.node if n.op_type == "Gemm")
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(gemm.input[0]))
+    features = run_float64(probe, seeded_input(spec))  # the fc's input, float64
+    d = features[0] - features[1]
+    w = rng.standard_normal((spec.classes, d.size))
+    w = (w - np.outer(w @ d, d) / (d @ d)).astype(np.float32)
+    b = (-(w.astype(np.float64) @ features[0])).astype(np.float32)
+    for t in g.initializer:
+        if t.name in (gemm.input[1], gemm.input[2]):
+            value = w if t.name == gemm.input[1] else b
+            t.CopyFrom(onnx.numpy_helper.from_array(value, t.name))
+    g.input.extend(
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in g.initializer
+    )
+    src = tmp_path / "ill.onnx"
+    onnx.save(model, src)
+    return src, spec
+
+
+def test_float32_rounding_alone_is_decided_in_float64(tmp_path):
+    """A correct file is not refused because fp32 is noisy on a badly conditioned net."""
+    src, spec = _ill_conditioned(tmp_path)
+    x = seeded_input(spec)
+    source32 = run_onnx(str(src), x)
+    source64 = run_float64(onnx.load(src), x)
+    assert rel_l2(source32, source64) > 1e-3  # the premise: float32 cannot decide here
+    out = tmp_path / "r.onnx"
+    code, printed = _import(src, out)
+    assert code == 0, printed
+    line = next(line for line in printed.splitlines() if line.startswith("verified"))
+    assert "against ill.onnx, both in float64 (on onnxruntime" in line
+    float32_error = float(line.split("on onnxruntime ")[1].split(":")[0])
+    assert float32_error > 1e-5
+    assert rel_l2(run_float64(onnx.load(out), x), source64) < 1e-9
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta[CHECKED_KEY] == "onnx-source" and meta[CHECK_KEY] == line
+
+
+def test_a_wrong_graph_fails_in_float64_too(tmp_path):
+    """The float64 decision is a check, not a pass: one weight off by 1e-3 fails both ways."""
+    src, spec = _ill_conditioned(tmp_path)
+    wrong = onnx.load(src)
+    conv = next(t for t in wrong.graph.initializer if t.name == "layer1.0.conv1.weight")
+    value = onnx.numpy_helper.to_array(conv).copy()
+    value.flat[0] += 1e-3
+    conv.CopyFrom(onnx.numpy_helper.from_array(value, conv.name))
+    x = seeded_input(spec)
+    source = onnx.load(src)
+    with pytest.raises(VerifyError, match=r"on onnxruntime and .* in float64 \(limit 1e-05\)"):
+        check(
+            wrong,
+            x,
+            expected=run_onnx(source, x),
+            against="ill.onnx",
+            exact=lambda: run_float64(source, x),
+        )
+
+
+def test_float64_evaluation_matches_onnxruntime_on_a_plain_graph(tmp_path):
+    """run_float64 computes the graph (not a neighbour): on a well-conditioned net it agrees with
+    onnxruntime to float32 rounding, fp16 graphs included."""
+    spec = Spec(layers=(1, 1), widths=(8, 16), stem_width=8, classes=5, image_size=32)
+    x = seeded_input(spec)
+    for dtype, limit in (("float32", 1e-6), ("float16", 1e-2)):
+        model = build(spec, seed=4, dtype=dtype)
+        assert rel_l2(run_float64(model, x), run_onnx(model, x)) < limit
+
+
+def test_onnx_import_records_its_check(tmp_path):
+    spec = Spec(layers=(1, 1), widths=(8, 16), stem_width=8, classes=3, image_size=32)
+    src, out = tmp_path / "g.onnx", tmp_path / "r.onnx"
+    onnx.save(build(spec, seed=1), src)
+    code, printed = _import(src, out)
+    assert code == 0
+    assert "verified: rel. L2 " in printed and "against g.onnx" in printed
+    assert "float64" not in printed  # float32 decided it: no second evaluation
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta[CHECKED_KEY] == "onnx-source"
+
+
+def test_onnx_source_refuses_arch_and_a_contradicting_stride(tmp_path, capsys):
+    spec = Spec(layers=(1, 2), widths=(4, 8), block="bottleneck", stem_width=8, image_size=32)
+    src, out = tmp_path / "g.onnx", tmp_path / "r.onnx"
+    onnx.save(build(spec, seed=1), src)  # strides on the 1x1
+    assert main(["import", str(src), "--arch", "torchvision:resnet50", "-o", str(out)]) == 2
+    assert "an ONNX source holds its computation" in capsys.readouterr().err
+    assert main(["import", str(src), "--stride-at", "3x3", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "strides on the 1x1 (the graph shows it), not on the 3x3" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main(["import", str(src), "--stride-at", "1x1", "-o", str(out)]) == 0

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from graphgen.cli import main as graphgen
 from graphgen.onnx_io import build, save
-from graphgen.spec import spec_for_depth
+from graphgen.spec import Spec, spec_for_depth
 from train.model import build_model
 
 SPEC = spec_for_depth(8, "cifar10", image_size=16)
@@ -181,7 +181,8 @@ def test_torchvision_layout_state_dict_injects_unchanged(tmp_path, capsys):
     graph, out = tmp_path / "resnet50.onnx", tmp_path / "trained.onnx"
     build = ["build", "--depth", "50", "--stride-at", "3x3", "--image-size", "64"]
     assert graphgen([*build, "-o", str(graph)]) == 0
-    assert graphgen(["inject", str(graph), "--weights", str(weights), "-o", str(out)]) == 0
+    inject = ["inject", str(graph), "--weights", str(weights), "-o", str(out)]
+    assert graphgen([*inject, "--stride-at", "3x3"]) == 0
     x = np.random.default_rng(1).standard_normal((2, 3, 64, 64), dtype=np.float32)
     assert _rel(_run(out, x), _torch_out(spec, state, x)) < 1e-5
     strides = {n.name: list(a.ints) for n in onnx.load(str(out)).graph.node for a in n.attribute
@@ -275,3 +276,76 @@ def test_recorded_flavour_must_match_the_graph():
     check_recorded_spec(plain.to_dict(), plain, source="w", model_source="m")
     with pytest.raises(GraphError, match="bottleneck_bias True \\(the graph: False\\)"):
         check_recorded_spec(gluon, plain, source="w", model_source="m")
+
+
+BOTTLENECK = Spec(
+    layers=(1, 2), widths=(4, 8), block="bottleneck", classes=5, image_size=32, stem_width=8
+)
+
+
+@pytest.fixture
+def bottleneck_graphs(tmp_path):
+    """The same bottleneck net striding on the 1x1 (graphgen's default) and on the 3x3."""
+    paths = {}
+    for stride in ("1x1", "3x3"):
+        paths[stride] = tmp_path / f"net-{stride}.onnx"
+        save(build(BOTTLENECK.replace(stride_at=stride)), paths[stride])
+    return paths
+
+
+def test_bottleneck_weights_without_a_recorded_spec_need_stride_at(
+    tmp_path, bottleneck_graphs, capsys
+):
+    """A torchvision .pth records nothing, and its names fit a 1x1-striding graph exactly."""
+    weights, out = tmp_path / "tv.pth", tmp_path / "o.onnx"
+    torch.save(_trained_state(BOTTLENECK.replace(stride_at="3x3")), weights)
+    argv = ["inject", str(bottleneck_graphs["1x1"]), "--weights", str(weights), "-o", str(out)]
+    assert graphgen(argv) == 2
+    err = capsys.readouterr().err
+    assert "records no spec" in err and "--stride-at 1x1 or 3x3" in err
+    assert "strides on the 1x1" in err and len(err.strip().splitlines()) == 1
+    assert graphgen([*argv, "--stride-at", "3x3"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"these weights stride on the 3x3, the graph ({bottleneck_graphs['1x1']}) on the 1x1" in err
+    )
+    assert "build the graph with --stride-at 3x3" in err and not out.exists()
+
+
+def test_stride_at_matching_the_graph_injects(tmp_path, bottleneck_graphs):
+    spec = BOTTLENECK.replace(stride_at="3x3")
+    state = _trained_state(spec)
+    weights, out = tmp_path / "tv.pth", tmp_path / "o.onnx"
+    torch.save(state, weights)
+    argv = ["inject", str(bottleneck_graphs["3x3"]), "--weights", str(weights), "-o", str(out)]
+    assert graphgen([*argv, "--stride-at", "3x3"]) == 0
+    images = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    assert _rel(_run(out, images), _torch_out(spec, state, images)) < 1e-5
+
+
+def test_a_recorded_spec_says_where_weights_stride(tmp_path, bottleneck_graphs, capsys):
+    """resnet-train's safetensors record their spec: no flag needed, a contradicting one refused,
+    and weights recorded as striding elsewhere than the graph refused."""
+    spec = BOTTLENECK.replace(stride_at="3x3")
+    state = {k: v for k, v in _trained_state(spec).items() if "num_batches" not in k}
+    weights, out = tmp_path / "w.safetensors", tmp_path / "o.onnx"
+    save_file(state, weights, metadata={"graphgen.spec": spec.to_json()})
+    argv = ["inject", str(bottleneck_graphs["3x3"]), "--weights", str(weights), "-o", str(out)]
+    assert graphgen(argv) == 0
+    assert graphgen([*argv, "--stride-at", "1x1"]) == 2
+    assert "--stride-at 1x1 contradicts" in capsys.readouterr().err
+    argv[1] = str(bottleneck_graphs["1x1"])
+    assert graphgen(argv) == 2
+    assert "stride_at '3x3' (the graph: '1x1')" in capsys.readouterr().err
+
+
+def test_inject_api_refuses_an_unknown_stride_placement(bottleneck_graphs):
+    from graphgen.errors import StridePlacementError
+    from graphgen.inject import inject
+    from graphgen.onnx_io import load
+
+    model = load(bottleneck_graphs["1x1"])
+    state = {k: v.numpy() for k, v in _trained_state(BOTTLENECK).items()}
+    with pytest.raises(StridePlacementError, match="records no spec"):
+        inject(model, state)
+    inject(model, state, stride_at="1x1")  # the graph's: fine

@@ -44,7 +44,7 @@ def test_torchvision_weights_give_torchvision_outputs(depth):
     tv.eval()
     spec = imagenet_spec(depth, stride_at="3x3", image_size=64)
     weights = {k: v.numpy() for k, v in tv.state_dict().items()}  # num_batches_tracked included
-    model = inject(build(spec), weights)
+    model = inject(build(spec), weights, stride_at="3x3")  # a .pth records no spec
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
     with torch.no_grad():
         ref = tv(torch.from_numpy(x)).numpy()

@@ -22,7 +22,7 @@ def make_parser() -> argparse.ArgumentParser:
         "  graphgen build --spec my-net.yaml          # any stage table, block and shortcut\n"
         "  graphgen list                              # every standard variant: params, MACs\n"
         "  graphgen info resnet152.onnx               # params, MACs, ops of any ONNX classifier\n"
-        "  graphgen import resnet50_v1.params -o r50.onnx  # a trained Gluon/ONNX/torch ResNet\n"
+        "  graphgen import r50.pth --arch torchvision:resnet50 -o r50.onnx  # a trained ResNet\n"
         "  graphgen quantize resnet50.onnx -o q.onnx  # int8 QDQ graph, calibrated in numpy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

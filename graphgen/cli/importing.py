@@ -1,4 +1,12 @@
-"""`graphgen import`: a trained ResNet from MXNet Gluon, any ONNX exporter or a state_dict."""
+"""`graphgen import`: a trained ResNet from MXNet Gluon, any ONNX exporter or a state_dict.
+
+What the new graph is checked against depends on what the source holds. An ONNX file holds its
+computation: the new graph must agree with it on seeded inputs. A state_dict or a `.params` holds
+names and arrays only: it is checked against the network `--arch` names (built by its own
+library) or stored outputs (`--expect`); without either the output line says plainly that the
+computation was NOT checked, and never "verified". The written file records what was checked
+(`graphgen.import.checked`).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +15,42 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from graphgen.cli.build import _batch
+from graphgen.errors import StridePlacementError
 from graphgen.importers.common import (
+    CHECK_KEY,
+    CHECKED_KEY,
+    NAMES_AND_SHAPES,
+    Check,
     Options,
     VerifyError,
+    check,
     emit_imported,
     import_metadata,
+    run_float64,
     seeded_input,
-    verify,
     write,
 )
-from graphgen.inject import read_normalisation
+from graphgen.importers.source_nets import (
+    Arch,
+    parse_arch,
+    require_library,
+    source_label,
+    source_outputs,
+)
+from graphgen.inject import STRIDE_HINT, read_normalisation, stride_matters
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
-from graphgen.plan import expand
+from graphgen.onnx_io import load, metadata
 from graphgen.spec import STRIDE_PLACEMENTS, Spec
-from graphgen.weights import Weights, forward_nhwc
+from graphgen.weights import Weights
 from resnet_common.cli import EXIT_CHECK_FAILED, fail, positive_int
 from resnet_common.errors import UserError
 
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
+# What a source check yields once the new graph exists: (metadata tag, the comparison).
+Pending = Callable[[onnx.ModelProto], tuple[str, Check]]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,12 +58,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "import",
         help="a trained ResNet (Gluon .params, any ONNX ResNet, a state_dict) as a graphgen graph",
         description="Infer the spec of a trained ResNet, build the graphgen graph, copy the "
-        "weights, check that the new graph computes what the source does (rel. L2 < 1e-5 on "
-        "seeded inputs, onnxruntime), then write it. Sources: an MXNet Gluon .params file "
-        "(save_parameters or export; read without MXNet), an .onnx file from any exporter "
-        "(MXNet, torch.onnx, graphgen), or a torchvision-named state_dict "
-        f"({', '.join(STATE_DICT_SUFFIXES)}).",
-        epilog="Example: graphgen import resnet50_v1-0000.params -o resnet50-gluon-v1.onnx",
+        "weights, check the new graph against what the source computes, then write it. An .onnx "
+        "source (MXNet, torch.onnx, graphgen) is run on onnxruntime on seeded inputs: rel. L2 < "
+        "1e-5, decided in float64 where float32 rounding alone misses it. A state_dict "
+        f"({', '.join(STATE_DICT_SUFFIXES)}, torchvision/timm names) or an MXNet Gluon .params "
+        "(read without MXNet) holds no computation: --arch runs the source network itself, "
+        "--expect compares with stored outputs; with neither, only names and shapes are checked "
+        "and the output says so.",
+        epilog="Examples: graphgen import resnet50.pth --arch torchvision:resnet50 -o r50.onnx; "
+        "graphgen import resnet50_v1-0000.params --stride-at 1x1 -o r50-gluon.onnx",
     )
     p.add_argument("source", type=Path, metavar="SOURCE")
     p.add_argument("-o", "--output", type=Path, required=True, help="output ONNX file")
@@ -48,6 +75,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         dest="image_size",
         type=positive_int,
         help="input height and width (default: the ONNX source's, else 224)",
+    )
+    p.add_argument(
+        "--arch",
+        metavar="LIBRARY:MODEL",
+        help="weights files: the network they belong to, built by its own library and run on "
+        "seeded inputs to check the import (torchvision:resnet50, timm:resnet50, "
+        "gluon:resnet50_v2; the library must be installed); implies --stride-at",
     )
     p.add_argument(
         "--expect",
@@ -60,9 +94,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--stride-at",
         dest="stride_at",
         choices=STRIDE_PLACEMENTS,
-        default="3x3",
-        help="state_dicts only (their shapes do not show it): where a bottleneck strides "
-        "(default 3x3, torchvision's)",
+        help="weights files of bottleneck nets (names and shapes do not show it): where a "
+        f"bottleneck strides, required unless --arch implies it ({STRIDE_HINT})",
     )
     p.add_argument("--batch", default="dynamic", help="fixed batch size, or 'dynamic' (default)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
@@ -86,84 +119,163 @@ def run(args: argparse.Namespace) -> int:
     source: Path = args.source
     if not source.is_file():
         raise UserError(f"no such file: {source}")
+    suffix = source.suffix.lower()
+    arch = parse_arch(args.arch) if args.arch is not None else None
+    _check_arch_fits(arch, suffix)
+    stride_at, stride_from = _stride(args.stride_at, arch)
     expect = _read_expect(args.expect) if args.expect is not None else None
     image_size = args.image_size or (expect[0].shape[-1] if expect is not None else None)
-    suffix = source.suffix.lower()
     carried: dict[str, str] = {}
     found: object = None
-    verify_batch: int | None = None
+    batch: int | None = None
     try:
         if suffix == ".params":
-            spec, weights, summary = _from_params(source, image_size or 224)
-            reference = _numpy_reference(spec, weights)
-            what = "numpy forward pass of the imported weights"
+            spec, weights, summary = _from_params(
+                source, image_size or 224, stride_at=stride_at, stride_from=stride_from
+            )
         elif suffix == ".onnx":
             from graphgen.importers.onnx_graph import import_onnx
 
             found = import_onnx(source, image_size=image_size)
             spec, weights, summary = found.spec, found.weights, found.summary
-            reference = found.reference
+            _check_onnx_stride(spec, args.stride_at, source)
             carried = found.metadata
             if found.batch is not None and options.batch not in (None, found.batch):
                 raise UserError(
                     f"{source} has a fixed batch of {found.batch}; import it with --batch "
                     f"{found.batch} or 'dynamic'"
                 )
-            verify_batch = found.batch
-            what = f"{source.name} on onnxruntime"
+            batch = found.batch
         elif suffix in STATE_DICT_SUFFIXES:
             from graphgen.importers.state_dict import import_state_dict
 
             spec, weights, summary = import_state_dict(
-                source, image_size=image_size or 224, stride_at=args.stride_at
+                source, image_size=image_size or 224, stride_at=stride_at, stride_from=stride_from
             )
-            reference = _numpy_reference(spec, weights)
-            what = "numpy forward pass of the state_dict"
+            carried = read_normalisation(source)
         else:
             raise UserError(
                 f"unknown source {source.name!r}: import reads .params (MXNet Gluon), .onnx, "
                 f"or a state_dict ({', '.join(STATE_DICT_SUFFIXES)})"
             )
         print(f"found {summary}")
-        # The reference runs first and is dropped before the graph is emitted: the source's
+        # The source runs first and is dropped before the graph is emitted: the source's
         # weights, the new graph and onnxruntime's copy of it are never all held at once.
-        x = seeded_input(spec, options.batch or verify_batch or 2)
-        expected = reference(x)
-        del reference
+        x = seeded_input(spec, options.batch or batch or 2)
+        pending = _source_check(found, arch, source, spec, x, dtype=args.dtype)
         found = None
         meta = import_metadata(spec, str(source), summary)
-        meta.update(read_normalisation(source) if suffix in STATE_DICT_SUFFIXES else carried)
+        meta.update(carried)
         plan, model = emit_imported(spec, weights, options, meta)  # takes the weights' arrays
-        errors = [
-            f"{verify(model, lambda _: expected, x, dtype=args.dtype, what=what):.2g}"
-            f" against the {what}"
-        ]
+        checks = [] if pending is None else [pending(model)]
         if expect is not None:
             x, y = expect
             if options.batch not in (None, x.shape[0]):
                 raise UserError(f"--expect holds batch {x.shape[0]}, the graph's is fixed")
-            err = verify(model, lambda _: y, x, dtype=args.dtype, what=str(args.expect))
-            errors.append(f"{err:.2g} against {args.expect.name}")
+            name = args.expect.name
+            against = f"{name} (stored outputs)"
+            checks.append(
+                (f"expect:{name}", check(model, x, expected=y, against=against, dtype=args.dtype))
+            )
     except VerifyError as err:
         return fail(str(err), EXIT_CHECK_FAILED)
+    line = _checked_line(checks, suffix, spec)
+    tags = ",".join(tag for tag, _ in checks) or NAMES_AND_SHAPES
+    onnx.helper.set_model_props(model, {**metadata(model), CHECKED_KEY: tags, CHECK_KEY: line})
     write(model, args.output)
-    print(f"verified: rel. L2 {', '.join(errors)}")
+    print(line)
     print(f"wrote {args.output}  ({spec.name}: {plan.params:,} params, {plan.macs:,} MACs)")
     return 0
 
 
-def _from_params(source: Path, image_size: int) -> tuple[Spec, Weights, str]:
+def _source_check(
+    found: object, arch: Arch | None, source: Path, spec: Spec, x: np.ndarray, *, dtype: str
+) -> Pending | None:
+    """The comparison with the source, whose outputs are computed now, before the new graph
+    exists; None where the source holds no computation and no --arch names one."""
+    from graphgen.importers.onnx_graph import OnnxImport
+
+    if isinstance(found, OnnxImport):
+        expected = found.reference(x)
+
+        def exact() -> np.ndarray:  # read the source again only if float32 cannot decide
+            return run_float64(load(source), x)
+
+        return lambda model: (
+            "onnx-source",
+            check(model, x, expected=expected, against=source.name, exact=exact, dtype=dtype),
+        )
+    if arch is None:
+        return None
+    truth = source_outputs(arch, source, classes=spec.classes, x=x)  # float64
+    label = source_label(arch)
+    return lambda model: (
+        str(arch),
+        check(model, x, expected=truth, against=label, exact=lambda: truth, dtype=dtype),
+    )
+
+
+def _checked_line(checks: list[tuple[str, Check]], suffix: str, spec: Spec) -> str:
+    """The one line that says what was checked: "verified" only after a comparison with a
+    computation (the source graph, the --arch network, stored outputs)."""
+    if checks:
+        return "verified: rel. L2 " + ", ".join(str(c) for _, c in checks)
+    why = (
+        "no MXNet here: --arch gluon:MODEL where MXNet is installed, or --expect with MXNet's "
+        "stored outputs, checks it"
+        if suffix == ".params"
+        else "a state_dict holds no computation: --arch torchvision:MODEL or timm:MODEL checks "
+        "it against the source network"
+    )
+    return f"NOT checked: names and shapes fit {spec.name}; the computation was not checked ({why})"
+
+
+def _check_arch_fits(arch: Arch | None, suffix: str) -> None:
+    if arch is None:
+        return
+    if suffix == ".onnx":
+        raise UserError(
+            "--arch is for weights files; an ONNX source holds its computation and is checked "
+            "against itself"
+        )
+    if arch.reads_params != (suffix == ".params"):
+        wanted = "Gluon .params files" if arch.reads_params else "torch state_dicts"
+        raise UserError(f"--arch {arch} checks {wanted}, not a {suffix} file")
+    require_library(arch)  # before reading the weights
+
+
+def _stride(given: str | None, arch: Arch | None) -> tuple[str | None, str]:
+    """Where a bottleneck strides, and who said so: --stride-at, else what --arch implies (the
+    check against the --arch network then tests it)."""
+    if given is not None:
+        return given, "--stride-at"
+    if arch is not None:
+        return arch.stride_at, f"implied by --arch {arch}"
+    return None, ""
+
+
+def _check_onnx_stride(spec: Spec, given: str | None, source: Path) -> None:
+    if given is not None and stride_matters(spec) and given != spec.stride_at:
+        raise StridePlacementError(
+            f"{source} strides on the {spec.stride_at} (the graph shows it), not on the {given} "
+            "that --stride-at says"
+        )
+
+
+def _from_params(
+    source: Path, image_size: int, *, stride_at: str | None, stride_from: str
+) -> tuple[Spec, Weights, str]:
     from graphgen.importers.gluon import import_gluon
     from graphgen.importers.mxnet_params import read_params
 
-    found = import_gluon(read_params(source), image_size=image_size, source=str(source))
+    found = import_gluon(
+        read_params(source),
+        image_size=image_size,
+        source=str(source),
+        stride_at=stride_at,
+        stride_from=stride_from,
+    )
     return found.spec, found.weights, found.summary
-
-
-def _numpy_reference(spec: Spec, weights: Weights) -> Callable[[np.ndarray], np.ndarray]:
-    """graphgen's own numpy forward pass: an implementation that shares no code with ONNX."""
-    plan = expand(spec)
-    return lambda x: forward_nhwc(plan, dict(weights), x.transpose(0, 2, 3, 1))
 
 
 def _read_expect(path: Path) -> tuple[np.ndarray, np.ndarray]:

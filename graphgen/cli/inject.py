@@ -14,6 +14,7 @@ from graphgen.inject import (
     read_weights,
 )
 from graphgen.onnx_io import check_target, load, save
+from graphgen.spec import STRIDE_PLACEMENTS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("model", type=Path, metavar="MODEL.onnx", help="a graph from `graphgen build`")
     p.add_argument(
         "--weights", type=Path, required=True, metavar="FILE", help=f"one of {WEIGHT_FORMATS}"
+    )
+    p.add_argument(
+        "--stride-at",
+        dest="stride_at",
+        choices=STRIDE_PLACEMENTS,
+        help="where the weights' bottlenecks stride, for bottleneck graphs when the weights "
+        "record no spec (a torchvision or timm .pth: 3x3); must be the graph's",
     )
     p.add_argument(
         "--fold-bn", dest="fold_bn", action="store_true", help="fold BatchNorm into the convs"
@@ -48,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         source=str(args.weights),
         model_source=str(args.model),
         recorded_spec=read_weight_spec(args.weights),
+        stride_at=args.stride_at,
         extra_props=read_normalisation(args.weights),
     )
     save(out, args.output)

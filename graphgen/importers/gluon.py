@@ -23,6 +23,7 @@ import numpy as np
 
 from graphgen.errors import GraphError
 from graphgen.flavors import apply_flavor
+from graphgen.importers.common import place_stride, stride_note
 from graphgen.plan import BatchNorm, Conv, Linear, Plan, expand
 from graphgen.spec import Spec
 from graphgen.weights import Weights
@@ -46,11 +47,12 @@ class GluonImport:
     weights: Weights  # graphgen names, float32, in plan order
     style: str  # "save_parameters" or "export"
     version: int  # 1 or 2
+    stride_from: str = ""  # who said where a bottleneck strides: "--stride-at", "--arch ..."
 
     @property
     def summary(self) -> str:
         s = self.spec
-        stride = f", stride on {s.stride_at}" if s.block.endswith("bottleneck") else ""
+        stride = stride_note(s, self.stride_from)
         return (
             f"resnet{s.depth}, gluon v{self.version} ({self.style} names), "
             f"{s.classes} classes{stride}"
@@ -58,9 +60,18 @@ class GluonImport:
 
 
 def import_gluon(
-    params: dict[str, np.ndarray], *, image_size: int = 224, source: str = "params"
+    params: dict[str, np.ndarray],
+    *,
+    image_size: int = 224,
+    source: str = "params",
+    stride_at: str | None = None,
+    stride_from: str = "--stride-at",
 ) -> GluonImport:
-    """Spec and graphgen-named weights of a Gluon ResNetV1/V2 `.params` dictionary."""
+    """Spec and graphgen-named weights of a Gluon ResNetV1/V2 `.params` dictionary.
+
+    Names and shapes do not show where a bottleneck strides (Gluon's model zoo: the 1x1 in v1, the
+    3x3 in v2; other Gluon code differs), so a bottleneck net needs `stride_at`, said by
+    `stride_from`; without it a StridePlacementError."""
     style = "export" if any(k.startswith(("arg:", "aux:")) for k in params) else "save_parameters"
     if style == "save_parameters" and not any(k.startswith("features.") for k in params):
         first = next(iter(params), "nothing")
@@ -84,8 +95,8 @@ def import_gluon(
         stem_width=stem_width,
     )
     spec = apply_flavor(base, f"gluon-v{version}")
-    plan = expand(spec)
-    prefix = _export_prefix(params) if style == "export" else ""
+    plan = expand(spec)  # names and shapes are the same wherever a bottleneck strides
+    prefix = export_prefix(params) if style == "export" else ""
     names = gluon_names(plan, style=style, prefix=prefix)
     ignored = _fixed_data_bn(plan, style, prefix)
     _check_names(params, names, ignored, plan, source)
@@ -98,7 +109,8 @@ def import_gluon(
     weights = {
         ours: np.ascontiguousarray(params[theirs], np.float32) for ours, theirs in names.items()
     }
-    return GluonImport(spec, weights, style, version)
+    spec = place_stride(spec, stride_at, source=source)
+    return GluonImport(spec, weights, style, version, stride_from)
 
 
 def _check_names(
@@ -123,7 +135,7 @@ def _check_names(
             raise GraphError(f"{source} does not fit {plan.spec.name}: {label} {found[0]}{more}")
 
 
-def _export_prefix(params: dict[str, np.ndarray]) -> str:
+def export_prefix(params: dict[str, np.ndarray]) -> str:
     prefixes = Counter(m["prefix"] for k in params if (m := EXPORT_NAME.fullmatch(k)))
     return prefixes.most_common(1)[0][0] if prefixes else ""
 

@@ -3,8 +3,8 @@
 The names are graphgen's own (they are torchvision's), so the weights go through
 `graphgen.inject.check_weights` as they are; only the spec has to be inferred. Two things the
 shapes cannot show are taken from flags and said in the summary: where a bottleneck strides
-(torchvision's 3x3 by default) and, for a CIFAR stem without projections, shortcut A (not a
-plain net).
+(`--stride-at`, or implied by `--arch`; never guessed) and, for a CIFAR stem without projections,
+shortcut A (not a plain net).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from graphgen.errors import GraphError
+from graphgen.importers.common import place_stride, stride_note
 from graphgen.inject import IGNORED_SUFFIXES, check_weights, read_weights
 from graphgen.plan import expand
 from graphgen.spec import Spec
@@ -20,9 +21,16 @@ from graphgen.weights import Weights
 
 
 def import_state_dict(
-    path: str | Path, *, image_size: int = 224, stride_at: str = "3x3"
+    path: str | Path,
+    *,
+    image_size: int = 224,
+    stride_at: str | None = None,
+    stride_from: str = "--stride-at",
 ) -> tuple[Spec, Weights, str]:
-    """(spec, weights in plan order, one-line summary) of a torchvision-layout state_dict."""
+    """(spec, weights in plan order, one-line summary) of a torchvision-layout state_dict.
+
+    A bottleneck net needs `stride_at` (said by `stride_from`, for the summary): without it a
+    StridePlacementError, since 1x1- and 3x3-striding nets have the same names and shapes."""
     source = str(path)
     weights = {k: v for k, v in read_weights(path).items() if not k.endswith(IGNORED_SUFFIXES)}
     if "conv1.weight" not in weights or "fc.weight" not in weights:
@@ -57,7 +65,6 @@ def import_state_dict(
         block=block,
         stem=stem_kind,
         shortcut=shortcut,
-        stride_at=stride_at,
         classes=int(weights["fc.weight"].shape[0]),
         image_size=image_size,
         stem_width=int(stem.shape[0]),
@@ -65,8 +72,9 @@ def import_state_dict(
         data_bn="bn_data.running_mean" in weights,
         first_unit_bn=preact and "layer1.0.bn1.running_mean" in weights,
     )
-    checked = check_weights(expand(spec), weights, source=source)
-    given = f", stride on {stride_at} (given: weights do not show it)" if bottleneck else ""
+    checked = check_weights(expand(spec), weights, source=source)  # names fit either stride
+    spec = place_stride(spec, stride_at, source=source)
+    given = stride_note(spec, stride_from)
     summary = (
         f"{spec.name} (resnet{spec.depth}), {spec.classes} classes, shortcut {shortcut}{given}"
     )
