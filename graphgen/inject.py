@@ -8,6 +8,7 @@ refused with the missing, unexpected and wrongly-shaped names; nothing is writte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from collections.abc import Mapping
@@ -166,6 +167,9 @@ def check_stride(
 
 # What makes weights mean something in a graph; the image size does not (convs are size-free).
 ARCHITECTURE_KEYS = ("layers", "widths", "block", "stem", "shortcut", "stride_at", "stem_width")
+# Architecture fields a spec's dict leaves out at their default (older weights never record them).
+OPTIONAL_KEYS = (*FLAVOUR_FIELDS, "zero_pad")
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Spec)}
 
 
 def check_recorded_spec(
@@ -175,11 +179,15 @@ def check_recorded_spec(
     shapes fit (a CIFAR ResNet's option-A weights have exactly a plain net's names)."""
     graph = spec.to_dict()
     differ = [k for k in ARCHITECTURE_KEYS if k in recorded and recorded[k] != graph[k]]
-    # flavour fields are left out of a spec's dict at their default (false)
-    differ += [k for k in FLAVOUR_FIELDS if recorded.get(k, False) != graph.get(k, False)]
+    # Fields left out of a spec's dict at their default: absent means that default.
+    differ += [
+        k for k in OPTIONAL_KEYS if recorded.get(k, _DEFAULTS[k]) != graph.get(k, _DEFAULTS[k])
+    ]
     if differ:
         shown = ", ".join(
-            f"{k} {recorded.get(k, False)!r} (the graph: {graph.get(k, False)!r})" for k in differ
+            f"{k} {recorded.get(k, _DEFAULTS.get(k))!r} "
+            f"(the graph: {graph.get(k, _DEFAULTS.get(k))!r})"
+            for k in differ
         )
         raise GraphError(
             f"{source} records it was trained as another network than {model_source}: {shown}; "

@@ -278,6 +278,23 @@ def test_recorded_flavour_must_match_the_graph():
         check_recorded_spec(gluon, plain, source="w", model_source="m")
 
 
+def test_recorded_zero_pad_must_match_the_graph():
+    """Option A's zero channels in front and behind (symmetric) or behind only (end) are
+    different networks with the same names; absent means symmetric, the default."""
+    from graphgen.errors import GraphError
+    from graphgen.inject import check_recorded_spec
+    from graphgen.spec import spec_for_depth
+
+    symmetric = spec_for_depth(20)
+    end = symmetric.replace(zero_pad="end")
+    check_recorded_spec(symmetric.to_dict(), symmetric, source="w", model_source="m")
+    check_recorded_spec(end.to_dict(), end, source="w", model_source="m")
+    with pytest.raises(GraphError, match="zero_pad 'end' \\(the graph: 'symmetric'\\)"):
+        check_recorded_spec(end.to_dict(), symmetric, source="w", model_source="m")
+    with pytest.raises(GraphError, match="zero_pad 'symmetric' \\(the graph: 'end'\\)"):
+        check_recorded_spec(symmetric.to_dict(), end, source="w", model_source="m")
+
+
 BOTTLENECK = Spec(
     layers=(1, 2), widths=(4, 8), block="bottleneck", classes=5, image_size=32, stem_width=8
 )
