@@ -538,10 +538,6 @@ def quantize(
     return insert_qdq(fp32, plan, amax, options.placement, weight_qmax=options.weight_qmax)
 
 
-def is_int8(model: onnx.ModelProto) -> bool:
-    return metadata(model).get("graphgen.dtype") == "int8"
-
-
 def dequantized_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
     """The graph's nodes with every Q/DQ pair bypassed: the fp32 network it quantizes, for the
     structure check (rename each DQ output back to the tensor its Q read)."""

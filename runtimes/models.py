@@ -63,9 +63,6 @@ class ResolvedModel:
     def params(self) -> int | None:
         return None if self.plan is None else self.plan.params
 
-    def macs_at(self, batch: int) -> int | None:
-        return None if self.macs is None else self.macs * batch
-
 
 def default_cache_dir() -> Path:
     """$GRAPHGEN_CACHE, else $XDG_CACHE_HOME/graphgen, else ~/.cache/graphgen."""

@@ -263,11 +263,6 @@ class Sweep:
         records, self.warnings = read_records(self.config.out / RESULTS_FILE)
         return {record_key(r): r for r in records}
 
-    def done_keys(self) -> set[str]:
-        """Keys --resume skips: every record but interrupted ones due a re-run (and, with
-        retry_failed, failed ones)."""
-        return {key for key, r in self.latest_records().items() if not self._rerun(r)}
-
     def _rerun(self, record: dict[str, Any]) -> bool:
         if record["status"] != "failed":
             return False
