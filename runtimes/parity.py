@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from graphgen.onnx_emit import emit_model
-from graphgen.onnx_io import load, metadata, plan_of, weights_of
+from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
+from graphgen.onnx_io import load, metadata, opset_of, plan_of, weights_of
 from graphgen.spec import Spec
 from resnet_common.errors import UserError
 from runtimes import registry
@@ -277,7 +277,7 @@ def structure_check(path: str | Path) -> str | None:
             weights,
             dtype=metadata(model).get("graphgen.dtype", "float32"),
             io_dtype=onnx.helper.tensor_dtype_to_np_dtype(io_type).name,
-            opset=model.opset_import[0].version,
+            opset=opset_of(model) or DEFAULT_OPSET,
         )
     except KeyError as err:
         return f"initializer {err.args[0]} is missing from the graph"
