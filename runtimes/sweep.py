@@ -32,19 +32,19 @@ from typing import Any
 
 import numpy as np
 
-from reports.results import read_records
-from reports.schema import (
+from resnet_common.errors import FileWriteError, LockedError, UserError
+from resnet_common.fileio import atomic_write_text, remove_debris, temp_name, write_error
+from resnet_common.locks import LOCK_NAME, folder_lock, holder_of
+from resnet_common.records import (
     CRASH_FILE,
     ENVIRONMENT_FILE,
     INFLIGHT_FILE,
     KEY_FIELDS,
     RESULTS_FILE,
     new_record,
+    read_records,
     record_key,
 )
-from resnet_common.errors import FileWriteError, LockedError, UserError
-from resnet_common.fileio import atomic_write_text, remove_debris, temp_name, write_error
-from resnet_common.locks import LOCK_NAME, folder_lock, holder_of
 from runtimes import parity, registry
 from runtimes.base import Runner, UnsupportedError
 from runtimes.models import ResolvedModel, resolve

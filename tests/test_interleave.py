@@ -10,7 +10,8 @@ import pytest
 
 from reports.ratios import paired_ratios, ratio_rows
 from reports.render import render
-from reports.schema import INFLIGHT_FILE, load_report, record_key
+from reports.schema import load_report
+from resnet_common.records import INFLIGHT_FILE, record_key
 from runtimes.interleave import Slot, plan_rounds, run_rounds
 from runtimes.sweep import Sweep, SweepConfig
 from runtimes.timing import LoopConfig

@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from reports.schema import ENVIRONMENT_FILE, LOADGEN_FILE
+    from resnet_common.records import ENVIRONMENT_FILE, LOADGEN_FILE
     from runtimes import environment, registry
     from runtimes.loadgen import headline, run_loadgen
     from runtimes.models import resolve
