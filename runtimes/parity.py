@@ -406,13 +406,9 @@ class EngineChoice:
 def _choose_engines(runtimes: Sequence[str], precision: str) -> list[EngineChoice]:
     choices = []
     for name in runtimes:
-        reason = registry.availability(name)  # unknown names raise UnknownRuntimeError
+        # Skipped with the reason, as `run` skips it; only no engine at all is bad input.
+        reason = registry.refusal(name, precision)
         cls = None if reason is not None else registry.runner_class(name)
-        if cls is not None and precision not in cls.precisions:
-            # Skipped with the reason, as `run` skips it; only no engine at all is bad input.
-            supported = ", ".join(p for p in cls.precisions if p != "fp64")
-            reason = f"{name} does not support {precision} (it runs {supported})"
-            cls = None
         choices.append(EngineChoice(name, cls, reason))
     if all(c.cls is None for c in choices):
         why = "; ".join(f"{c.runtime}: {c.reason}" for c in choices)
@@ -437,14 +433,11 @@ def _preflight(
     out = []
     for choice in choices:
         reason = choice.reason
-        if choice.cls is not None and choice.cls.needs_graphgen and not model.is_graphgen:
-            # Skipped even when asked for by name: the other engines still run the file, and
-            # only when none is left is it bad input (UnavailableError below, exit 2).
-            reason = (
-                f"cannot rebuild a non-graphgen file: {model.path.name} has no graphgen.spec "
-                "metadata"
-            )
-        elif choice.cls is not None:
+        if choice.cls is not None:
+            # A file the engine cannot rebuild is skipped even when asked for by name: the
+            # other engines still run it; only when none is left is it bad input (exit 2).
+            reason = registry.refusal(choice.runtime, precision, model)
+        if choice.cls is not None and reason is None:
             try:
                 _make(choice, model, precision, batch, None).check_size()
             except UnsupportedError as err:

@@ -532,7 +532,7 @@ class Sweep:
             return new_record(**base, image_size=size, status="failed", reason=_reason(model))
         base |= {"image_size": model.image_size}
         info: dict[str, Any] = {"depth": model.depth, "macs": model.macs, "params": model.params}
-        skip = skip_reason(job.runtime, job.precision, model)
+        skip = registry.refusal(job.runtime, job.precision, model)
         if skip is not None:
             return new_record(**base, status="skipped", reason=skip, **info)
         if base["device"] == "cpu":
@@ -632,19 +632,6 @@ def _parity(runner: Runner, reference: parity.Reference) -> dict[str, Any] | Non
 def _first_line(err: BaseException) -> str:
     lines = str(err).splitlines()
     return lines[0] if lines else type(err).__name__
-
-
-def skip_reason(runtime: str, precision: str, model: ResolvedModel) -> str | None:
-    """Why a job cannot run here (known before trying), or None."""
-    why = registry.availability(runtime)
-    if why is not None:
-        return why
-    cls = registry.runner_class(runtime)
-    if precision not in cls.precisions:
-        return f"{runtime} does not support {precision} (it runs {', '.join(cls.precisions)})"
-    if cls.needs_graphgen and not model.is_graphgen:
-        return f"{runtime} rebuilds networks from graphgen metadata; {model.path} has none"
-    return None
 
 
 def make_runner(job: Job, model: ResolvedModel, config: SweepConfig) -> Runner:
