@@ -352,6 +352,24 @@ def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def opset_of(model: onnx.ModelProto) -> int | None:
+    """The default (ai.onnx) domain's opset: not `opset_import[0]`, which may be a custom
+    domain. None when the model imports none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The first input's batch dimension when the file fixes it, else None (symbolic)."""
+    initializers = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name not in initializers:
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+                return int(dims[0].dim_value)
+            return None
+    return None
+
+
 def plan_of(model: onnx.ModelProto, *, source: str = "model") -> Plan:
     """The plan a graphgen file was built from, from its metadata alone."""
     meta = metadata(model)

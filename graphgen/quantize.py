@@ -46,8 +46,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from graphgen.errors import GraphError
-from graphgen.onnx_emit import emit_model
-from graphgen.onnx_io import metadata, plan_of, weights_of
+from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
+from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of, weights_of
 from graphgen.plan import INPUT, Add, Conv, Linear, MaxPool, Op, Plan, Relu, expand, fold_bn
 from graphgen.weights import Weights, fold_weights, forward_nhwc
 from resnet_common.errors import UserError
@@ -517,9 +517,7 @@ def quantize(
             f"{plan.spec.image_size}x{plan.spec.image_size}"
         )
     amax = calibrate(plan, weights, calibration.images, options=options)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    batch, opset = fixed_batch(model), opset_of(model) or DEFAULT_OPSET
     props = metadata(model)
     props.update(
         {
@@ -536,10 +534,6 @@ def quantize(
     )
     fp32 = emit_model(plan, dict(weights), batch=batch, opset=opset, metadata=props)
     return insert_qdq(fp32, plan, amax, options.placement, weight_qmax=options.weight_qmax)
-
-
-def is_int8(model: onnx.ModelProto) -> bool:
-    return metadata(model).get("graphgen.dtype") == "int8"
 
 
 def dequantized_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
@@ -571,9 +565,7 @@ def check_int8_structure(model: onnx.ModelProto, *, source: str = "model") -> st
         return str(err)
     shapes = plan.tensor_shapes()
     stand_in = {k: np.zeros(v, np.float32) for k, v in shapes.items()}
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    batch, opset = fixed_batch(model), opset_of(model) or DEFAULT_OPSET
     expected = list(emit_model(plan, stand_in, batch=batch, opset=opset).graph.node)
     found = list(dequantized_nodes(model))
     for index, (a, b) in enumerate(zip(expected, found, strict=False)):

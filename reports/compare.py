@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reports.schema import record_key
+from resnet_common.records import record_key
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from reports import tables
 from reports.plots import all_plots
 from reports.ratios import ratio_rows
 from reports.results import ResultFolder, read_folder
-from reports.schema import SCHEMA_VERSION, make_report
+from reports.schema import make_report
 from resnet_common.errors import UserError
 from resnet_common.fileio import atomic_write_bytes
+from resnet_common.records import SCHEMA_VERSION
 
 
 def merge(folders: Sequence[ResultFolder]) -> dict[str, Any]:

@@ -1,8 +1,7 @@
-"""Reading result folders: `results.jsonl` (one record a line) and `environment.json`.
+"""Reading result folders: `results.jsonl` (one record a line, read by
+`resnet_common.records.read_records`), `environment.json` and `loadgen.jsonl`.
 
-A sweep killed mid-write leaves at most one broken line. Readers skip such a line with a warning
-and keep every good one; nothing here ever rewrites the file, so a bad line is never lost either.
-When a key appears twice (a re-run without --resume), the later record wins.
+Nothing here ever rewrites a file, so a bad line is never lost: it is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -12,15 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports.schema import (
+from resnet_common.errors import UserError
+from resnet_common.records import (
     ENVIRONMENT_FILE,
     LOADGEN_FILE,
     RESULTS_FILE,
-    SchemaError,
-    check_record,
-    record_key,
+    read_records,
+    scan_records,
 )
-from resnet_common.errors import UserError
 
 
 @dataclass
@@ -34,35 +32,6 @@ class ResultFolder:
     @property
     def machine(self) -> str:
         return str(self.environment.get("machine") or self.path.name)
-
-
-def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Good records in file order (last one per key wins), and a warning per skipped line."""
-    path = Path(path)
-    records, skipped = _read(path)
-    return records, [f"{path}:{n}: skipped a corrupt result line ({why})" for n, why in skipped]
-
-
-def _read(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """Good records (last one per key wins) and (line number, why) for each skipped line."""
-    by_key: dict[str, dict[str, Any]] = {}
-    skipped: list[tuple[int, str]] = []
-    if not path.exists():
-        return [], skipped
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = check_record(json.loads(line))
-            except (json.JSONDecodeError, SchemaError) as err:
-                skipped.append(
-                    (number, err.msg if isinstance(err, json.JSONDecodeError) else str(err))
-                )
-                continue
-            by_key.pop(record_key(record), None)
-            by_key[record_key(record)] = record
-    return list(by_key.values()), skipped
 
 
 def read_folder(path: str | Path) -> ResultFolder:
@@ -85,7 +54,7 @@ def read_folder(path: str | Path) -> ResultFolder:
     if not records and not loadgen:  # all garbage, or empty: an empty report would hide it
         if not results.is_file():
             raise UserError(f"{path / LOADGEN_FILE} holds no readable LoadGen result")
-        _, skipped = _read(results)
+        _, skipped = scan_records(results)
         detail = (
             f"{len(skipped)} corrupt line(s), the first (line {skipped[0][0]}): {skipped[0][1]}"
             if skipped

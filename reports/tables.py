@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reports.schema import UNSTABLE_COV
+from resnet_common.records import UNSTABLE_COV
 
 RESULT_COLUMNS = (
     "machine",

@@ -24,3 +24,15 @@ class LockedError(UserError):
 class TooLargeError(UserError):
     """A size past the sane limits (parameters, MACs, activations, memory); the message names the
     number, the limit and how to raise it."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def typed_line(err: BaseException) -> str:
+    """`Type: first line`, for errors whose type is part of the message (KeyError: 'x')."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -45,12 +45,6 @@ def _umask() -> int:
     return mask
 
 
-def public_mode(fd: int) -> None:
-    """mkstemp makes files 0600; give them the mode an ordinary open() would (0666 & ~umask),
-    so result folders can be shared and merged."""
-    os.fchmod(fd, 0o666 & ~_umask())
-
-
 def write_error(err: OSError, path: str | Path) -> OSError | FileWriteError:
     """The one-line error for a failed write of `path`, or `err` itself when no user can act on
     it (an I/O error is a fault to see in full)."""

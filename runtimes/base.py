@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, TypedDict
 
 import numpy as np
 
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, first_line, typed_line
 
 PRECISIONS = ("fp32", "fp16", "int8")
 Timing = Literal["device", "end-to-end"]
@@ -31,6 +31,12 @@ class RunnerError(Exception):
 
 class UnsupportedError(UserError):
     """The engine cannot do what was asked (precision, model kind): a user error, exit 2."""
+
+
+def error_line(err: BaseException) -> str:
+    """One line for an engine's failure: its own message for a RunnerError or UserError (ours
+    are already one line), with the exception's type for anything else (KeyError: 'x')."""
+    return first_line(err) if isinstance(err, (RunnerError, UserError)) else typed_line(err)
 
 
 def check_timing(timing: str) -> Timing:

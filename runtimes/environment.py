@@ -7,6 +7,7 @@ fraction of what this machine's BLAS reaches, which is more honest than a datash
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import os
@@ -124,30 +125,44 @@ def matmul_peak(n: int = 1024, seconds: float = 1.5, trials: int = 5) -> dict[st
         rates["torch"] = _best_rate(lambda: torch.mm(ta, tb), flop, share, trials)
     except ImportError:
         pass
-    try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper
-
-        graph = helper.make_graph(
-            [helper.make_node("MatMul", ["a", "b"], ["c"])],
-            "gemm",
-            [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
-            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    with contextlib.suppress(Exception):  # onnxruntime missing or unable: the others stand
+        rates["onnxruntime"] = ort_gemm_rate(
+            "MatMul", a, b, np.float32, seconds=share, trials=trials
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = min(model.ir_version, 9)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(
-            model.SerializeToString(),
-            sess_options=opts,
-            providers=["CPUExecutionProvider"],
-        )
-        feeds = {"a": a, "b": b}
-        rates["onnxruntime"] = _best_rate(lambda: session.run(None, feeds), flop, share, trials)
-    except Exception:  # onnxruntime missing or unable: the others stand
-        pass
     return {k: round(v, 1) for k, v in rates.items()}
+
+
+def ort_gemm_rate(
+    op: str, a: np.ndarray, b: np.ndarray, out: type[np.generic], *, seconds: float, trials: int
+) -> float:
+    """The rate (G(FL)OP/s, 2 n^3 per product) of onnxruntime's CPU provider running one `op`
+    node (MatMul, MatMulInteger) on the square matrices `a` and `b`, as `_best_rate` measures
+    it. ImportError when onnxruntime is missing."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    n = a.shape[0]
+
+    def tensor(name: str, dtype: np.dtype[Any] | type[np.generic]) -> Any:
+        return helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), [n, n]
+        )
+
+    graph = helper.make_graph(
+        [helper.make_node(op, ["a", "b"], ["c"])],
+        op,
+        [tensor("a", a.dtype), tensor("b", b.dtype)],
+        [tensor("c", out)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(
+        model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+    )
+    feeds = {"a": a, "b": b}
+    return _best_rate(lambda: session.run(None, feeds), 2.0 * n**3, seconds, trials)
 
 
 def collect(*, machine: str | None = None, threads: int | None = None) -> dict[str, Any]:

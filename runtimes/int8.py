@@ -45,34 +45,15 @@ def int8_matmul_peak(n: int = 1024, seconds: float = 1.5, trials: int = 5) -> di
     """The int8 GEMM rate (GOP/s, 2 n^3 per product) of onnxruntime's MLAS (MatMulInteger,
     u8 x s8 into int32), measured like `environment.matmul_peak`'s fp32 one: the best of short
     trials. Empty when onnxruntime is missing."""
-    try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper
-    except ImportError:
-        return {}
-    from runtimes.environment import _best_rate
+    from runtimes.environment import ort_gemm_rate
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (n, n), dtype=np.uint8)
     b = rng.integers(-127, 128, (n, n), dtype=np.int8)
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])],
-        "gemm_int8",
-        [
-            helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
-            helper.make_tensor_value_info("b", TensorProto.INT8, [n, n]),
-        ],
-        [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, 9)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(
-        model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
-    )
-    feeds = {"a": a, "b": b}
-    rate = _best_rate(lambda: session.run(None, feeds), 2.0 * n**3, seconds, trials)
+    try:
+        rate = ort_gemm_rate("MatMulInteger", a, b, np.int32, seconds=seconds, trials=trials)
+    except ImportError:
+        return {}
     return {"onnxruntime": round(rate, 1)}
 
 

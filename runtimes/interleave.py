@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 
 from resnet_common.stats import median
 from runtimes.base import Feeds, Runner
-from runtimes.timing import MIN_DURATION_ITERATIONS, LoopConfig, bound_step, timed_loop
+from runtimes.timing import (
+    MIN_DURATION_ITERATIONS,
+    LoopConfig,
+    Measurement,
+    bound_step,
+    peak_device_mb,
+    summarize,
+    timed_loop,
+)
 
 MIN_AVAILABLE_FRACTION = 0.25  # load no more jobs together once less memory than this is free
 SLOT_S = 0.1  # about how long one job runs per round (a round of 5 jobs: half a second)
@@ -56,6 +64,23 @@ class Slot:
         self.warmup_iterations = len(warm)
         typical_s = median(sorted(warm)) * 1e-3
         self.per_round = max(1, round(SLOT_S / typical_s)) if typical_s > 0 else 1
+
+    def measurement(self, *, peak_host_rss_mb: float) -> Measurement:
+        """What `measure` gives a job timed alone, from this slot's samples; the host peak is
+        the caller's (the group's: every job of it was loaded at once)."""
+        runner = self.runner
+        return Measurement(
+            samples_ms=self.samples_ms,
+            stats=summarize(self.samples_ms),
+            first_inference_ms=self.first_inference_ms,
+            load_time_s=float(runner.load_time_s or 0.0),
+            warmup_iterations=self.warmup_iterations,
+            timed_s=self.timed_s,
+            timing_mode=runner.timing_mode,
+            clock=runner.clock,
+            peak_host_rss_mb=peak_host_rss_mb,
+            peak_device_mb=peak_device_mb(runner),
+        )
 
 
 def memory_available_fraction() -> float | None:

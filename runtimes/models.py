@@ -23,7 +23,7 @@ from graphgen import __version__ as graphgen_version
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError
 from graphgen.onnx_emit import DEFAULT_OPSET
-from graphgen.onnx_io import build_file, load, metadata, plan_of
+from graphgen.onnx_io import build_file, fixed_batch, load, metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, variant
 from resnet_common.errors import UserError
@@ -62,9 +62,6 @@ class ResolvedModel:
     @property
     def params(self) -> int | None:
         return None if self.plan is None else self.plan.params
-
-    def macs_at(self, batch: int) -> int | None:
-        return None if self.macs is None else self.macs * batch
 
 
 def default_cache_dir() -> Path:
@@ -252,18 +249,6 @@ def int8_source(path: Path, meta: dict[str, str]) -> Path | None:
     if source.get("sha256") and digest(candidate) != source["sha256"]:
         return None
     return candidate
-
-
-def fixed_batch(model: onnx.ModelProto) -> int | None:
-    """The first input's batch dimension when the file fixes it, else None (symbolic)."""
-    initializers = {t.name for t in model.graph.initializer}
-    for value in model.graph.input:
-        if value.name not in initializers:
-            dims = value.type.tensor_type.shape.dim
-            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
-                return int(dims[0].dim_value)
-            return None
-    return None
 
 
 def check_batch(model: ResolvedModel, batch: int) -> None:

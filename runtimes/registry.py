@@ -12,10 +12,13 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnet_common.errors import UserError
 from runtimes.base import Runner
+
+if TYPE_CHECKING:
+    from runtimes.models import ResolvedModel
 
 
 class UnknownRuntimeError(UserError):
@@ -154,6 +157,26 @@ def availability(name: str) -> str | None:
     """None when `name` can run here, else the reason."""
     cls, reason = _load(name)
     return reason if cls is None else cls.availability()
+
+
+def refusal(name: str, precision: str, model: ResolvedModel | None = None) -> str | None:
+    """Why engine `name` cannot run `model` at `precision`, known before anything is loaded:
+    it is not usable here, it lacks the precision, or it rebuilds networks from graphgen
+    metadata that the file does not have. None when nothing stands in the way; without
+    `model`, only the engine and the precision are judged. The one answer the sweep (a skipped
+    record) and parity (a skipped engine) both give."""
+    why = availability(name)  # unknown names raise UnknownRuntimeError
+    if why is not None:
+        return why
+    cls = runner_class(name)
+    if precision not in cls.precisions:
+        runs = ", ".join(p for p in cls.precisions if p != "fp64")  # fp64 is the reference's
+        return f"{name} does not support {precision} (it runs {runs})"
+    if model is not None and cls.needs_graphgen and not model.is_graphgen:
+        return (
+            f"cannot rebuild a non-graphgen file: {model.path.name} has no graphgen.spec metadata"
+        )
+    return None
 
 
 def device_of(name: str) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from reports.schema import UNSTABLE_COV
+from resnet_common.records import UNSTABLE_COV
 from resnet_common.stats import median, median_ci, median_ci_ranks, percentile
 from runtimes.base import Runner
 

@@ -14,7 +14,7 @@ import pytest
 from runtimes import registry
 from runtimes.base import Runner
 from runtimes.models import resolve
-from runtimes.sweep import Job, SweepConfig, make_runner, skip_reason
+from runtimes.sweep import Job, SweepConfig, make_runner
 from runtimes.timing import LoopConfig
 
 TINY = "cifar-resnet20"
@@ -77,7 +77,7 @@ def test_a_fixed_batch_graph_is_built_for_its_own_batch_only(runtime, fixed, tmp
 def test_fp16_jobs_construct_where_the_engine_declares_fp16(runtime, dynamic, tmp_path):
     cls = registry.runner_class(runtime)
     if "fp16" not in cls.precisions:
-        assert skip_reason(runtime, "fp16", dynamic) is not None
+        assert registry.refusal(runtime, "fp16", dynamic) is not None
         return
     runner = make_runner(Job(TINY, runtime, "fp16", 1), dynamic, sweep_config(tmp_path, "device"))
     assert runner.precision == "fp16"
@@ -86,7 +86,7 @@ def test_fp16_jobs_construct_where_the_engine_declares_fp16(runtime, dynamic, tm
 
 @pytest.mark.parametrize("runtime", registry.names())
 def test_a_gpu_engine_missing_here_is_a_skip_with_its_reason(runtime, dynamic):
-    why = skip_reason(runtime, "fp32", dynamic)
+    why = registry.refusal(runtime, "fp32", dynamic)
     assert why == registry.availability(runtime)
     if registry.runner_class(runtime).device == "cuda" and why is not None:
         assert why  # e.g. "tensorrt not installed", "no CUDA device ..."

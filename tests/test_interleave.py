@@ -14,9 +14,11 @@ import pytest
 
 from reports.ratios import paired_ratios, ratio_rows
 from reports.render import render
-from reports.schema import INFLIGHT_FILE, load_report, record_key
+from reports.schema import load_report
+from resnet_common.records import INFLIGHT_FILE, record_key
 from runtimes.interleave import Slot, plan_rounds, run_rounds
 from runtimes.sweep import Sweep, SweepConfig
+from runtimes.sweep.resume import died_records
 from runtimes.timing import LoopConfig
 from tests._process import sigaltstack, stack_problem
 
@@ -115,9 +117,9 @@ def test_a_kill_during_an_interleaved_group_names_every_loaded_job(tmp_path):
     cfg = config(tmp_path, "out", interleave=True, models=[TINY])
     sweep = Sweep(cfg)
     (tmp_path / "out").mkdir()
-    sweep._mark_inflight(tmp_path / "out" / INFLIGHT_FILE, [j for j in _jobs(cfg)])
+    sweep.mark_inflight(tmp_path / "out" / INFLIGHT_FILE, [j for j in _jobs(cfg)])
     out = tmp_path / "out"
-    died = sweep._died_records(out / INFLIGHT_FILE, out / "crash.log", {})
+    died = died_records(out / INFLIGHT_FILE, out / "crash.log", {}, retry_failed=False, warnings=[])
     assert sorted(r["runtime"] for r in died) == ["openvino", "ort-cpu"]
     assert all(r["status"] == "failed" and r["interrupted"]["how"] == "killed" for r in died)
     marker = json.loads((tmp_path / "out" / INFLIGHT_FILE).read_text())

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from reports.render import render
-from reports.schema import SCHEMA_VERSION, load_report, new_record
+from reports.schema import load_report
+from resnet_common.records import SCHEMA_VERSION, new_record
 from runtimes.timing import summarize
 
 EVIL = "<script>alert(1)</script>"

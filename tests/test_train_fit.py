@@ -96,7 +96,7 @@ def test_resume_mid_schedule_is_bit_exact(tmp_path, monkeypatch):
 
     def end_then_die(*args, **kwargs):
         real_end(*args, **kwargs)
-        if args[5] == 0:  # epoch
+        if args[0].epoch == 0:  # the TrainState
             raise _Killed
 
     monkeypatch.setattr(train.loop, "_end_of_epoch", end_then_die)

@@ -84,10 +84,6 @@ class DataBundle:
     test: TensorSet | FolderSet | None = None
     class_names: list[str] = field(default_factory=list)
 
-    @property
-    def in_memory(self) -> bool:
-        return isinstance(self.train, TensorSet)
-
 
 def load_data(
     dataset: str,

@@ -30,7 +30,6 @@ from train.recipe import Recipe, cifar_recipe, scaled_to_epochs
 RESULTS = "results.json"
 CURVES = "curves.png"
 REPORT = "report.md"
-KINDS = ("degradation", "shortcuts")
 RESIDUAL_SHORTCUT = "A"  # §4.2: option A in all CIFAR cases, so plain and ResNet share params.
 
 

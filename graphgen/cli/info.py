@@ -9,7 +9,7 @@ from typing import Any
 
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError
-from graphgen.onnx_io import load, metadata
+from graphgen.onnx_io import load, metadata, opset_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,9 +30,7 @@ def describe(path: Path) -> dict[str, Any]:
     meta = metadata(model)
     info = {
         **cost,
-        "opset": max(
-            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None
-        ),
+        "opset": opset_of(model),
     }
     if "graphgen.spec" in meta:
         try:

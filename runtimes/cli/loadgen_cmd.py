@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_common.cli import csv_list, positive_float, positive_int, seed_int
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, typed_line
 from runtimes.base import PRECISIONS
 from runtimes.cli.run_cmd import DEFAULT_OUT, add_size_limit
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from reports.schema import ENVIRONMENT_FILE, LOADGEN_FILE
+    from resnet_common.records import ENVIRONMENT_FILE, LOADGEN_FILE
     from runtimes import environment, registry
     from runtimes.loadgen import headline, run_loadgen
     from runtimes.models import resolve
@@ -175,9 +175,7 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
                 except UserError:
                     raise
                 except Exception as err:  # the engine failed: a result, as in the sweep
-                    row |= {
-                        "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                    }
+                    row |= {"error": typed_line(err)}
                 with open(args.out / LOADGEN_FILE, "a") as f:
                     f.write(json.dumps(row, default=str) + "\n")
                 results.append(row)

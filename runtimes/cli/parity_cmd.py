@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from runtimes import footprint
-    from runtimes.parity import DEFAULT_BATCH, check_parity
+    from runtimes.parity import DEFAULT_BATCH, ParityOptions, check_parity
 
     footprint.check_jobs(
         args.models,
@@ -77,12 +77,14 @@ def run(args: argparse.Namespace) -> int:
     report = check_parity(
         list(dict.fromkeys(args.models)),  # de-duplicated, order kept
         None if args.runtimes is None else list(dict.fromkeys(args.runtimes)),
-        batch=args.batch,
-        image_size=args.image_size,
-        precision=args.precision,
-        atol=args.atol,
-        rtol=args.rtol,
-        seed=args.seed,
+        ParityOptions(
+            batch=args.batch,
+            image_size=args.image_size,
+            precision=args.precision,
+            atol=args.atol,
+            rtol=args.rtol,
+            seed=args.seed,
+        ),
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -137,7 +137,7 @@ def add_size_limit(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, str]]:
     """The sweep config and the engines skipped before it starts ({engine: why})."""
-    from reports.schema import RESULTS_FILE
+    from resnet_common.records import RESULTS_FILE
 
     held = args.out / RESULTS_FILE
     refuse_if_in_use(args.out)  # a live run's folder: say whose, before anything else

@@ -1,7 +1,7 @@
 """The onnxruntime session every onnxruntime runner shares (`ort-cpu`, `ort-cuda`, `ort-trt`).
 
-onnxruntime falls back to the CPU provider silently when a provider fails to load (ENGINES.md
-3.2), so a non-CPU session sets `session.disable_cpu_ep_fallback` and `activate` checks that the
+onnxruntime falls back to the CPU provider silently when a provider fails to load, so a
+non-CPU session sets `session.disable_cpu_ep_fallback` and `activate` checks that the
 first provider the session reports is the one asked for; a fallback is a RunnerError, never a
 pass. A provider can also fail after loading: `InferenceSession.run` then catches the error,
 prints a notice to stdout and switches the session to the CPU provider. Every session therefore

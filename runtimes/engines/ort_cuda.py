@@ -9,7 +9,7 @@ after the first run); otherwise every node ran on the CUDA provider and the resu
 Timing: inputs are copied to the device once and bound with IO binding (outputs stay on the
 device), so a timed run is the session alone; CUDA events on the stream handed to the provider as
 `user_compute_stream` bracket it. `timing="end-to-end"` times host arrays in and out instead.
-Options follow ENGINES.md §3.2 and the providers' docs (onnxruntime.ai/docs/execution-providers).
+Options follow the providers' docs (onnxruntime.ai/docs/execution-providers).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The provider has to have built at least one TensorRT engine (found in its engine cache after
 the first run); otherwise every node ran on the CUDA provider and the result is not TRT's.
 Profiles, cache keys and the cache folder come from `runtimes.engines.trt_profiles`, shared with
-the native `trt` runner. Options follow ENGINES.md §3.2 and the provider's docs
+the native `trt` runner. Options follow the provider's docs
 (onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html).
 """
 

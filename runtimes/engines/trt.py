@@ -3,8 +3,8 @@
 Building (parse, builder config, profile, timing and engine caches) lives in
 `runtimes.engines.trt_build`; this module runs: the name-based API (`set_input_shape`,
 `set_tensor_address`, `execute_async_v3`) on our own CUDA stream, with `timed_run` bracketing
-the work with CUDA events. Reference: ENGINES.md §4, NVIDIA/TensorRT
-`samples/python/common_runtime.py`, `python/docstrings/infer/pyCoreDoc.h`.
+the work with CUDA events. References: NVIDIA/TensorRT `samples/python/common_runtime.py`,
+`python/docstrings/infer/pyCoreDoc.h`.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ timing cache, and keep built engines in the engine cache. On a cache hit nothing
 Precision: TensorRT 11 removed the fp16 builder flags and every network is strongly typed, so
 fp16 means graphgen's float16 graph. TensorRT 10 runs the same graph as a strongly typed network
 by default; `fp16_flag=True` takes the older weakly typed route (BuilderFlag.FP16). References:
-ENGINES.md §4, NVIDIA/TensorRT `samples/python/common_runtime.py`, Polygraphy's
-`backend/trt/loader.py` (NetworkFromOnnxPath, EngineBytesFromNetwork).
+NVIDIA/TensorRT `samples/python/common_runtime.py`, Polygraphy's `backend/trt/loader.py`
+(NetworkFromOnnxPath, EngineBytesFromNetwork).
 """
 
 from __future__ import annotations

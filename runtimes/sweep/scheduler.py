@@ -1,0 +1,205 @@
+"""The sweep's schedule: which jobs run (all, or what --resume has not done), in what order, one
+after another or interleaved in groups, each record streamed to the results file as it exists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from resnet_common.errors import FileWriteError
+from resnet_common.records import (
+    CRASH_FILE,
+    ENVIRONMENT_FILE,
+    INFLIGHT_FILE,
+    RESULTS_FILE,
+    read_records,
+    record_key,
+)
+from runtimes.sweep import resume
+from runtimes.sweep.config import Job, SweepConfig, jobs
+from runtimes.sweep.outdir import (
+    ResultsWriter,
+    output_lock,
+    prepare_out,
+    refuse_if_in_use,
+    write_json_atomic,
+)
+from runtimes.sweep.record import Prepared, Recorder
+
+OnStart = Callable[[Job], None]
+OnRecord = Callable[[Job, dict[str, Any]], None]
+Stream = Iterator[tuple[Job, dict[str, Any]]]
+
+
+class Sweep:
+    """Runs the jobs of a config, streaming records; `on_start` and `on_record` hear about each
+    job (`on_record` with an empty record for a job --resume skips)."""
+
+    def __init__(self, config: SweepConfig) -> None:
+        self.config = config
+        self.recorder = Recorder(config)
+        self.warnings: list[str] = []
+
+    def latest_records(self) -> dict[str, dict[str, Any]]:
+        """The last record of each key already in the results file."""
+        records, self.warnings = read_records(self.config.out / RESULTS_FILE)
+        return {record_key(r): r for r in records}
+
+    def run(
+        self,
+        *,
+        on_start: OnStart = lambda job: None,
+        on_record: OnRecord = lambda job, rec: None,
+        environment: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        config = self.config
+        refuse_if_in_use(config.out)
+        prepare_out(config.out)
+        with output_lock(config.out):
+            return self._run_locked(on_start, on_record, environment)
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        """One job timed alone, into its record (the sequential schedule's step)."""
+        return self.recorder.measured(job)
+
+    def mark_inflight(self, path: Path, started: list[Job]) -> None:
+        """Name `started` in the in-flight marker before they are measured."""
+        keyed = [{**self.recorder.base(job), "key": self.recorder.key(job)} for job in started]
+        resume.mark_inflight(path, keyed)
+
+    def _run_locked(
+        self, on_start: OnStart, on_record: OnRecord, environment: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        config = self.config
+        self._write_environment(environment)
+        results = config.out / RESULTS_FILE
+        if not config.resume and results.exists():
+            results.unlink()  # a fresh sweep; --resume keeps what is there
+        inflight, crashed = config.out / INFLIGHT_FILE, config.out / CRASH_FILE
+        latest = self.latest_records() if config.resume else {}
+        writer = ResultsWriter(results)
+        records: list[dict[str, Any]] = []
+
+        def keep(record: dict[str, Any]) -> None:
+            writer.append(record)
+            records.append(record)
+
+        try:
+            if config.resume:
+                for died in resume.died_records(
+                    inflight,
+                    crashed,
+                    latest,
+                    retry_failed=config.retry_failed,
+                    warnings=self.warnings,
+                ):
+                    keep(died)
+                    latest[record_key(died)] = died
+            inflight.unlink(missing_ok=True)
+            todo = self._todo(latest, on_record)
+            run = self._run_interleaved if config.interleave else self._run_sequential
+            with resume.crash_log(crashed):
+                for job, record in run(todo, inflight, on_start):
+                    keep(record)
+                    on_record(job, record)
+            inflight.unlink(missing_ok=True)
+        except (KeyboardInterrupt, FileWriteError):
+            # A clean interrupt (or a full disk) is not a crash: --resume measures that job
+            # again.
+            inflight.unlink(missing_ok=True)
+            raise
+        finally:
+            writer.close()
+        return records
+
+    def _write_environment(self, environment: dict[str, Any] | None) -> None:
+        path = self.config.out / ENVIRONMENT_FILE
+        if environment is not None and not (self.config.resume and path.exists()):
+            # --resume keeps the first run's environment (its peak above all): the records
+            # already there were measured against it.
+            write_json_atomic(path, environment)
+
+    def _todo(self, latest: dict[str, dict[str, Any]], on_record: OnRecord) -> list[Job]:
+        """The jobs to measure: all but those whose record --resume keeps."""
+        retry = self.config.retry_failed
+        done = {key for key, r in latest.items() if not resume.due_again(r, retry_failed=retry)}
+        todo = []
+        for job in jobs(self.config):
+            if self.recorder.key(job) in done:
+                on_record(job, {})
+            else:
+                todo.append(job)
+        return todo
+
+    # -- running the jobs ---------------------------------------------------------------------
+    def _run_sequential(self, todo: list[Job], inflight: Path, on_start: OnStart) -> Stream:
+        for job in todo:
+            on_start(job)
+            self.mark_inflight(inflight, [job])
+            record = self.run_job(job)
+            yield job, record
+            inflight.unlink(missing_ok=True)
+
+    def _run_interleaved(self, todo: list[Job], inflight: Path, on_start: OnStart) -> Stream:
+        """Jobs that can run are loaded together while memory allows, then timed in rounds;
+        a job that is skipped or fails to load gets its record at once."""
+        from runtimes.interleave import Slot, has_room
+
+        group: list[tuple[Prepared, Slot]] = []
+        number = 0
+        for job in todo:
+            on_start(job)
+            prepared = self.recorder.prepare(job)
+            if isinstance(prepared, dict):
+                yield job, prepared
+                continue
+            self.mark_inflight(inflight, [p.job for p, _ in group] + [job])
+            slot = Slot(self.recorder.key(job), prepared.runner, prepared.feeds)
+            try:
+                slot.start(self.config.loop)
+            except Exception as err:
+                prepared.runner.deactivate()
+                yield job, self.recorder.failed(prepared, err)
+                continue
+            group.append((prepared, slot))
+            if not has_room():
+                number += 1
+                yield from self._time_group(group, number)
+                group = []
+                inflight.unlink(missing_ok=True)
+        if group:
+            number += 1
+            yield from self._time_group(group, number)
+
+    def _time_group(self, group: list[tuple[Prepared, Any]], number: int) -> Stream:
+        from runtimes.interleave import plan_rounds, run_rounds
+        from runtimes.timing import peak_rss_mb
+
+        slots = [slot for _, slot in group]
+        rounds = plan_rounds(slots, self.config.loop)
+        errors = run_rounds(slots, rounds, seed=self.config.seed + number)
+        host_mb = peak_rss_mb()  # the group's: every job of it was loaded at once
+        for prepared, slot in group:
+            runner = prepared.runner
+            try:
+                if slot.key in errors:
+                    raise errors[slot.key]
+                runner.verify()
+                box = self.recorder.checked(prepared)
+                m = slot.measurement(peak_host_rss_mb=host_mb)
+            except Exception as err:
+                yield prepared.job, self.recorder.failed(prepared, err)
+                continue
+            finally:
+                runner.deactivate()
+            record = self.recorder.ok(prepared, m, box)
+            record["timing"]["interleaved"] = {
+                "group": number,
+                "jobs": len(group),
+                "rounds": rounds,
+                "per_round": slot.per_round,
+                "round_medians_ms": slot.round_medians_ms,
+            }
+            record["peak_host_rss_mb_scope"] = "interleaved group"
+            yield prepared.job, record
