@@ -20,8 +20,8 @@ import onnx
 from onnx import numpy_helper
 
 from graphgen.errors import GraphError, StridePlacementError
-from graphgen.onnx_emit import DTYPES, NP_DTYPES, emit_model
-from graphgen.onnx_io import metadata, plan_of
+from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, NP_DTYPES, emit_model
+from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import FLAVOUR_FIELDS, Spec
 from graphgen.weights import Weights, fold_weights
@@ -298,19 +298,16 @@ def _rebuild(
     model: onnx.ModelProto, plan: Plan, weights: Weights, props: dict[str, str]
 ) -> onnx.ModelProto:
     """Emit the folded graph with the original's batch, dtypes and opset."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
     elem = model.graph.input[0].type.tensor_type.elem_type
     io_dtype = {v: k for k, v in DTYPES.items()}.get(elem, "float32")
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     keep = {k: v for k, v in props.items() if not k.startswith("graphgen.") or k in _CARRIED}
     return emit_model(
         plan,
         weights,
-        batch=batch,
+        batch=fixed_batch(model),
         dtype=props.get("graphgen.dtype", "float32"),
         io_dtype=io_dtype,
-        opset=opset,
+        opset=opset_of(model) or DEFAULT_OPSET,
         metadata=keep,
     )
 
