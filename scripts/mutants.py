@@ -8,7 +8,7 @@ runs its tests with the project's venv (`pytest -x -q`, a timeout per mutant) an
 table. Exit 1 when any mutant survives, does not apply, or could not be judged. The working
 tree is never modified. docs/mutants.md says how to add one.
 
-    python scripts/mutants.py                  # every mutant (about 10 minutes on 2 cores)
+    python scripts/mutants.py                  # every mutant (about 6 minutes on 2 cores)
     python scripts/mutants.py fold-shift-unscaled parity-error-counts-as-pass
     python scripts/mutants.py --list           # names, files, descriptions
     python scripts/mutants.py --check          # does every snippet still apply? (no tests)
@@ -109,7 +109,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "return 0",
         "option A puts every zero channel behind the identity instead of half in front",
         ("tests/test_golden.py",),
-        note="caught by tests/test_golden.py (the golden branch); the rest of the suite passes",
+        note="caught by tests/test_golden.py (the golden branch); the rest of the suite passes it",
     ),
     Mutant(
         "optionA-subsample-odd",

@@ -19,4 +19,3 @@ def test_a_failed_rewrite_keeps_the_old_file(tmp_path: Path) -> None:
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
-
