@@ -527,7 +527,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per mutant's tests"
     )
-    p.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
+    p.add_argument(
+        "--python",
+        default=str(ROOT / ".venv" / "bin" / "python"),
+        help="the interpreter that runs pytest (default: the project's .venv)",
+    )
     p.add_argument(
         "--no-baseline",
         dest="baseline",
