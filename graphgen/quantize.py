@@ -37,7 +37,6 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +44,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from graphgen.errors import GraphError
 from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
 from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of, weights_of
 from graphgen.plan import INPUT, Add, Conv, Linear, MaxPool, Op, Plan, Relu, expand, fold_bn
@@ -534,50 +532,3 @@ def quantize(
     )
     fp32 = emit_model(plan, dict(weights), batch=batch, opset=opset, metadata=props)
     return insert_qdq(fp32, plan, amax, options.placement, weight_qmax=options.weight_qmax)
-
-
-def dequantized_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
-    """The graph's nodes with every Q/DQ pair bypassed: the fp32 network it quantizes, for the
-    structure check (rename each DQ output back to the tensor its Q read)."""
-    q_input = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
-    weights = {t.name for t in model.graph.initializer}
-    back: dict[str, str] = {}
-    for n in model.graph.node:
-        if n.op_type == "DequantizeLinear":
-            src = n.input[0]
-            back[n.output[0]] = q_input.get(src, src if src in weights else src)
-    for n in model.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        copy = onnx.NodeProto()
-        copy.CopyFrom(n)
-        for i, name in enumerate(copy.input):
-            copy.input[i] = back.get(name, name)
-        yield copy
-
-
-def check_int8_structure(model: onnx.ModelProto, *, source: str = "model") -> str | None:
-    """None when the int8 graph, Q/DQ bypassed, is node for node the folded fp32 graph its spec
-    gives (same ops, wiring, attributes), else the first difference."""
-    try:
-        plan = plan_of(model, source=source)
-    except GraphError as err:
-        return str(err)
-    shapes = plan.tensor_shapes()
-    stand_in = {k: np.zeros(v, np.float32) for k, v in shapes.items()}
-    batch, opset = fixed_batch(model), opset_of(model) or DEFAULT_OPSET
-    expected = list(emit_model(plan, stand_in, batch=batch, opset=opset).graph.node)
-    found = list(dequantized_nodes(model))
-    for index, (a, b) in enumerate(zip(expected, found, strict=False)):
-        if a != b:
-            return (
-                f"node {index} ({a.name}) differs from the spec's: expected {a.op_type}"
-                f"({', '.join(a.input)}), found {b.op_type}({', '.join(b.input)}) named {b.name}"
-            )
-    if len(expected) != len(found):
-        return f"{len(found)} nodes (Q/DQ aside) where the spec gives {len(expected)}"
-    have = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    for name, shape in shapes.items():
-        if have.get(name) != tuple(shape):
-            return f"initializer {name} is missing or misshapen ({have.get(name)} != {shape})"
-    return None

@@ -25,11 +25,11 @@ from graphgen.plan import Conv
 from graphgen.quantize import (
     QuantOptions,
     _Ranges,
-    check_int8_structure,
     quantize,
     seeded_calibration,
 )
 from graphgen.spec import STANDARD_VARIANTS, variant
+from graphgen.structure import int8_structure_diff
 from runtimes.base import RunnerError
 from runtimes.engines.openvino_cpu import (
     INT8_KERNELS,
@@ -107,7 +107,7 @@ def test_qdq_graph_passes_the_full_check_and_keeps_fp32_io(name, placement, tmp_
         assert not zero.any()
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["Conv"] == len(convs) and ops["DequantizeLinear"] >= 2 * len(convs)
-    assert check_int8_structure(model) is None
+    assert int8_structure_diff(model) is None
     cost = graph_cost(model)  # `graphgen info` counts the int8 weights, not the scales
     assert (cost.params, cost.macs) == (plan.params, plan.macs)
 
@@ -313,7 +313,7 @@ def test_parity_int8_passes_and_catches_a_rewired_graph(model_cache, tmp_path):
     add = next(n for n in q.graph.node if n.name == "layer2.1.add")
     add.input[0] = add.input[1]
     (tmp_path / resolved.name).write_bytes(q.SerializeToString())
-    assert "layer2.1.add" in (check_int8_structure(q) or "")
+    assert "layer2.1.add" in (int8_structure_diff(q) or "")
 
 
 # -- a trained net ----------------------------------------------------------------------------
