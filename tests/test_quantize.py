@@ -24,7 +24,7 @@ from graphgen.onnx_io import build, load, plan_of, save
 from graphgen.plan import Conv
 from graphgen.quantize import (
     QuantOptions,
-    _Ranges,
+    Ranges,
     quantize,
     seeded_calibration,
 )
@@ -146,11 +146,11 @@ def test_same_inputs_same_bytes():
 def test_percentile_is_exact_over_all_calibration_values():
     """The k-th largest |x| of everything seen, across batches (k = the tail's size)."""
     values = np.random.default_rng(0).permutation(np.arange(1, 10_001, dtype=np.float32))
-    ranges = _Ranges({"t"}, QuantOptions(method="percentile", percentile=99.9), images=10)
+    ranges = Ranges({"t"}, QuantOptions(method="percentile", percentile=99.9), images=10)
     for chunk in values.reshape(10, 1000):  # 10 "images" of 1000 values, one at a time
         ranges.add("t", chunk[None])
     assert ranges.amax("t") == 9991.0  # the top 0.1% is 10 values: 9991 .. 10000
-    top = _Ranges({"t"}, QuantOptions(method="max"), images=10)
+    top = Ranges({"t"}, QuantOptions(method="max"), images=10)
     top.add("t", -values[None])
     assert top.amax("t") == 10000.0
 
