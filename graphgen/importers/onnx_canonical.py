@@ -34,6 +34,20 @@ class Node:
     key: str = ""  # the canonical tensor this node produces
 
 
+@dataclass(frozen=True)
+class _Site:
+    """The ONNX node being read, where it stands, and how a refusal names it."""
+
+    node: onnx.NodeProto
+    order: int  # its index in the graph
+    name: str  # its name, else the tensor it makes
+    where: str  # "<source>: <op type> node '<name>'"
+
+
+def _unfit(site: _Site) -> GraphError:
+    return GraphError(f"{site.where} does not fit a ResNet graphgen expresses")
+
+
 def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     for a in node.attribute:
         if a.name == name:
@@ -116,99 +130,122 @@ class Canonical:
         if tensor not in self.producer:
             raise GraphError(f"{self.source}: tensor {tensor!r} has no producer")
         order, node = self.producer[tensor]
-        op, name, src = node.op_type, node.name or tensor, self.source
-        where = f"{src}: {op} node {name!r}"
-        if op == "Conv":
-            w = self._const(node.input[1], "conv weight")
-            k = _ints(node, "kernel_shape", list(w.shape[2:]))
-            pads = _ints(node, "pads", [0, 0, 0, 0])
-            strides = _ints(node, "strides", [1, 1])
-            group, dil = _attr(node, "group", 1), _ints(node, "dilations", [1, 1])
-            auto = _attr(node, "auto_pad", b"NOTSET")
-            if (
-                w.ndim != 4
-                or k[0] != k[1]
-                or group != 1
-                or dil != [1, 1]
-                or auto not in (b"NOTSET", "NOTSET")
-            ):
-                raise GraphError(
-                    f"{where}: a {k} conv, group {group}, dilations {dil} is not a ResNet conv"
-                )
-            if len(set(pads)) != 1 or pads[0] != k[0] // 2 or strides[0] != strides[1]:
-                raise GraphError(
-                    f"{where}: pads {pads} / strides {strides} are not a ResNet conv's"
-                )
-            arrays = {"weight": w}
-            if len(node.input) > 2 and node.input[2]:
-                arrays["bias"] = self._const(node.input[2], "conv bias")
-            return Node(
-                "conv",
-                name,
-                [node.input[0]],
-                order,
-                arrays,
-                {"k": k[0], "s": strides[0], "p": pads[0]},
+        name = node.name or tensor
+        site = _Site(node, order, name, f"{self.source}: {node.op_type} node {name!r}")
+        read = {
+            "Conv": self._conv,
+            "BatchNormalization": self._bn,
+            "Relu": self._relu,
+            "Add": self._add,
+            "Sum": self._add,
+            "MaxPool": self._max_pool,
+            "GlobalAveragePool": self._global_pool,
+            "AveragePool": self._average_pool,
+            "ReduceMean": self._mean,
+            "Gemm": self._gemm,
+            "MatMul": self._matmul,
+            "Slice": self._subsample,
+            "Pad": self._zero_pad,
+        }.get(node.op_type)
+        if read is None:
+            raise _unfit(site)
+        return read(site)
+
+    def _conv(self, site: _Site) -> Node:
+        node, where = site.node, site.where
+        w = self._const(node.input[1], "conv weight")
+        k = _ints(node, "kernel_shape", list(w.shape[2:]))
+        pads = _ints(node, "pads", [0, 0, 0, 0])
+        strides = _ints(node, "strides", [1, 1])
+        group, dil = _attr(node, "group", 1), _ints(node, "dilations", [1, 1])
+        auto = _attr(node, "auto_pad", b"NOTSET")
+        if (
+            w.ndim != 4
+            or k[0] != k[1]
+            or group != 1
+            or dil != [1, 1]
+            or auto not in (b"NOTSET", "NOTSET")
+        ):
+            raise GraphError(
+                f"{where}: a {k} conv, group {group}, dilations {dil} is not a ResNet conv"
             )
-        if op == "BatchNormalization":
-            if _attr(node, "spatial", 1) != 1 or _attr(node, "training_mode", 0):
-                raise GraphError(f"{where}: a non-spatial or training-mode BN")
-            keys = ("weight", "bias", "running_mean", "running_var")
-            arrays = {
-                k: self._const(x, f"BN {k}") for k, x in zip(keys, node.input[1:5], strict=True)
-            }
-            eps = float(_attr(node, "epsilon", 1e-5))
-            return Node("bn", name, [node.input[0]], order, arrays, eps=eps)
-        if op == "Relu":
-            return Node("relu", name, [node.input[0]], order)
-        if op in ("Add", "Sum") and len(node.input) == 2:
-            a, b = node.input
-            if self._alias(a) in self.consts or self._alias(b) in self.consts:
-                return self._bias_add(node, order, where)
-            return Node("add", name, [a, b], order)
-        if op == "MaxPool":
-            k = _ints(node, "kernel_shape", [])
-            pads, strides = _ints(node, "pads", [0] * 4), _ints(node, "strides", [1, 1])
-            if k != [3, 3] or set(pads) != {1} or strides != [2, 2] or _attr(node, "ceil_mode", 0):
-                raise GraphError(
-                    f"{where}: kernel {k} pads {pads} strides {strides}; graphgen's is 3x3/2, pad 1"
-                )
-            return Node("maxpool", name, [node.input[0]], order)
-        if op == "GlobalAveragePool":
-            return Node("gap", name, [node.input[0]], order)
-        if op == "AveragePool":  # F.avg_pool2d(x, 8) over the last 8x8 map (akamaster's CIFAR)
-            k, pads = _ints(node, "kernel_shape", []), _ints(node, "pads", [0] * 4)
-            if len(set(k)) != 1 or any(pads) or _attr(node, "ceil_mode", 0):
-                raise GraphError(f"{where}: kernel {k} pads {pads}, not a global average")
-            return Node("gap", name, [node.input[0]], order, attrs={"k": k[0]})
-        if op == "ReduceMean":
-            axes = _attr(node, "axes")
-            if axes is None and len(node.input) > 1:
-                axes = self.consts.get(node.input[1], np.array([])).tolist()
-            if sorted(int(a) % 4 for a in axes or []) != [2, 3]:  # NCHW: -1, -2 are spatial
-                raise GraphError(f"{where}: a mean over axes {axes}, not the spatial ones")
-            return Node("gap", name, [node.input[0]], order)
-        if op == "Gemm":
-            w = self._const(node.input[1], "fc weight")
-            if (
-                _attr(node, "transA", 0)
-                or _attr(node, "alpha", 1.0) != 1.0
-                or _attr(node, "beta", 1.0) != 1.0
-            ):
-                raise GraphError(f"{where}: a Gemm with transA/alpha/beta is not a plain fc")
-            w = w if _attr(node, "transB", 0) else w.T
-            arrays = {"weight": w}
-            if len(node.input) > 2 and node.input[2]:
-                arrays["bias"] = self._const(node.input[2], "fc bias").reshape(-1)
-            return Node("fc", name, [node.input[0]], order, arrays)
-        if op == "MatMul":
-            w = self._const(node.input[1], "fc weight")
-            return Node("fc", name, [node.input[0]], order, {"weight": w.T})
-        if op == "Slice":
-            return self._subsample(node, order, where)
-        if op == "Pad":
-            return self._zero_pad(node, order, where)
-        raise GraphError(f"{where} does not fit a ResNet graphgen expresses")
+        if len(set(pads)) != 1 or pads[0] != k[0] // 2 or strides[0] != strides[1]:
+            raise GraphError(f"{where}: pads {pads} / strides {strides} are not a ResNet conv's")
+        arrays = {"weight": w}
+        if len(node.input) > 2 and node.input[2]:
+            arrays["bias"] = self._const(node.input[2], "conv bias")
+        attrs = {"k": k[0], "s": strides[0], "p": pads[0]}
+        return Node("conv", site.name, [node.input[0]], site.order, arrays, attrs)
+
+    def _bn(self, site: _Site) -> Node:
+        node = site.node
+        if _attr(node, "spatial", 1) != 1 or _attr(node, "training_mode", 0):
+            raise GraphError(f"{site.where}: a non-spatial or training-mode BN")
+        keys = ("weight", "bias", "running_mean", "running_var")
+        arrays = {k: self._const(x, f"BN {k}") for k, x in zip(keys, node.input[1:5], strict=True)}
+        eps = float(_attr(node, "epsilon", 1e-5))
+        return Node("bn", site.name, [node.input[0]], site.order, arrays, eps=eps)
+
+    def _relu(self, site: _Site) -> Node:
+        return Node("relu", site.name, [site.node.input[0]], site.order)
+
+    def _add(self, site: _Site) -> Node:
+        if len(site.node.input) != 2:
+            raise _unfit(site)
+        a, b = site.node.input
+        if self._alias(a) in self.consts or self._alias(b) in self.consts:
+            return self._bias_add(site)
+        return Node("add", site.name, [a, b], site.order)
+
+    def _max_pool(self, site: _Site) -> Node:
+        node = site.node
+        k = _ints(node, "kernel_shape", [])
+        pads, strides = _ints(node, "pads", [0] * 4), _ints(node, "strides", [1, 1])
+        if k != [3, 3] or set(pads) != {1} or strides != [2, 2] or _attr(node, "ceil_mode", 0):
+            raise GraphError(
+                f"{site.where}: kernel {k} pads {pads} strides {strides}; graphgen's is 3x3/2, "
+                "pad 1"
+            )
+        return Node("maxpool", site.name, [node.input[0]], site.order)
+
+    def _global_pool(self, site: _Site) -> Node:
+        return Node("gap", site.name, [site.node.input[0]], site.order)
+
+    def _average_pool(self, site: _Site) -> Node:
+        """F.avg_pool2d(x, 8) over the last 8x8 map (akamaster's CIFAR ResNets)."""
+        node = site.node
+        k, pads = _ints(node, "kernel_shape", []), _ints(node, "pads", [0] * 4)
+        if len(set(k)) != 1 or any(pads) or _attr(node, "ceil_mode", 0):
+            raise GraphError(f"{site.where}: kernel {k} pads {pads}, not a global average")
+        return Node("gap", site.name, [node.input[0]], site.order, attrs={"k": k[0]})
+
+    def _mean(self, site: _Site) -> Node:
+        node = site.node
+        axes = _attr(node, "axes")
+        if axes is None and len(node.input) > 1:
+            axes = self.consts.get(node.input[1], np.array([])).tolist()
+        if sorted(int(a) % 4 for a in axes or []) != [2, 3]:  # NCHW: -1, -2 are spatial
+            raise GraphError(f"{site.where}: a mean over axes {axes}, not the spatial ones")
+        return Node("gap", site.name, [node.input[0]], site.order)
+
+    def _gemm(self, site: _Site) -> Node:
+        node = site.node
+        w = self._const(node.input[1], "fc weight")
+        if (
+            _attr(node, "transA", 0)
+            or _attr(node, "alpha", 1.0) != 1.0
+            or _attr(node, "beta", 1.0) != 1.0
+        ):
+            raise GraphError(f"{site.where}: a Gemm with transA/alpha/beta is not a plain fc")
+        w = w if _attr(node, "transB", 0) else w.T
+        arrays = {"weight": w}
+        if len(node.input) > 2 and node.input[2]:
+            arrays["bias"] = self._const(node.input[2], "fc bias").reshape(-1)
+        return Node("fc", site.name, [node.input[0]], site.order, arrays)
+
+    def _matmul(self, site: _Site) -> Node:
+        w = self._const(site.node.input[1], "fc weight")
+        return Node("fc", site.name, [site.node.input[0]], site.order, {"weight": w.T})
 
     def _operand(self, node: onnx.NodeProto, index: int, attr: str) -> list[int] | None:
         """An int list given as input `index` (newer opsets) or attribute `attr` (older)."""
@@ -253,8 +290,9 @@ class Canonical:
             raise GraphError(f"{self.source}: cannot evaluate {what} {name!r}: {err}") from None
         return np.asarray(value)
 
-    def _subsample(self, node: onnx.NodeProto, order: int, where: str) -> Node:
+    def _subsample(self, site: _Site) -> Node:
         """Option A's `x[:, :, ::s, ::s]`: one Slice over both spatial axes, or one per axis."""
+        node, order, where = site.node, site.order, site.where
         steps: dict[int, int] = {}
         while True:
             starts = self._operand(node, 1, "starts") or []
@@ -276,8 +314,9 @@ class Canonical:
             raise GraphError(f"{where}: subsamples with steps {steps}, not s along both H and W")
         return Node("subsample", node.name or x, [x], order, attrs={"s": steps[2]})
 
-    def _zero_pad(self, node: onnx.NodeProto, order: int, where: str) -> Node:
+    def _zero_pad(self, site: _Site) -> Node:
         """Option A's zero channels: a constant Pad of channels alone."""
+        node, order, where = site.node, site.order, site.where
         pads = self._operand(node, 1, "pads")
         axes = self._operand(node, 3, "axes") if len(node.input) > 3 else None
         value = (
@@ -296,15 +335,15 @@ class Canonical:
         counts = {"before": before.get(1, 0), "after": after.get(1, 0)}
         return Node("zeropad", node.name or node.output[0], [node.input[0]], order, attrs=counts)
 
-    def _bias_add(self, node: onnx.NodeProto, order: int, where: str) -> Node:
+    def _bias_add(self, site: _Site) -> Node:
         """MatMul + Add(bias): one fc."""
-        a, b = node.input
+        a, b = site.node.input
         const, x = (b, a) if self._alias(b) in self.consts else (a, b)
         fc = self._canon(self._alias(x))
         if fc.kind != "fc" or "bias" in fc.arrays:
-            raise GraphError(f"{where}: adds a constant to a {fc.kind}, not to a MatMul")
+            raise GraphError(f"{site.where}: adds a constant to a {fc.kind}, not to a MatMul")
         fc.arrays["bias"] = self._const(self._alias(const), "fc bias").reshape(-1)
-        fc.order = order
+        fc.order = site.order
         return fc
 
     def only_consumer(self, tensor: str) -> Node | None:

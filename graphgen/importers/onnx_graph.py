@@ -77,12 +77,9 @@ class _Unit:
     zero_pad: Node | None = None  # option A: the shortcut's channel padding
 
 
-def _infer(g: Canonical, image_size: int, source: str) -> Spec:
-    """The spec, by walking the canonical graph forward from the input."""
-
-    def refuse(what: str) -> GraphError:
-        return GraphError(f"{source}: {what}; not a ResNet graphgen expresses")
-
+def _stem(g: Canonical, refuse: Callable[[str], GraphError]) -> tuple[str, str, int, bool]:
+    """The stream tensor after the stem, the stem's kind and width, and whether a data BN
+    (Gluon v2's) comes first."""
     t, node = g.input, g.only_consumer(g.input)
     data_bn = node is not None and node.kind == "bn"
     if data_bn and node is not None:
@@ -105,6 +102,14 @@ def _infer(g: Canonical, image_size: int, source: str) -> Spec:
         if nxt is None or nxt.kind != kind:
             raise refuse(f"the stem has no {kind} where graphgen's has one")
         t = _out(g, nxt)
+    return t, stem, stem_width, data_bn
+
+
+def _units(
+    g: Canonical, t: str, refuse: Callable[[str], GraphError]
+) -> tuple[list[_Unit], bool, str]:
+    """The residual units from the stream tensor `t` on, whether they are pre-activation, and
+    the stream tensor after the last."""
     units: list[_Unit] = []
     preact: bool | None = None
     while True:
@@ -124,7 +129,14 @@ def _infer(g: Canonical, image_size: int, source: str) -> Spec:
         t = unit.out
     if not units:
         raise refuse("no residual additions (plain nets are not imported)")
-    final_bn = _next_kind(g, t) == "bn"
+    return units, bool(preact), t
+
+
+def _stages(
+    units: list[_Unit], refuse: Callable[[str], GraphError]
+) -> tuple[list[int], list[int], list[int]]:
+    """Units per stage and stage widths (a stage starts where a unit strides), and each unit's
+    stride."""
     layers: list[int] = []
     widths: list[int] = []
     strides = []
@@ -140,6 +152,19 @@ def _infer(g: Canonical, image_size: int, source: str) -> Spec:
         layers[-1] += 1
     if strides[0] != 1:
         raise refuse("the first stage strides (graphgen's keeps the stem's resolution)")
+    return layers, widths, strides
+
+
+def _infer(g: Canonical, image_size: int, source: str) -> Spec:
+    """The spec, by walking the canonical graph forward from the input."""
+
+    def refuse(what: str) -> GraphError:
+        return GraphError(f"{source}: {what}; not a ResNet graphgen expresses")
+
+    t, stem, stem_width, data_bn = _stem(g, refuse)
+    units, preact, t = _units(g, t, refuse)
+    final_bn = _next_kind(g, t) == "bn"
+    layers, widths, strides = _stages(units, refuse)
     bottleneck = len(units[0].convs) == 3
     if any(len(u.convs) != len(units[0].convs) for u in units):
         raise refuse("units mix basic and bottleneck branches")

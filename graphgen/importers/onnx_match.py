@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from graphgen.errors import GraphError
-from graphgen.importers.onnx_canonical import Canonical
+from graphgen.importers.onnx_canonical import Canonical, Node
 from graphgen.plan import (
     INPUT,
     OUTPUT,
@@ -149,27 +149,40 @@ class Matcher:
                 weights[f"{op.name}.running_mean"] = np.zeros(c, np.float32)
                 weights[f"{op.name}.running_var"] = np.full(c, 1 - BN_EPS, np.float32)
             elif isinstance(op, BatchNorm):
-                a = node.arrays
-                if not op.affine:
-                    if np.any(a["weight"] != 1) or np.any(a["bias"] != 0):
-                        raise GraphError(
-                            f"{self.source}: the input BN {node.name} has a scale or shift; "
-                            "graphgen's data BN (Gluon v2's) has neither"
-                        )
-                else:
-                    weights[f"{op.name}.weight"] = a["weight"]
-                    weights[f"{op.name}.bias"] = a["bias"]
-                var = a["running_var"].astype(np.float64) + node.eps - BN_EPS
-                if np.any(var + BN_EPS <= 0):
-                    raise GraphError(f"{self.source}: {node.name}'s variance + eps is not positive")
-                weights[f"{op.name}.running_mean"] = a["running_mean"]
-                weights[f"{op.name}.running_var"] = var.astype(np.float32)
+                weights.update(self._bn_weights(op, node))
             elif isinstance(op, Linear):
                 weights[f"{op.name}.weight"] = node.arrays["weight"]
                 bias = node.arrays.get("bias")
                 weights[f"{op.name}.bias"] = (
                     bias if bias is not None else np.zeros(op.out_features, np.float32)
                 )
+        self._check_conv_biases_placed()
+        return {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}, folded
+
+    def _bn_weights(self, op: BatchNorm, node: Node) -> Weights:
+        """A BN's arrays under the plan's names, its variance moved to graphgen's eps; a data
+        BN (no affine) must have neither scale nor shift."""
+        weights: Weights = {}
+        a = node.arrays
+        if not op.affine:
+            if np.any(a["weight"] != 1) or np.any(a["bias"] != 0):
+                raise GraphError(
+                    f"{self.source}: the input BN {node.name} has a scale or shift; "
+                    "graphgen's data BN (Gluon v2's) has neither"
+                )
+        else:
+            weights[f"{op.name}.weight"] = a["weight"]
+            weights[f"{op.name}.bias"] = a["bias"]
+        var = a["running_var"].astype(np.float64) + node.eps - BN_EPS
+        if np.any(var + BN_EPS <= 0):
+            raise GraphError(f"{self.source}: {node.name}'s variance + eps is not positive")
+        weights[f"{op.name}.running_mean"] = a["running_mean"]
+        weights[f"{op.name}.running_var"] = var.astype(np.float32)
+        return weights
+
+    def _check_conv_biases_placed(self) -> None:
+        """Every conv bias of the source is a plan weight (a conv bias or a folded BN's shift):
+        none is dropped silently."""
         for node in self.g.nodes.values():
             if node.kind == "conv" and "bias" in node.arrays:
                 used = any(
@@ -181,4 +194,3 @@ class Matcher:
                     raise GraphError(
                         f"{self.source}: conv {node.name}'s bias has no place in the plan"
                     )
-        return {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}, folded
