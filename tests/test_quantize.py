@@ -24,12 +24,12 @@ from graphgen.onnx_io import build, load, plan_of, save
 from graphgen.plan import Conv
 from graphgen.quantize import (
     QuantOptions,
-    _Ranges,
-    check_int8_structure,
+    Ranges,
     quantize,
     seeded_calibration,
 )
 from graphgen.spec import STANDARD_VARIANTS, variant
+from graphgen.structure import int8_structure_diff
 from runtimes.base import RunnerError
 from runtimes.engines.openvino_cpu import (
     INT8_KERNELS,
@@ -107,7 +107,7 @@ def test_qdq_graph_passes_the_full_check_and_keeps_fp32_io(name, placement, tmp_
         assert not zero.any()
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["Conv"] == len(convs) and ops["DequantizeLinear"] >= 2 * len(convs)
-    assert check_int8_structure(model) is None
+    assert int8_structure_diff(model) is None
     cost = graph_cost(model)  # `graphgen info` counts the int8 weights, not the scales
     assert (cost.params, cost.macs) == (plan.params, plan.macs)
 
@@ -146,11 +146,11 @@ def test_same_inputs_same_bytes():
 def test_percentile_is_exact_over_all_calibration_values():
     """The k-th largest |x| of everything seen, across batches (k = the tail's size)."""
     values = np.random.default_rng(0).permutation(np.arange(1, 10_001, dtype=np.float32))
-    ranges = _Ranges({"t"}, QuantOptions(method="percentile", percentile=99.9), images=10)
+    ranges = Ranges({"t"}, QuantOptions(method="percentile", percentile=99.9), images=10)
     for chunk in values.reshape(10, 1000):  # 10 "images" of 1000 values, one at a time
         ranges.add("t", chunk[None])
     assert ranges.amax("t") == 9991.0  # the top 0.1% is 10 values: 9991 .. 10000
-    top = _Ranges({"t"}, QuantOptions(method="max"), images=10)
+    top = Ranges({"t"}, QuantOptions(method="max"), images=10)
     top.add("t", -values[None])
     assert top.amax("t") == 10000.0
 
@@ -313,7 +313,7 @@ def test_parity_int8_passes_and_catches_a_rewired_graph(model_cache, tmp_path):
     add = next(n for n in q.graph.node if n.name == "layer2.1.add")
     add.input[0] = add.input[1]
     (tmp_path / resolved.name).write_bytes(q.SerializeToString())
-    assert "layer2.1.add" in (check_int8_structure(q) or "")
+    assert "layer2.1.add" in (int8_structure_diff(q) or "")
 
 
 # -- a trained net ----------------------------------------------------------------------------
