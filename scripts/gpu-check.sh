@@ -70,6 +70,8 @@ export BENCH_RUNTIMES_CACHE="${BENCH_RUNTIMES_CACHE:-$WORK/engine-cache}"
 export GRAPHGEN_CACHE="${GRAPHGEN_CACHE:-$WORK/models}"
 SIMULATE="${SIMULATE:-0}"
 mkdir -p "$OUT" "$WORK" "$BENCH_RUNTIMES_CACHE" "$GRAPHGEN_CACHE" || exit 2
+# This run's results only: the last run's go (caches, models and the offline site stay in WORK).
+rm -rf "$WORK/bench" "$WORK/train" "$WORK/ddp" "$OUT/bench-results.jsonl" "$OUT"/parity-*.json
 exec > >(tee "$OUT/gpu-check.log") 2>&1
 failures=()
 STEPS_FILE="$OUT/steps.tsv"  # name, status, seconds, note: the table's first part

@@ -73,8 +73,16 @@ def test_offline_install_uses_the_parent_venv_as_it_is(tmp_path):
     """The lent machine's layout: `python3` is a venv's interpreter. The install step must leave
     numpy, onnx, onnxruntime and torch importable, from that venv, and install nothing into it."""
     pytest.importorskip("torch")
+    # What a previous run left: its results go (a benchmark refuses a folder with results in
+    # it), its caches stay.
+    stale = [tmp_path / "work" / "bench" / "results.jsonl", tmp_path / "out" / "parity-fp32.json"]
+    kept = tmp_path / "work" / "models" / "resnet18.onnx"
+    for path in [*stale, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
     result = run_script(tmp_path, INSTALL_ONLY="1")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert not any(path.exists() for path in stale) and kept.exists()
     out = result.stdout
     for module in ("numpy", "onnx", "onnxruntime", "torch", "graphgen", "runtimes", "train"):
         assert f"    ok {module} " in out, out
