@@ -73,6 +73,12 @@ mkdir -p "$OUT" "$WORK" "$BENCH_RUNTIMES_CACHE" "$GRAPHGEN_CACHE" || exit 2
 # This run's results only: the last run's go (caches, models and the offline site stay in WORK).
 rm -rf "$WORK/bench" "$WORK/train" "$WORK/ddp" "$OUT/bench-results.jsonl" "$OUT"/parity-*.json
 exec > >(tee "$OUT/gpu-check.log") 2>&1
+log_writer=$!
+finish() {  # let tee write the whole log before the caller collects OUT
+  exec >&- 2>&-
+  wait "$log_writer" 2>/dev/null || true
+}
+trap finish EXIT
 failures=()
 STEPS_FILE="$OUT/steps.tsv"  # name, status, seconds, note: the table's first part
 : > "$STEPS_FILE"

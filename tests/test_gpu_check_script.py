@@ -32,8 +32,8 @@ def run_script(tmp_path: Path, env: dict[str, str] | None = None, **knobs: str):
         OUT=str(tmp_path / "out"),
         WORK=str(tmp_path / "work"),
         WHEELS=str(tmp_path / "no-wheels"),
-        **knobs,
     )
+    env.update(knobs)
     return subprocess.run(
         ["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -184,3 +184,41 @@ def test_without_a_gpu_the_script_stops_unless_simulating(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work")}
     result = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True)
     assert result.returncode == 2 and b"SIMULATE=1 rehearses" in result.stdout
+
+
+def _wheel(folder: Path, name: str, version: str) -> Path:
+    """A minimal pure-Python wheel holding one module `name` (hand-made: no network, no build)."""
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{f},,\n" for f in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as whl:
+        for arcname, text in files.items():
+            whl.writestr(arcname, text)
+    return path
+
+
+@needs_venv
+def test_offline_install_takes_only_the_wheels_the_machine_lacks(tmp_path):
+    """A wheel folder brought for a machine may hold what the machine has (numpy, as a
+    dependency of matplotlib): only the missing distributions go into WORK/site, so nothing
+    shadows the machine's own packages."""
+    pytest.importorskip("torch")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "gpu_check_helper", "1.0")
+    _wheel(wheels, "numpy", "0.0.1")  # installed here: must not be taken
+    result = run_script(tmp_path, INSTALL_ONLY="1", WHEELS=str(wheels))
+    assert result.returncode == 0, result.stdout
+    site = tmp_path / "work" / "site"
+    assert f"into {site}: gpu_check_helper-1.0-py3-none-any.whl\n" in result.stdout
+    assert (site / "gpu_check_helper" / "__init__.py").exists()
+    assert not (site / "numpy").exists()
+    numpy_line = next(line for line in result.stdout.splitlines() if "ok numpy" in line)
+    assert "0.0.1" not in numpy_line and str(site) not in numpy_line

@@ -416,3 +416,24 @@ def test_memory_meter_stops_when_another_engine_loads():
     assert second.peak == 3400 and second.alone
     assert "sampling stopped when another engine of this process loaded" in first.scope
     assert second.scope == "device-wide, above what was in use when this runner started loading"
+
+
+def test_torch_memory_meters_stop_only_for_another_torch_runner():
+    """torch's allocator counters see torch tensors only: a TensorRT or onnxruntime engine
+    loading after a torch-cuda runner does not move them, another torch-cuda runner does; a
+    device-wide meter stops for either."""
+    allocated, used = [0], [1000]
+    torch_runner = cuda_util.MemoryMeter(lambda: allocated[0], what="torch", domain="torch")
+    allocated[0], used[0] = 700, 1800
+    device_runner = cuda_util.MemoryMeter(lambda: used[0], what="device-wide")
+    used[0] = 2500
+    torch_runner.sample()
+    device_runner.sample()
+    assert torch_runner.alone and torch_runner.peak == 700
+    assert device_runner.peak == 700
+    cuda_util.MemoryMeter(lambda: allocated[0], what="torch", domain="torch")  # torch-cuda 2
+    allocated[0], used[0] = 1500, 4000
+    torch_runner.sample()
+    device_runner.sample()
+    assert not torch_runner.alone and torch_runner.peak == 700
+    assert not device_runner.alone and device_runner.peak == 700

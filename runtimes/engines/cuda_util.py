@@ -158,23 +158,30 @@ def used_device_memory() -> int:
 
 
 # -- device memory per runner -----------------------------------------------------------------
-_gpu_loads = 0  # GPU runners that started loading in this process (each MemoryMeter counts one)
+# GPU runners that started loading in this process: "device" counts every one (each allocates
+# device memory), "torch" the torch-cuda ones (the only ones torch's allocator counters see).
+_gpu_loads = {"device": 0, "torch": 0}
 
 
 class MemoryMeter:
     """The device memory one runner added: `read()` minus its value when the runner started
-    loading, sampled only until another GPU runner of this process starts loading.
+    loading, sampled only until another GPU runner of this process that `read()` can see
+    starts loading.
 
-    The readings are not per engine: `cudaMemGetInfo` is device-wide and torch's counters cover
-    every torch tensor of the process. An interleaved group loads its engines one after another
-    and then times them together, so a reading taken after the next engine loaded would count
-    that engine too: the meter stops there and `scope` says so. Other processes on the GPU
-    always count; the runners record that in `describe()`."""
+    The readings are not per engine: `cudaMemGetInfo` is device-wide (every engine, every
+    process) and torch's counters cover every torch tensor of the process. An interleaved group
+    loads its engines one after another and then times them together, so a reading taken after
+    the next engine loaded would count that engine too: the meter stops there and `scope` says
+    so. Other processes on the GPU always count in device-wide readings; `scope` says that too.
+    `domain` is "device" for cudaMemGetInfo readings (any GPU engine's load stops them) or
+    "torch" for torch's allocator (only another torch-cuda load does)."""
 
-    def __init__(self, read: Callable[[], int], *, what: str) -> None:
-        global _gpu_loads
-        _gpu_loads += 1
-        self._load = _gpu_loads
+    def __init__(self, read: Callable[[], int], *, what: str, domain: str = "device") -> None:
+        _gpu_loads["device"] += 1
+        if domain != "device":
+            _gpu_loads[domain] += 1
+        self._domain = domain
+        self._load = _gpu_loads[domain]
         self._read = read
         self._what = what
         self._baseline = read()
@@ -182,8 +189,8 @@ class MemoryMeter:
 
     @property
     def alone(self) -> bool:
-        """No other GPU runner of this process started loading since this one did."""
-        return _gpu_loads == self._load
+        """No other GPU runner whose memory `read()` sees started loading since this one did."""
+        return _gpu_loads[self._domain] == self._load
 
     def sample(self) -> None:
         if self.alone:

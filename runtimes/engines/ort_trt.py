@@ -315,6 +315,9 @@ class OrtTrtRunner(OrtGpuRunner):
         return [(TRT_EP, self.trt_options()), (CUDA_EP, self.cuda_options())]
 
     def activate_impl(self) -> None:
+        reason = self.availability()
+        if reason:
+            raise RunnerError(f"{self.name} unavailable: {reason}")
         self._plan_profile()
         self._facts.update(load_provider_tensorrt())  # before trt_options() keys on its version
         self._facts["tensorrt_wheel"] = installed_tensorrt_version()

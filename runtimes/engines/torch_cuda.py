@@ -30,11 +30,13 @@ class TorchCudaRunner(TorchRunner):
 
         # The peak is per record: without a reset it would carry the largest earlier model's.
         # torch's counters cover every torch tensor of the process, so the meter subtracts what
-        # was allocated before and stops when another GPU engine loads (an interleaved group).
+        # was allocated before and stops when another torch-cuda runner loads (an interleaved
+        # group); the other engines allocate outside torch and do not move these counters.
         torch.cuda.reset_peak_memory_stats()
         self._memory: Any = MemoryMeter(
             torch.cuda.max_memory_allocated,
             what="torch's allocator in this process (torch.cuda.max_memory_allocated)",
+            domain="torch",
         )
         super().activate_impl()
         self._memory.sample()
