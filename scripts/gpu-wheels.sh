@@ -2,8 +2,11 @@
 # Fill .gpu-wheels/ (or $1) with the wheels scripts/gpu-check.sh installs offline when a GPU
 # machine lacks them: the project's pure-Python helpers and their dependencies, for CPython 3.12
 # on x86_64 Linux (a lent GPU machine's Python). Run it where pip reaches PyPI, then bring the
-# folder (the device tool's `carry`, about 45 MB). Engines (torch, onnxruntime, TensorRT) are
-# not included: the GPU machine has its own torch, and the offline check skips what it lacks.
+# folder (the device tool's `carry`, about 45 MB). Offline, gpu-check installs only the wheels
+# whose distribution the machine lacks (`pip install --no-deps --target`), so the dependencies
+# downloaded here (numpy, for one) never shadow the machine's own. Engines (torch, onnxruntime,
+# TensorRT) are not included: the GPU machine has its own torch, and the offline check skips
+# what it lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${1:-.gpu-wheels}"

@@ -39,3 +39,38 @@ def reference(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     return float(np.linalg.norm(a64 - b64) / np.linalg.norm(b64))
+
+
+# A sitecustomize that makes packages look uninstalled in a child Python: site-packages is
+# replaced on sys.path by a folder of links to everything in it but the hidden packages, so
+# `import` fails and `importlib.util.find_spec` returns None, as for a real absence.
+_HIDING_SITE = """
+import os, re, site, sys
+
+hidden = "|".join(re.escape(n) for n in os.environ["HIDE_PACKAGES"].split(","))
+pattern = re.compile(rf"^({hidden})([-_.].*)?$", re.I)
+farm = os.environ["HIDE_FARM"]
+os.makedirs(farm, exist_ok=True)
+for folder in site.getsitepackages():
+    if folder in sys.path and os.path.isdir(folder):
+        for name in os.listdir(folder):
+            link = os.path.join(farm, name)
+            if not pattern.match(name) and not os.path.lexists(link):
+                os.symlink(os.path.join(folder, name), link)
+        sys.path[sys.path.index(folder)] = farm
+"""
+
+
+def hiding_env(tmp_path: Path, *packages: str) -> dict[str, str]:
+    """The environment of a child Python in which `packages` are not installed."""
+    import os
+
+    (tmp_path / "hide").mkdir(exist_ok=True)
+    (tmp_path / "hide" / "sitecustomize.py").write_text(_HIDING_SITE)
+    path = os.environ.get("PYTHONPATH")
+    return {
+        **os.environ,
+        "HIDE_PACKAGES": ",".join(packages),
+        "HIDE_FARM": str(tmp_path / f"site-without-{'-'.join(packages)}"),
+        "PYTHONPATH": str(tmp_path / "hide") + (os.pathsep + path if path else ""),
+    }

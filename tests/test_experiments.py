@@ -9,6 +9,12 @@ import json
 
 import pytest
 
+# ruff: noqa: E402
+# Everything below needs torch (directly or through train/): without it the module is
+# skipped, so that `pytest -m gpu` still collects where torch is missing.
+pytest.importorskip("torch")
+
+
 from train import cli, metrics
 from train.experiments import findings
 

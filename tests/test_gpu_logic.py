@@ -6,19 +6,16 @@ needs TensorRT or a CUDA device is in tests/test_gpu_trt.py and tests/test_gpu_o
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from graphgen.onnx_io import build, save
 from graphgen.spec import variant
 from runtimes.base import RunnerError, UnsupportedError
+from runtimes.engines import cuda_util
 from runtimes.engines.ort import OrtRunner
 from runtimes.engines.ort_cuda import OrtCudaRunner
-from runtimes.engines.ort_trt import profile_option
+from runtimes.engines.ort_trt import OrtTrtRunner, profile_option
 from runtimes.engines.trt import TensorRTRunner
 from runtimes.engines.trt_profiles import (
     BatchProfile,
@@ -26,6 +23,8 @@ from runtimes.engines.trt_profiles import (
     ProfileError,
     batch_profile,
     cache_key,
+    layer_precisions,
+    library_version,
 )
 
 
@@ -191,13 +190,18 @@ def small_graph(tmp_path_factory):
     return path
 
 
-@pytest.mark.skipif(
+needs_ort = pytest.mark.skipif(
     importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed"
 )
+
+
+@needs_ort
 @pytest.mark.filterwarnings("ignore:Specified provider")
-def test_cpu_fallback_is_detected_with_the_real_onnxruntime(small_graph):
+def test_a_missing_provider_fails_with_its_real_reason_and_a_clean_stdout(small_graph, capfd):
     """On a CPU-only onnxruntime, asking for the CUDA provider must fail loudly, never run on
-    the CPU and pass. This runs the real session creation path of ort-cuda's base class."""
+    the CPU and pass, and say why: this onnxruntime has no CUDA provider (onnxruntime's own
+    error is about the CPU fallback it was told not to use). This runs the real session
+    creation path of ort-cuda's base class."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -206,14 +210,54 @@ def test_cpu_fallback_is_detected_with_the_real_onnxruntime(small_graph):
     assert OrtCudaRunner.availability() == "onnxruntime built without CUDAExecutionProvider"
     # OrtCudaRunner.activate_impl would stop earlier at availability(); call the session
     # creation and provider check it inherits, which is what a broken CUDA install reaches.
-    with pytest.raises(RunnerError, match="fallback to CPU|fell back") as err:
+    with pytest.raises(RunnerError) as err:
         OrtRunner.activate_impl(runner)
-    assert "ort-cuda" in str(err.value)
+    message = str(err.value)
+    assert message.startswith(f"ort-cuda: cannot load {small_graph}: onnxruntime built without ")
+    assert "fallback to CPU EP has been explicitly disabled" in message  # onnxruntime's words
+    assert capfd.readouterr().out == ""
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed"
-)
+class _UnknownProviderRunner(OrtRunner):
+    """The real onnxruntime asked for a provider no build of it has."""
+
+    name = "ort-unknown"
+    provider = "NoSuchExecutionProvider"
+
+
+@needs_ort
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_onnxruntime_does_not_fall_back_on_its_own(small_graph, capfd):
+    """onnxruntime's constructor fallback (enable_fallback, on by default) prints an "EP Error"
+    block to stdout, retries on the CPU and reports the retry's "Conflicting session
+    configuration" instead of the cause. With it off: nothing on stdout, the real error."""
+    runner = _UnknownProviderRunner(small_graph)
+    with pytest.raises(RunnerError) as err:
+        runner.activate()
+    message = str(err.value)
+    assert "Unknown Provider Type: NoSuchExecutionProvider" in message
+    assert "Conflicting session configuration" not in message
+    captured = capfd.readouterr()
+    assert captured.out == "" and "EP Error" not in captured.err
+    assert not runner.is_active
+
+
+@needs_ort
+def test_provider_library_problems_are_named():
+    import onnxruntime as ort
+
+    from runtimes.engines.ort import provider_library_problem
+
+    assert provider_library_problem("CPUExecutionProvider") is None
+    problem = provider_library_problem("CUDAExecutionProvider")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert problem == (
+            f"onnxruntime {ort.__version__} has no libonnxruntime_providers_cuda.so "
+            "(not a GPU build)"
+        )
+
+
+@needs_ort
 def test_preload_dlls_messages_stay_off_stdout(small_graph, monkeypatch, capsys):
     """onnxruntime.preload_dlls reports missing libraries with print(); stdout must stay clean
     for `parity --json`, so the runner sends those lines to stderr."""
@@ -230,31 +274,166 @@ def test_preload_dlls_messages_stay_off_stdout(small_graph, monkeypatch, capsys)
     assert runner._facts["preload_dlls"] == "ok"
 
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu-check.sh"
+# -- cuda-python's "insufficient driver" --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("driver", "expected"),
+    [
+        (0, "no NVIDIA driver found: cuda-python 13.4.4 (a CUDA 13.4 runtime) needs one "
+            "(cudaErrorInsufficientDriver)"),
+        (12080, "the NVIDIA driver supports CUDA 12.8, older than cuda-python 13.4.4 (a CUDA "
+                "13.4 runtime) needs: install cuda-python for CUDA 12 (pip install "
+                "'cuda-python>=12,<13') or update the driver (cudaErrorInsufficientDriver)"),
+    ],
+)  # fmt: skip
+def test_insufficient_driver_is_not_called_no_device(driver, expected):
+    """cuda-python 13 answers cudaGetDeviceCount with cudaErrorInsufficientDriver (35) both with
+    no driver and with a CUDA 12 driver; neither is "no CUDA device"."""
+    message = cuda_util.device_count_problem(
+        "cudaErrorInsufficientDriver",
+        text="CUDA driver version is insufficient for CUDA runtime version",
+        driver_version=driver,
+        runtime_version=13040,
+        bindings="13.4.4",
+    )
+    assert message == expected
 
 
-def test_gpu_check_script_parses():
-    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+def test_no_device_and_other_cuda_errors_keep_their_words():
+    assert cuda_util.device_count_problem(
+        "cudaErrorNoDevice", text="no CUDA-capable device", driver_version=13000,
+        runtime_version=13000, bindings="13.0.0",
+    ) == "no CUDA device: the driver found none (cudaErrorNoDevice)"  # fmt: skip
+    assert cuda_util.device_count_problem(
+        "cudaErrorDevicesUnavailable", text="all CUDA-capable devices are busy",
+        driver_version=13000, runtime_version=13000, bindings="13.0.0",
+    ) == "CUDA cannot be used: all CUDA-capable devices are busy (cudaErrorDevicesUnavailable)"  # fmt: skip
 
 
-def _script_function(name: str) -> str:
-    text = SCRIPT.read_text()
-    start = text.index(f"{name}() {{")
-    return text[start : text.index("\n}\n", start) + 3]
+def test_availability_with_the_real_cuda_python():
+    """The real bindings on this machine: without a driver, the reason says so."""
+    pytest.importorskip("cuda.bindings.runtime")
+    rt = cuda_util.cudart()
+    err, driver = rt.cudaDriverGetVersion()
+    reason = cuda_util.availability()
+    if err == rt.cudaError_t.cudaSuccess and driver == 0:
+        assert reason is not None and reason.startswith("no NVIDIA driver found: cuda-python ")
+        assert "(cudaErrorInsufficientDriver)" in reason
+    elif reason is None:
+        assert cuda_util.device_info(0)["name"]
+    else:
+        assert "no CUDA device" not in reason or "cudaErrorNoDevice" in reason
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed"
+# -- ort-trt: the TensorRT the provider loads, and what precision ran --------------------------
+@pytest.mark.parametrize(
+    ("value", "major", "expected"),
+    [(101601, 10, "10.16.1"), (110400, 11, "11.4.0"), (8601, 8, "8.6.1"), (123, 10, None)],
 )
-def test_gpu_check_reads_the_onnxruntime_build():
-    """The script's probe of onnxruntime's CUDA and TensorRT majors, on the installed
-    onnxruntime: two integers (0 0 for the CPU build, which links neither)."""
-    probe = _script_function("ort_build") + "ort_build\n"
-    out = subprocess.run(
-        ["bash", "-c", probe],
-        env={**os.environ, "PY": sys.executable},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert len(out) == 2 and all(x.isdigit() for x in out)
+def test_tensorrt_library_versions_are_decoded_by_their_soname_major(value, major, expected):
+    version = library_version(value, major)
+    if expected is None:
+        assert version == "10.? (getInferLibVersion 123)"
+    else:
+        assert version == expected
+
+
+def test_layer_precisions_from_the_engine_inspector():
+    names_only = {"Layers": ["conv1 + relu", "fc"], "Bindings": ["input", "logits"]}
+    assert layer_precisions(names_only) is None  # LAYER_NAMES_ONLY: nothing to tell
+    detailed = {
+        "Layers": [
+            {"Name": "in", "Outputs": [{"Format/Datatype": "Row major linear FP16 format"}]},
+            {"Name": "conv", "Outputs": [{"Format/Datatype": "Half"}]},
+            {"Name": "fc", "Outputs": [{"Format/Datatype": "Float"}]},
+            {
+                "Name": "q",
+                "Outputs": [
+                    {"Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}
+                ],
+            },  # fmt: skip
+            {"Name": "b", "Outputs": [{"Format/Datatype": "BFloat16"}]},
+            {"Name": "shape", "LayerType": "Shape"},
+        ]
+    }
+    assert layer_precisions(detailed) == {"fp16": 2, "fp32": 1, "int8": 1, "bf16": 1, "other": 1}
+
+
+@needs_ort
+def test_the_tensorrt_provider_libraries_come_from_the_provider():
+    import onnxruntime as ort
+
+    from runtimes.engines.ort_trt import load_provider_tensorrt, provider_tensorrt_libraries
+
+    libraries = provider_tensorrt_libraries()
+    if "TensorrtExecutionProvider" in ort.get_available_providers():
+        assert any(lib.startswith("libnvinfer.so.") for lib in libraries)
+        return
+    assert libraries == ()
+    with pytest.raises(RunnerError, match="this onnxruntime has no TensorRT provider library"):
+        load_provider_tensorrt()
+
+
+@pytest.mark.parametrize(
+    ("precision", "library", "route"),
+    [
+        ("fp16", "10.16.1", "weakly typed, trt_fp16_enable: fp16 or fp32 per layer (TensorRT 10)"),
+        ("fp32", "10.16.1", "weakly typed, fp32 (TensorRT 10; trt_fp16_enable off)"),
+        ("int8", "10.16.1", "explicit quantization from the graph's Q/DQ, trt_int8_enable "
+                            "(TensorRT 10)"),
+        ("fp16", "11.4.0", "strongly typed, precision from the graph (TensorRT 11)"),
+    ],
+)  # fmt: skip
+def test_ort_trt_precision_routes_follow_the_loaded_tensorrt(tmp_path, precision, library, route):
+    """The provider has no strongly typed switch: on TensorRT 10 fp16 needs trt_fp16_enable
+    (without it a float16 graph runs fp32 kernels); the route is chosen by the TensorRT the
+    provider loads, not by an installed wheel."""
+    runner = OrtTrtRunner(tmp_path / "m.onnx", precision=precision)
+    runner._facts["tensorrt"] = library
+    assert runner._precision_path() == route
+
+
+def test_ort_trt_refuses_fp16_flag_on_tensorrt_11(tmp_path):
+    runner = OrtTrtRunner(tmp_path / "m.onnx", precision="fp16", fp16_flag=True)
+    runner._facts["tensorrt"] = "11.4.0"
+    with pytest.raises(UnsupportedError, match="needs TensorRT 10"):
+        runner._precision_path()
+
+
+# -- device memory of interleaved GPU runners ---------------------------------------------------
+def test_memory_meter_stops_when_another_engine_loads():
+    """Device-wide readings: a runner's peak must not grow by what an engine loaded after it
+    holds (an interleaved group loads all its engines, then times them together)."""
+    used = [1000]
+    first = cuda_util.MemoryMeter(lambda: used[0], what="device-wide")
+    used[0] = 1600
+    first.sample()
+    assert first.peak == 600 and first.alone
+    second = cuda_util.MemoryMeter(lambda: used[0], what="device-wide")
+    used[0] = 5000  # the second engine's weights and buffers
+    first.sample()
+    second.sample()
+    assert first.peak == 600 and not first.alone
+    assert second.peak == 3400 and second.alone
+    assert "sampling stopped when another engine of this process loaded" in first.scope
+    assert second.scope == "device-wide, above what was in use when this runner started loading"
+
+
+def test_torch_memory_meters_stop_only_for_another_torch_runner():
+    """torch's allocator counters see torch tensors only: a TensorRT or onnxruntime engine
+    loading after a torch-cuda runner does not move them, another torch-cuda runner does; a
+    device-wide meter stops for either."""
+    allocated, used = [0], [1000]
+    torch_runner = cuda_util.MemoryMeter(lambda: allocated[0], what="torch", domain="torch")
+    allocated[0], used[0] = 700, 1800
+    device_runner = cuda_util.MemoryMeter(lambda: used[0], what="device-wide")
+    used[0] = 2500
+    torch_runner.sample()
+    device_runner.sample()
+    assert torch_runner.alone and torch_runner.peak == 700
+    assert device_runner.peak == 700
+    cuda_util.MemoryMeter(lambda: allocated[0], what="torch", domain="torch")  # torch-cuda 2
+    allocated[0], used[0] = 1500, 4000
+    torch_runner.sample()
+    device_runner.sample()
+    assert not torch_runner.alone and torch_runner.peak == 700
+    assert not device_runner.alone and device_runner.peak == 700

@@ -69,9 +69,14 @@ def test_a_node_the_gpu_cannot_run_is_a_failure_not_a_cpu_pass(tmp_path):
 def test_ort_trt_builds_an_engine_then_reuses_it(models, tmp_path):
     path, feeds = graph(models), inputs(2)
     with OrtTrtRunner(path, batch_sizes=(1, 2), cache_dir=tmp_path) as first:
-        assert first.describe()["provider"] == TRT_EP
+        info = first.describe()
+        assert info["provider"] == TRT_EP
         out = first.infer(feeds)["logits"]
         assert first.describe()["engine_cache"] == "built"
+    # The TensorRT the provider loaded: its library, whatever Python wheel is installed.
+    major = info["tensorrt"].split(".")[0]
+    assert info["libnvinfer"].split("/")[-1].startswith(f"libnvinfer.so.{major}")
+    assert "device-wide" in info["device_memory"]
     with OrtTrtRunner(path, batch_sizes=(1, 2), cache_dir=tmp_path) as second:
         np.testing.assert_allclose(second.infer(feeds)["logits"], out, rtol=1e-5, atol=1e-5)
         assert second.describe()["engine_cache"] == "hit"
@@ -88,9 +93,15 @@ def test_ort_trt_refuses_a_batch_outside_its_profile(models, tmp_path):
 
 @needs_trt_ep
 def test_ort_trt_fp16_graph_parity(models, tmp_path):
+    """The provider is weakly typed: fp16 needs trt_fp16_enable, and the record says what the
+    engines' layers run (or that the engines do not tell)."""
     feeds = inputs(4)
     with OrtTrtRunner(
         graph(models, dtype="float16"), precision="fp16", batch_sizes=(4,), cache_dir=tmp_path
     ) as runner:
         out = runner.infer(feeds)["logits"]
+        info = runner.describe()
+    assert "trt_fp16_enable" in info["precision_path"]
+    layers = info["layer_precisions"]
+    assert (isinstance(layers, dict) and layers.get("fp16", 0) > 0) or layers.startswith("unknown")
     assert rel_l2(out, reference(graph(models), feeds)) < 1e-2

@@ -15,6 +15,12 @@ from pathlib import Path
 
 import pytest
 
+# ruff: noqa: E402
+# Everything below needs torch (directly or through train/): without it the module is
+# skipped, so that `pytest -m gpu` still collects where torch is missing.
+pytest.importorskip("torch")
+
+
 from resnet_common import fileio
 from tests.test_hardening_common import tiny_tmpfs
 from train import cli, metrics

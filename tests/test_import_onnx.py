@@ -9,6 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
+# ruff: noqa: E402
+# Everything below needs torch (directly or through train/): without it the module is
+# skipped, so that `pytest -m gpu` still collects where torch is missing.
+pytest.importorskip("torch")
+
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -10,6 +10,12 @@ import importlib.util
 import numpy as np
 import onnx
 import pytest
+
+# ruff: noqa: E402
+# Everything below needs torch (directly or through train/): without it the module is
+# skipped, so that `pytest -m gpu` still collects where torch is missing.
+pytest.importorskip("torch")
+
 import torch
 
 from graphgen.cli import main

@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+
+# ruff: noqa: E402
+# Everything below needs torch (directly or through train/): without it the module is
+# skipped, so that `pytest -m gpu` still collects where torch is missing.
+pytest.importorskip("torch")
+
 import torch
 
 from graphgen.spec import spec_for_depth

@@ -8,6 +8,12 @@ import signal
 
 import numpy as np
 import pytest
+
+# ruff: noqa: E402
+# Everything below needs torch (directly or through train/): without it the module is
+# skipped, so that `pytest -m gpu` still collects where torch is missing.
+pytest.importorskip("torch")
+
 import torch
 from safetensors.torch import load_file
 

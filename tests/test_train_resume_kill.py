@@ -9,6 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+# ruff: noqa: E402
+# Everything below needs torch (directly or through train/): without it the module is
+# skipped, so that `pytest -m gpu` still collects where torch is missing.
+pytest.importorskip("torch")
+
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file

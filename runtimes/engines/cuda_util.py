@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+from collections.abc import Callable
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -64,6 +65,46 @@ def call(result: Any, what: str) -> Any:
 
 
 # -- availability -----------------------------------------------------------------------------
+def cuda_python_version() -> str | None:
+    """The installed bindings' version (cuda-bindings, or the older cuda-python that held them);
+    its major is the CUDA major the bindings' runtime needs from the driver."""
+    from importlib import metadata
+
+    for dist in ("cuda-bindings", "cuda-python"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def cuda_version_text(version: int) -> str:
+    """CUDA's integer version (1000 * major + 10 * minor, as cudaDriverGetVersion gives it)."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def device_count_problem(
+    error: str, *, text: str, driver_version: int, runtime_version: int, bindings: str | None
+) -> str:
+    """What a failed cudaGetDeviceCount means, in words a user can act on. cuda-python's runtime
+    returns cudaErrorInsufficientDriver (35), not "no device", both when no driver is installed
+    (cudaDriverGetVersion gives 0) and when the driver is older than its CUDA major (cuda-python
+    13 on a CUDA 12 driver)."""
+    runtime = f"cuda-python {bindings or '?'} (a CUDA {cuda_version_text(runtime_version)} runtime)"
+    if error == "cudaErrorInsufficientDriver":
+        if driver_version <= 0:
+            return f"no NVIDIA driver found: {runtime} needs one ({error})"
+        major = driver_version // 1000
+        return (
+            f"the NVIDIA driver supports CUDA {cuda_version_text(driver_version)}, older than "
+            f"{runtime} needs: install cuda-python for CUDA {major} "
+            f"(pip install 'cuda-python>={major},<{major + 1}') or update the driver ({error})"
+        )
+    if error == "cudaErrorNoDevice":
+        return f"no CUDA device: the driver found none ({error})"
+    return f"CUDA cannot be used: {text} ({error})"
+
+
 def availability(device: int = 0) -> str | None:
     """None when a CUDA device can be used through cuda-python, else the reason."""
     try:
@@ -74,7 +115,15 @@ def availability(device: int = 0) -> str | None:
         return f"cuda-python failed to import: {exc}"
     err, *rest = rt.cudaGetDeviceCount()
     if err != rt.cudaError_t.cudaSuccess:
-        return f"no CUDA device ({_error_text(rt, err)})"
+        driver = rt.cudaDriverGetVersion()
+        runtime = rt.cudaRuntimeGetVersion()
+        return device_count_problem(
+            getattr(err, "name", str(err)),
+            text=_error_text(rt, err),
+            driver_version=int(driver[1]) if driver[0] == rt.cudaError_t.cudaSuccess else 0,
+            runtime_version=int(runtime[1]) if runtime[0] == rt.cudaError_t.cudaSuccess else 0,
+            bindings=cuda_python_version(),
+        )
     count = rest[0] if rest else 0
     if count == 0:
         return "no CUDA device"
@@ -106,6 +155,53 @@ def used_device_memory() -> int:
     """Bytes in use on the current device (all processes): total minus free."""
     free, total = call(cudart().cudaMemGetInfo(), "cudaMemGetInfo")
     return int(total) - int(free)
+
+
+# -- device memory per runner -----------------------------------------------------------------
+# GPU runners that started loading in this process: "device" counts every one (each allocates
+# device memory), "torch" the torch-cuda ones (the only ones torch's allocator counters see).
+_gpu_loads = {"device": 0, "torch": 0}
+
+
+class MemoryMeter:
+    """The device memory one runner added: `read()` minus its value when the runner started
+    loading, sampled only until another GPU runner of this process that `read()` can see
+    starts loading.
+
+    The readings are not per engine: `cudaMemGetInfo` is device-wide (every engine, every
+    process) and torch's counters cover every torch tensor of the process. An interleaved group
+    loads its engines one after another and then times them together, so a reading taken after
+    the next engine loaded would count that engine too: the meter stops there and `scope` says
+    so. Other processes on the GPU always count in device-wide readings; `scope` says that too.
+    `domain` is "device" for cudaMemGetInfo readings (any GPU engine's load stops them) or
+    "torch" for torch's allocator (only another torch-cuda load does)."""
+
+    def __init__(self, read: Callable[[], int], *, what: str, domain: str = "device") -> None:
+        _gpu_loads["device"] += 1
+        if domain != "device":
+            _gpu_loads[domain] += 1
+        self._domain = domain
+        self._load = _gpu_loads[domain]
+        self._read = read
+        self._what = what
+        self._baseline = read()
+        self.peak = 0
+
+    @property
+    def alone(self) -> bool:
+        """No other GPU runner whose memory `read()` sees started loading since this one did."""
+        return _gpu_loads[self._domain] == self._load
+
+    def sample(self) -> None:
+        if self.alone:
+            self.peak = max(self.peak, self._read() - self._baseline)
+
+    @property
+    def scope(self) -> str:
+        text = f"{self._what}, above what was in use when this runner started loading"
+        if not self.alone:
+            text += "; sampling stopped when another engine of this process loaded"
+        return text
 
 
 # -- streams and events -----------------------------------------------------------------------

@@ -98,9 +98,15 @@ class OpenVinoRunner(Runner):
         del self.compiled
 
     def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        # describe() must work where openvino is missing (a sweep's skipped record, `list`).
+        reason = self.availability()
+        if reason is not None:
+            info["version"] = None
+            info["unavailable"] = reason
+            return info
         import openvino as ov
 
-        info = super().describe()
         info["version"] = f"openvino {ov.get_version()}"
         if self.is_active:
             info["inference_precision"] = str(

@@ -1,16 +1,24 @@
 """The onnxruntime session every onnxruntime runner shares (`ort-cpu`, `ort-cuda`, `ort-trt`).
 
-onnxruntime falls back to the CPU provider silently when a provider fails to load, so a
-non-CPU session sets `session.disable_cpu_ep_fallback` and `activate` checks that the
-first provider the session reports is the one asked for; a fallback is a RunnerError, never a
-pass. A provider can also fail after loading: `InferenceSession.run` then catches the error,
-prints a notice to stdout and switches the session to the CPU provider. Every session therefore
-calls `disable_fallback()` (the run raises instead), and non-CPU runners re-check the session's
-provider after each `infer` and in `verify()`, which the harness calls after its timed loop.
+onnxruntime falls back to the CPU provider silently when a provider fails to load, so a non-CPU
+session sets `session.disable_cpu_ep_fallback` and `activate` checks that the first provider the
+session reports is the one asked for; a fallback is a RunnerError, never a pass. onnxruntime's
+Python layer has a fallback of its own, on by default: when creating the session fails, the
+constructor prints an "EP Error" block to stdout (breaking `--json` output) and retries on other
+providers, then reports the retry's error ("Conflicting session configuration" once CPU fallback is
+disabled) instead of the first one; `InferenceSession.run` does the same when a provider fails
+mid-run. Every session is therefore created with `enable_fallback=0` (the constructor's keyword; it
+also disables the fallback in `run`), the error says the real cause (a provider this onnxruntime
+lacks, a provider library that does not load and the library it misses), and non-CPU runners
+re-check the session's provider after each `infer` and in `verify()`, which the harness calls after
+its timed loop.
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +26,13 @@ import numpy as np
 from runtimes.base import Runner, RunnerError
 
 CPU = "CPUExecutionProvider"
+
+
+# The providers onnxruntime builds as shared libraries it loads on demand (capi/lib<name>.so).
+PROVIDER_LIBRARIES = {
+    "CUDAExecutionProvider": "onnxruntime_providers_cuda",
+    "TensorrtExecutionProvider": "onnxruntime_providers_tensorrt",
+}
 
 
 def provider_reason(provider: str) -> str | None:
@@ -29,6 +44,44 @@ def provider_reason(provider: str) -> str | None:
     if provider not in ort.get_available_providers():
         return f"onnxruntime built without {provider}"
     return None
+
+
+def provider_library_problem(provider: str) -> str | None:
+    """Why onnxruntime cannot load `provider`'s shared library, in the dynamic loader's words
+    (the library it misses, e.g. "libcudnn.so.9: cannot open shared object file"), or None.
+
+    onnxruntime logs that reason and carries on without the provider, so the session then
+    fails for a reason that hides it; loading the library the way onnxruntime does (its
+    `providers_shared` library first, with global symbols) recovers it. Linux only."""
+    library = PROVIDER_LIBRARIES.get(provider)
+    if library is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime not installed"
+    capi = Path(ort.__file__).parent / "capi"
+    path = capi / f"lib{library}.so"
+    if not path.exists():
+        return f"onnxruntime {ort.__version__} has no {path.name} (not a GPU build)"
+    try:
+        ctypes.CDLL(str(capi / "libonnxruntime_providers_shared.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(path))
+    except OSError as exc:
+        return f"{path.name} does not load: {exc}"
+    return None
+
+
+def load_failure(provider: str, err: BaseException) -> str:
+    """onnxruntime's error, led by its cause when onnxruntime did not name it: a provider this
+    build lacks, or a provider library that does not load."""
+    message = str(err).strip()
+    if provider == CPU:
+        return message
+    cause = provider_reason(provider) or provider_library_problem(provider)
+    if cause is None or cause in message:
+        return message
+    return f"{cause}; onnxruntime said: {message}"
 
 
 class OrtRunner(Runner):
@@ -65,23 +118,29 @@ class OrtRunner(Runner):
 
         self._opts = self.session_options()
         try:
+            # enable_fallback=0: no "EP Error" block on stdout, no retry on other providers
+            # (whose error would replace the real one), and no CPU retry inside run() later.
             self.session = ort.InferenceSession(
-                str(self.model_path), sess_options=self._opts, providers=self.providers()
+                str(self.model_path),
+                sess_options=self._opts,
+                providers=self.providers(),
+                enable_fallback=0,
             )
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise RunnerError(f"{self.name}: cannot load {self.model_path}: {err}") from err
-        # A provider failing inside run() would otherwise be retried on the CPU, with a notice
-        # printed to stdout (which would also corrupt `parity --json`).
-        self.session.disable_fallback()
+            raise RunnerError(
+                f"{self.name}: cannot load {self.model_path}: {load_failure(self.provider, err)}"
+            ) from err
+        self.session.disable_fallback()  # the same for run(), on versions without the keyword
         self._check_provider()
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _check_provider(self) -> None:
         used = self.session.get_providers()
         if not used or used[0] != self.provider:
+            cause = provider_library_problem(self.provider)
             raise RunnerError(
                 f"{self.name}: onnxruntime fell back to {used[0] if used else 'nothing'} "
-                f"instead of {self.provider}"
+                f"instead of {self.provider}" + (f": {cause}" if cause else "")
             )
 
     def verify(self) -> None:

@@ -66,8 +66,7 @@ class OrtGpuRunner(OrtRunner):
         self._timer: Any = None
         self._io: Any = None
         self._facts: dict[str, Any] = {}
-        self._mem_baseline = 0
-        self._mem_peak = 0
+        self._memory: Any = None  # cuda_util.MemoryMeter, from activate on
 
     @classmethod
     def availability(cls) -> str | None:
@@ -97,7 +96,9 @@ class OrtGpuRunner(OrtRunner):
         self._preload_libraries()
         cuda_util.set_device(self.device_id)
         self._facts["gpu"] = cuda_util.device_info(self.device_id)
-        self._mem_baseline = cuda_util.used_device_memory()
+        self._memory = cuda_util.MemoryMeter(
+            cuda_util.used_device_memory, what="device-wide (every process on the GPU)"
+        )
         self._stream = cuda_util.Stream()
         self._timer = cuda_util.EventTimer(self._stream)
         super().activate_impl()  # creates the session and rejects a provider fallback
@@ -123,9 +124,8 @@ class OrtGpuRunner(OrtRunner):
             self._facts["preload_dlls"] = f"failed: {exc}"
 
     def _sample_memory(self) -> None:
-        from runtimes.engines import cuda_util
-
-        self._mem_peak = max(self._mem_peak, cuda_util.used_device_memory() - self._mem_baseline)
+        if self._memory is not None:
+            self._memory.sample()
 
     def check_batch(self, feeds: dict[str, np.ndarray]) -> None:
         """Hook: the TRT provider refuses batches outside its profile."""
@@ -167,11 +167,12 @@ class OrtGpuRunner(OrtRunner):
         return float(self._timer.stop_seconds())
 
     def peak_device_memory_bytes(self) -> int | None:
-        """Device memory in use above what was in use before `activate` (device-wide; sampled
-        at load, after each `infer` and here, never inside `timed_run`)."""
+        """Device memory in use above what was in use before `activate` (sampled at load, after
+        each `infer` and here, never inside `timed_run`, and only until another GPU engine of
+        this process loads: see cuda_util.MemoryMeter)."""
         if getattr(self, "session", None) is not None:
             self._sample_memory()
-        return self._mem_peak or None
+        return (self._memory.peak or None) if self._memory is not None else None
 
     def deactivate_impl(self) -> None:
         """Safe on partial state (an `activate` that failed halfway) and when called twice."""
@@ -190,6 +191,7 @@ class OrtGpuRunner(OrtRunner):
             io_binding=self.timing == "device",
             cudnn_conv_algo_search=self.cudnn_conv_algo_search,
             tf32=self.tf32,
+            device_memory=None if self._memory is None else self._memory.scope,
             **self._facts,
         )
         return info

@@ -26,9 +26,20 @@ class TorchCudaRunner(TorchRunner):
     def activate_impl(self) -> None:
         import torch
 
+        from runtimes.engines.cuda_util import MemoryMeter
+
         # The peak is per record: without a reset it would carry the largest earlier model's.
+        # torch's counters cover every torch tensor of the process, so the meter subtracts what
+        # was allocated before and stops when another torch-cuda runner loads (an interleaved
+        # group); the other engines allocate outside torch and do not move these counters.
         torch.cuda.reset_peak_memory_stats()
+        self._memory: Any = MemoryMeter(
+            torch.cuda.max_memory_allocated,
+            what="torch's allocator in this process (torch.cuda.max_memory_allocated)",
+            domain="torch",
+        )
         super().activate_impl()
+        self._memory.sample()
 
     @classmethod
     def availability(cls) -> str | None:
@@ -37,8 +48,13 @@ class TorchCudaRunner(TorchRunner):
             return reason
         import torch
 
+        if torch.version.cuda is None:
+            return f"torch {torch.__version__} is a CPU build (no CUDA)"
         if not torch.cuda.is_available():
-            return "no CUDA device (torch.cuda.is_available() is False)"
+            return (
+                f"no CUDA device (torch {torch.__version__}, CUDA {torch.version.cuda}: "
+                "torch.cuda.is_available() is False)"
+            )
         return None
 
     def prepare(self, model: Any) -> Any:
@@ -91,10 +107,13 @@ class TorchCudaRunner(TorchRunner):
         self._x = None
         super().deactivate_impl()
 
-    def peak_device_memory_bytes(self) -> int:
-        import torch
-
-        return int(torch.cuda.max_memory_allocated())
+    def peak_device_memory_bytes(self) -> int | None:
+        memory = getattr(self, "_memory", None)
+        if memory is None:
+            return None
+        if self.is_active:
+            memory.sample()
+        return int(memory.peak)
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -102,5 +121,6 @@ class TorchCudaRunner(TorchRunner):
         info = super().describe()
         # Only a loaded runner has a device to name (describe() must work before activate).
         gpu = torch.cuda.get_device_name(0) if self.is_active else None
-        info.update(gpu=gpu, tf32=False)
+        memory = getattr(self, "_memory", None)
+        info.update(gpu=gpu, tf32=False, device_memory=None if memory is None else memory.scope)
         return info

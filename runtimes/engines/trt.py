@@ -102,8 +102,7 @@ class TensorRTRunner(Runner):
         self._inputs: list[str] = []
         self._outputs: list[str] = []
         self._bound_shapes: dict[str, tuple[int, ...]] = {}
-        self._mem_baseline = 0
-        self._mem_peak = 0
+        self._memory: Any = None  # cuda_util.MemoryMeter, from activate on
         self._logger: Any = None
         self._runtime_obj: Any = None
 
@@ -136,7 +135,9 @@ class TensorRTRunner(Runner):
         cuda_util.set_device(self.device_id)
         gpu = cuda_util.device_info(self.device_id)
         self._facts = {"tensorrt": str(trt.__version__), "gpu": gpu}
-        self._mem_baseline = cuda_util.used_device_memory()
+        self._memory = cuda_util.MemoryMeter(
+            cuda_util.used_device_memory, what="device-wide (every process on the GPU)"
+        )
         # The profile comes from the file's declared input shape, so a cached engine is found
         # without parsing the graph.
         fixed = fixed_batch_of(onnx_input_shapes(self.model_path))
@@ -198,10 +199,8 @@ class TensorRTRunner(Runner):
         self._sample_memory()
 
     def _sample_memory(self) -> None:
-        from runtimes.engines import cuda_util
-
-        used = cuda_util.used_device_memory() - self._mem_baseline
-        self._mem_peak = max(self._mem_peak, used)
+        if self._memory is not None:
+            self._memory.sample()
 
     def deactivate_impl(self) -> None:
         """Free everything; safe on partial state (an `activate` that failed halfway) and when
@@ -219,9 +218,9 @@ class TensorRTRunner(Runner):
         self._context = None
         self._engine = None
         self._runtime_obj = None
-        mem_peak, facts = self._mem_peak, self._facts
+        memory, facts = self._memory, self._facts
         self._reset_handles()
-        self._mem_peak, self._facts = mem_peak, facts
+        self._memory, self._facts = memory, facts
 
     # -- running --------------------------------------------------------------------------------
     def _set_shapes(self, feeds: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
@@ -294,11 +293,11 @@ class TensorRTRunner(Runner):
 
     def peak_device_memory_bytes(self) -> int | None:
         """Device memory in use above what was in use before `activate` (sampled at load,
-        after each `infer` and here, never inside `timed_run`; device-wide, so other processes
-        on the GPU count too)."""
+        after each `infer` and here, never inside `timed_run`, and only until another GPU
+        engine of this process loads: see cuda_util.MemoryMeter)."""
         if self._context is not None:
             self._sample_memory()
-        return self._mem_peak or None
+        return (self._memory.peak or None) if self._memory is not None else None
 
     # -- what ran -------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -317,6 +316,7 @@ class TensorRTRunner(Runner):
                 "timing_cache": self._facts.get("timing_cache"),
                 "build_time_s": self._facts.get("build_time_s"),
                 "cache_dir": str(self.cache_dir),
+                "device_memory": None if self._memory is None else self._memory.scope,
             }
         )
         return info

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +195,39 @@ def fixed_batch_of(shapes: dict[str, list[int]]) -> int | None:
     for shape in shapes.values():
         return shape[0] if shape and shape[0] > 0 else None
     return None
+
+
+def library_version(value: int, major: int) -> str:
+    """TensorRT's `getInferLibVersion()` integer as "major.minor.patch". TensorRT 10 and later
+    count major * 10000 + minor * 100 + patch, TensorRT 8 major * 1000 + minor * 100 + patch;
+    `major` (the library's soname) tells which, so neither is assumed."""
+    for scale, minors in ((10000, 100), (1000, 10)):
+        if value // scale == major:
+            return f"{major}.{value // 100 % minors}.{value % 100}"
+    return f"{major}.? (getInferLibVersion {value})"
+
+
+_LAYER_PRECISIONS = (  # TensorRT's "Format/Datatype" words; bf16 before fp32 ("BFloat16")
+    ("bf16", re.compile(r"BFloat16|BF16", re.I)),
+    ("fp8", re.compile(r"FP8|E4M3", re.I)),
+    ("fp16", re.compile(r"\bHalf\b|FP16", re.I)),
+    ("fp32", re.compile(r"\bFloat\b|FP32", re.I)),
+    ("int8", re.compile(r"Int8", re.I)),
+)
+
+
+def layer_precisions(info: dict[str, Any]) -> dict[str, int] | None:
+    """How many layers of an engine produce each precision, from the engine inspector's JSON
+    (`IEngineInspector.get_engine_information(LayerInformationFormat.JSON)`); None when the
+    engine was built with profiling verbosity LAYER_NAMES_ONLY (TensorRT's default; none of
+    the options of onnxruntime's TensorRT provider names another), whose layers are bare names."""
+    layers = info.get("Layers")
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
+        return None
+    counts: dict[str, int] = {}
+    for layer in layers:
+        outputs = layer.get("Outputs") or layer.get("Inputs") or []
+        text = " ".join(str(o.get("Format/Datatype", "")) for o in outputs if isinstance(o, dict))
+        kind = next((name for name, pattern in _LAYER_PRECISIONS if pattern.search(text)), "other")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
