@@ -9,7 +9,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from graphgen.cli import main
 from graphgen.errors import GraphError, SpecError
@@ -19,7 +18,6 @@ from graphgen.onnx_io import build, metadata
 from graphgen.plan import ZeroPadShortcut, expand
 from graphgen.spec import STANDARD_VARIANTS, cifar_spec, spec_from_mapping
 from graphgen.weights import forward_nhwc, init_weights
-from train.model import build_model
 
 PLACEMENTS = {"symmetric": [(8, 8), (16, 16)], "end": [(0, 16), (0, 32)]}
 
@@ -57,6 +55,9 @@ def test_build_flag_and_spec_key(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("zero_pad", PLACEMENTS)
 def test_onnx_torch_and_numpy_agree(zero_pad: str) -> None:
+    torch = pytest.importorskip("torch")
+    from train.model import build_model
+
     spec = cifar_spec(8, zero_pad=zero_pad)
     weights = init_weights(expand(spec), seed=1)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
@@ -91,6 +92,9 @@ def test_import_reads_the_placement_from_graphgen_graphs(zero_pad: str, tmp_path
 def test_import_reads_the_placement_from_torch_onnx_export(zero_pad: str, tmp_path) -> None:
     """torch.onnx's TorchScript exporter slices per axis and computes the Pad's pads from
     constants (Slice, Transpose, Reshape, Cast): the importer evaluates them."""
+    torch = pytest.importorskip("torch")
+    from train.model import build_model
+
     spec = cifar_spec(8, zero_pad=zero_pad, classes=5)
     weights = init_weights(expand(spec), seed=4)
     net = build_model(spec).eval()
