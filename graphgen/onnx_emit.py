@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphgen import __version__
 from graphgen.errors import SpecError
 from graphgen.plan import (
+    BN_EPS,
     INPUT,
     OUTPUT,
     Add,
@@ -30,7 +31,7 @@ from graphgen.plan import (
     Relu,
     ZeroPadShortcut,
 )
-from graphgen.weights import BN_EPS, Weights
+from graphgen.weights import Weights
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13

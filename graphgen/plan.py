@@ -9,7 +9,7 @@ module and torchvision-style checkpoints.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from graphgen.spec import Spec
 
 Shape = tuple[int, ...]  # per-sample shape: (C, H, W), or (features,) after pooling
+BN_EPS = 1e-5  # every BatchNorm's epsilon: torch's and ONNX's default
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,21 @@ class Plan:
     def macs(self) -> int:
         """Multiply-accumulates of the conv and fc layers at batch 1: the paper's "FLOPs"."""
         return sum(op.macs for op in self.ops)
+
+
+def last_use(ops: Iterable[Op]) -> dict[int, list[str]]:
+    """Op index -> tensors no later op reads (in a plan, or a block's ops), so the interpreters
+    free them early and the cost model knows what is live."""
+    last: dict[str, int] = {}
+    for index, op in enumerate(ops):
+        for attr in ("x", "a", "b"):
+            name = getattr(op, attr, None)
+            if name is not None:
+                last[name] = index
+    by_index: dict[int, list[str]] = {}
+    for name, index in last.items():
+        by_index.setdefault(index, []).append(name)
+    return by_index
 
 
 def _numel(shape: Shape) -> int:

@@ -46,10 +46,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from graphgen.errors import GraphError
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_emit import emit_model
 from graphgen.onnx_io import metadata, plan_of, weights_of
 from graphgen.plan import INPUT, Add, Conv, Linear, MaxPool, Op, Plan, Relu, expand, fold_bn
-from graphgen.weights import Weights, fold_weights, forward_nhwc
+from graphgen.weights import Weights, fold_weights
 from resnet_common.errors import UserError
 
 METHODS = ("percentile", "max")

@@ -10,10 +10,11 @@ from graphgen.errors import SpecError
 from graphgen.flavors import FLAVORS, apply_flavor
 from graphgen.importers.onnx_graph import import_onnx
 from graphgen.importers.state_dict import import_state_dict
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_io import build, save
 from graphgen.plan import Conv, expand
 from graphgen.spec import Spec, cifar_spec, cifar_step
-from graphgen.weights import forward_nhwc, init_weights
+from graphgen.weights import init_weights
 from tests._graphs import normal_input, run_ort
 
 KINDS = sorted(BLOCK_KINDS)

@@ -7,11 +7,12 @@ import torch
 from graphgen.cost import graph_cost
 from graphgen.errors import SpecError
 from graphgen.flavors import apply_flavor, flavor_of
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_emit import emit_model
 from graphgen.onnx_io import build
 from graphgen.plan import BatchNorm, Conv, expand, fold_bn
 from graphgen.spec import Spec, imagenet_spec, spec_from_mapping
-from graphgen.weights import fold_weights, forward_nhwc, init_weights
+from graphgen.weights import fold_weights, init_weights
 from tests._graphs import normal_input, run_ort
 from train.model import PlanNet
 

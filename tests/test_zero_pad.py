@@ -15,10 +15,11 @@ from graphgen.cli import main
 from graphgen.errors import GraphError, SpecError
 from graphgen.importers.common import rel_l2, run_onnx
 from graphgen.importers.onnx_graph import import_onnx
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_io import build, metadata
 from graphgen.plan import ZeroPadShortcut, expand
 from graphgen.spec import STANDARD_VARIANTS, cifar_spec, spec_from_mapping
-from graphgen.weights import forward_nhwc, init_weights
+from graphgen.weights import init_weights
 from train.model import build_model
 
 PLACEMENTS = {"symmetric": [(8, 8), (16, 16)], "end": [(0, 16), (0, 32)]}

@@ -24,9 +24,9 @@ from graphgen.plan import (
     ZeroPadShortcut,
     expand,
     fold_bn,
+    last_use,
 )
 from graphgen.spec import Spec
-from graphgen.weights import last_use
 
 
 class PlanNet(nn.Module):

@@ -34,6 +34,7 @@ from graphgen.flavors import flavor_of
 from graphgen.importers.common import run_onnx
 from graphgen.onnx_io import load
 from graphgen.plan import (
+    BN_EPS,
     INPUT,
     OUTPUT,
     Add,
@@ -49,7 +50,7 @@ from graphgen.plan import (
     expand,
 )
 from graphgen.spec import Spec
-from graphgen.weights import BN_EPS, Weights
+from graphgen.weights import Weights
 
 CARRIED_METADATA = ("graphgen.normalize_mean", "graphgen.normalize_std")
 PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast"}
