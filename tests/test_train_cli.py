@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from graphgen.spec import spec_for_depth
+from graphgen.torch_module import build_model
 from train import cli
 from train.data import step_seed
-from train.model import build_model
 from train.recipe import Recipe, cifar_recipe, scaled_to_epochs
 
 TINY_ARGS = ["--depth", "8", "--image-size", "16", "--synthetic-train", "64", "--synthetic-val",

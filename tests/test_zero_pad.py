@@ -19,8 +19,8 @@ from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_io import build, metadata
 from graphgen.plan import ZeroPadShortcut, expand
 from graphgen.spec import STANDARD_VARIANTS, cifar_spec, spec_from_mapping
+from graphgen.torch_module import build_model
 from graphgen.weights import init_weights
-from train.model import build_model
 
 PLACEMENTS = {"symmetric": [(8, 8), (16, 16)], "end": [(0, 16), (0, 32)]}
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphgen.spec import Spec, spec_from_mapping
+from graphgen.torch_module import build_model
 from resnet_common.cli import SEED_LIMIT
 from resnet_common.errors import UserError
 from resnet_common.fileio import atomic_write_text, check_replaceable, remove_debris
@@ -35,7 +36,6 @@ from train import checkpoint as ckpt
 from train import metrics, sizes
 from train.data import DataBundle, TensorSet, iterate_batches, load_data
 from train.export import VERIFICATION
-from train.model import build_model
 from train.recipe import LrController, Recipe, scaled_to_epochs
 
 CONFIG = "config.json"

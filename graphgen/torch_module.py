@@ -85,7 +85,8 @@ class PlanNet(nn.Module):
             return F.pad(x, (0, 0, 0, 0, op.pad_before, op.pad_after))
         if isinstance(op, GlobalAvgPool):
             return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self._modules_by_op[op.name](x)  # type: ignore[attr-defined]
+        out: torch.Tensor = self._modules_by_op[op.name](x)  # type: ignore[attr-defined]
+        return out
 
 
 def _module_for(op: object) -> nn.Module | None:
