@@ -1,11 +1,21 @@
-"""The torch module, built by walking the plan: no second description of the network.
+"""The torch module, built from the plan and laid out top-down as torchvision's ResNet is.
 
-Modules nest by the plan's dotted names (`layer1.0.conv1`), so `state_dict()` keys equal the ONNX
-graph's initializer names and torchvision's keys (plus torch's `num_batches_tracked` counters).
+`PlanNet`'s children are the plan's top-level steps in order: the stem's ops, `layer1` ...
+(each an `nn.Sequential` of `Block`s, as torchvision's `_make_layer` builds them), the head's
+ops; so `print(model)` shows the network. A `Block` is built from its block's ops in the plan
+and its forward runs those ops (the shortcut and the addition are two of them): the plan stays
+the one description of the structure. Module paths are the plan's op names, so `state_dict()`
+keys equal the ONNX graph's initializer names and torchvision's (plus torch's
+`num_batches_tracked`).
+
+Importing this module imports torch; nothing else in graphgen imports it, so building graphs
+never needs torch.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -13,12 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphgen.plan import (
+    INPUT,
+    OUTPUT,
     Add,
     BatchNorm,
     Conv,
     GlobalAvgPool,
     Linear,
     MaxPool,
+    Op,
     Plan,
     Relu,
     ZeroPadShortcut,
@@ -28,26 +41,147 @@ from graphgen.plan import (
 )
 from graphgen.spec import Spec
 
+BLOCK_NAME = re.compile(r"(layer\d+)\.(\d+)\.")  # a block's ops: layer<stage>.<index>.<op>
+
+
+class ZeroPad(nn.Module):
+    """Option A's shortcut (He et al. 2015, 3.3): the identity subsampled by the stride, with
+    zero channels in front and behind as the plan's op places them."""
+
+    def __init__(self, op: ZeroPadShortcut) -> None:
+        super().__init__()
+        self.stride, self.before, self.after = op.stride, op.pad_before, op.pad_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.before, self.after))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, zero_channels=({self.before}, {self.after})"
+
+
+class FlatAvgPool(nn.AdaptiveAvgPool2d):
+    """Global average pooling, flattened to a feature vector (torchvision's avgpool + flatten)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(super().forward(input), 1)
+
+
+def _module_for(op: Op) -> nn.Module | None:
+    """The module that runs `op`; None for the addition, which a Block's forward does itself."""
+    if isinstance(op, Conv):
+        return nn.Conv2d(op.cin, op.cout, op.kernel, op.stride, op.pad, bias=op.bias)
+    if isinstance(op, BatchNorm):
+        return nn.BatchNorm2d(op.channels, affine=op.affine)
+    if isinstance(op, Linear):
+        return nn.Linear(op.in_features, op.out_features)
+    if isinstance(op, Relu):
+        return nn.ReLU()
+    if isinstance(op, MaxPool):
+        return nn.MaxPool2d(op.kernel, op.stride, op.pad)
+    if isinstance(op, ZeroPadShortcut):
+        return ZeroPad(op)
+    if isinstance(op, GlobalAvgPool):
+        return FlatAvgPool()
+    return None
+
+
+def _reads(op: Op) -> list[str]:
+    return [op.a, op.b] if isinstance(op, Add) else [op.x]
+
+
+class Block(nn.Module):
+    """One residual unit: the plan's ops for `layerS.I`, run in plan order. Tensors no later op
+    reads are dropped as soon as they are dead (autograd keeps what it saved for backward), so a
+    bottleneck holds only its live activations."""
+
+    def __init__(self, prefix: str, ops: Sequence[Op], kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.ops = tuple(ops)
+        self.paths = tuple(op.name.removeprefix(f"{prefix}.") for op in self.ops)
+        for op, path in zip(self.ops, self.paths, strict=True):
+            module = _module_for(op)
+            if module is not None:
+                _add_nested(self, path, module)
+        produced = {op.out for op in self.ops}
+        inputs = {name for op in self.ops for name in _reads(op) if name not in produced}
+        if len(inputs) != 1:
+            raise ValueError(f"block {prefix} reads {sorted(inputs)}: a block reads one tensor")
+        (self.input,) = inputs
+        self.output = self.ops[-1].out
+        self.free_after = last_use(self.ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = {self.input: x}
+        for index, (op, path) in enumerate(zip(self.ops, self.paths, strict=True)):
+            if isinstance(op, Add):
+                out = values[op.a] + values[op.b]
+            else:
+                out = self._child(path)(values[op.x])
+            values[op.out] = out
+            for name in self.free_after.get(index, ()):
+                if name != op.out:
+                    del values[name]
+        return out
+
+    def _child(self, path: str) -> nn.Module:
+        """The module now at `path` (looked up at each call, so swaps such as SyncBatchNorm's
+        take effect; `_modules` directly, since get_submodule costs as much as a small op)."""
+        module = self
+        for part in path.split("."):
+            module = module._modules[part]  # type: ignore[assignment]
+        return module
+
+    def extra_repr(self) -> str:
+        """The kind, and what the addition joins (x: the block's input), which no child shows."""
+        adds = [op for op in self.ops if isinstance(op, Add)]
+        if not adds:
+            return f"{self.kind}, no shortcut"
+        (add,) = adds
+        local = {self.input: "x"} | {
+            op.out: path for op, path in zip(self.ops, self.paths, strict=True)
+        }
+        return f"{self.kind}, {local[add.a]} + {local[add.b]}"
+
 
 class PlanNet(nn.Module):
-    """A ResNet (or plain net) whose forward pass interprets the plan's op list."""
+    """A ResNet (or plain net): the plan's top-level steps as children, run in order."""
 
     def __init__(self, plan: Plan) -> None:
         super().__init__()
         self.plan = plan
-        for op in plan.ops:
-            module = _module_for(op)
-            if module is not None:
-                _add_nested(self, op.name, module)
-        self._modules_by_op = {
-            op.name: self.get_submodule(op.name) for op in plan.ops if _module_for(op) is not None
-        }
-        # op index -> activations no later op reads: forward drops them (autograd keeps what it
-        # saved for backward), so only the live ones stay in memory, not every block's output.
-        self._free_after = {
-            i: tuple(n for n in names if n != "logits") for i, names in last_use(plan).items()
-        }
+        previous = INPUT
+        for name, ops in _steps(plan):
+            reads, gives = self._add_step(name, ops)
+            if reads != previous:
+                raise ValueError(f"{name} reads {reads}, not the previous step's {previous}")
+            previous = gives
+        if previous != OUTPUT:
+            raise ValueError(f"the last step gives {previous}, not {OUTPUT}")
+        _draw_as_before(plan)
         self.reset_parameters()
+
+    def _add_step(self, name: str, ops: list[Op]) -> tuple[str, str]:
+        """A block joins its stage's nn.Sequential, any other op is a child of its own; the
+        tensor the step reads and the one it gives."""
+        if not BLOCK_NAME.match(f"{name}."):
+            (op,) = ops
+            module = _module_for(op)
+            assert module is not None, f"{name} is not a step of its own"
+            self.add_module(name, module)
+            return _reads(op)[0], op.out
+        stage, index = name.split(".")
+        if stage not in self._modules:
+            self.add_module(stage, nn.Sequential())
+        layer = self.get_submodule(stage)
+        assert isinstance(layer, nn.Sequential) and int(index) == len(layer), name
+        block = Block(name, ops, self.plan.spec.block)
+        layer.append(block)
+        return block.input, block.output
 
     @property
     def spec(self) -> Spec:
@@ -65,47 +199,48 @@ class PlanNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values: dict[str, torch.Tensor] = {"input": x}
-        for index, op in enumerate(self.plan.ops):
-            values[op.out] = self._run_op(op, values)
-            for name in self._free_after.get(index, ()):
-                del values[name]
-        return values["logits"]
-
-    def _run_op(self, op: object, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        if isinstance(op, Add):
-            return values[op.a] + values[op.b]
-        x = values[op.x]  # type: ignore[attr-defined]
-        if isinstance(op, Relu):
-            return F.relu(x)
-        if isinstance(op, MaxPool):
-            return F.max_pool2d(x, op.kernel, op.stride, op.pad)
-        if isinstance(op, ZeroPadShortcut):
-            x = x[:, :, :: op.stride, :: op.stride]
-            return F.pad(x, (0, 0, 0, 0, op.pad_before, op.pad_after))
-        if isinstance(op, GlobalAvgPool):
-            return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        out: torch.Tensor = self._modules_by_op[op.name](x)  # type: ignore[attr-defined]
-        return out
+        for step in self.children():
+            x = step(x)
+        return x
 
 
-def _module_for(op: object) -> nn.Module | None:
-    if isinstance(op, Conv):
-        return nn.Conv2d(op.cin, op.cout, op.kernel, op.stride, op.pad, bias=op.bias)
-    if isinstance(op, BatchNorm):
-        return nn.BatchNorm2d(op.channels, affine=op.affine)
-    if isinstance(op, Linear):
-        return nn.Linear(op.in_features, op.out_features)
-    return None
+def _steps(plan: Plan) -> Iterator[tuple[str, list[Op]]]:
+    """The plan's ops in order, each block's (`layerS.I.*`) gathered under its prefix."""
+    ops: list[Op]
+    prefix, ops = "", []
+    for op in plan.ops:
+        match = BLOCK_NAME.match(op.name)
+        name = f"{match[1]}.{match[2]}" if match else op.name
+        if name != prefix and ops:
+            yield prefix, ops
+            ops = []
+        prefix = name
+        ops.append(op)
+    if ops:
+        yield prefix, ops
+
+
+def _draw_as_before(plan: Plan) -> None:
+    """Draw from torch's generator what constructing every conv and fc a second time draws.
+
+    The module of earlier versions did that construction (and threw the modules away); doing
+    the same draws keeps a seed's initial weights, and so the training runs docs/experiments.md
+    reports, what they were."""
+    for op in plan.ops:
+        if isinstance(op, Conv | Linear):
+            _module_for(op)
 
 
 def _add_nested(root: nn.Module, dotted: str, module: nn.Module) -> None:
+    """`module` at the dotted path, creating containers (an nn.Sequential where children are
+    numbered, as `downsample.0`) on the way."""
     *parents, leaf = dotted.split(".")
+    parts = [*parents, leaf]
     parent = root
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = parent._modules.get(part)
         if child is None:
-            child = nn.Module()
+            child = nn.Sequential() if parts[depth + 1].isdigit() else nn.Module()
             parent.add_module(part, child)
         parent = child
     parent.add_module(leaf, module)
