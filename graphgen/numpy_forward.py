@@ -56,41 +56,7 @@ def forward_nhwc(
     for index, op in enumerate(plan.ops):
         if not head and isinstance(op, GlobalAvgPool | Linear):
             break
-        if isinstance(op, Conv):
-            out = _conv_nhwc(values[op.x], weights[f"{op.name}.weight"], op.stride, op.pad)
-            if op.bias:
-                out = out + weights[f"{op.name}.bias"]
-        elif isinstance(op, BatchNorm):
-            x = values[op.x]
-            if set_bn_stats:
-                flat = x.reshape(-1, x.shape[-1])
-                mean = flat.mean(axis=0, dtype=np.float64)
-                var = flat.var(axis=0, dtype=np.float64)
-                var = np.maximum(var, BN_EPS)
-                weights[f"{op.name}.running_mean"] = mean.astype(np.float32)
-                weights[f"{op.name}.running_var"] = var.astype(np.float32)
-            else:
-                mean = weights[f"{op.name}.running_mean"].astype(np.float64)
-                var = weights[f"{op.name}.running_var"].astype(np.float64)
-            gamma, beta = bn_affine(op, weights)
-            scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
-            shift = (beta - mean * scale).astype(np.float32)
-            out = x * scale + shift
-        elif isinstance(op, Relu):
-            out = np.maximum(values[op.x], 0)
-        elif isinstance(op, Add):
-            out = values[op.a] + values[op.b]
-        elif isinstance(op, MaxPool):
-            out = _max_pool_nhwc(values[op.x], op.kernel, op.stride, op.pad)
-        elif isinstance(op, ZeroPadShortcut):
-            x = values[op.x][:, :: op.stride, :: op.stride, :]
-            out = np.pad(x, ((0, 0), (0, 0), (0, 0), (op.pad_before, op.pad_after)))
-        elif isinstance(op, GlobalAvgPool):
-            out = values[op.x].mean(axis=(1, 2), dtype=np.float32)
-        elif isinstance(op, Linear):
-            out = values[op.x] @ weights[f"{op.name}.weight"].T + weights[f"{op.name}.bias"]
-        else:  # pragma: no cover - the plan's op union is closed
-            raise TypeError(type(op).__name__)
+        out = _run_op(op, values, weights, set_bn_stats=set_bn_stats)
         if observe is not None:
             observe(op, out)
         values[op.out] = out
@@ -98,6 +64,55 @@ def forward_nhwc(
             if name != op.out:
                 values.pop(name, None)
     return out
+
+
+def _run_op(
+    op: Op, values: dict[str, np.ndarray], weights: Weights, *, set_bn_stats: bool
+) -> np.ndarray:
+    out: np.ndarray
+    if isinstance(op, Add):
+        out = values[op.a] + values[op.b]
+    elif isinstance(op, Conv):
+        out = _conv_nhwc(values[op.x], weights[f"{op.name}.weight"], op.stride, op.pad)
+        if op.bias:
+            out = out + weights[f"{op.name}.bias"]
+    elif isinstance(op, BatchNorm):
+        out = _batch_norm_nhwc(op, values[op.x], weights, set_stats=set_bn_stats)
+    elif isinstance(op, Relu):
+        out = np.maximum(values[op.x], 0)
+    elif isinstance(op, MaxPool):
+        out = _max_pool_nhwc(values[op.x], op.kernel, op.stride, op.pad)
+    elif isinstance(op, ZeroPadShortcut):
+        x = values[op.x][:, :: op.stride, :: op.stride, :]
+        out = np.pad(x, ((0, 0), (0, 0), (0, 0), (op.pad_before, op.pad_after)))
+    elif isinstance(op, GlobalAvgPool):
+        out = values[op.x].mean(axis=(1, 2), dtype=np.float32)
+    elif isinstance(op, Linear):
+        out = values[op.x] @ weights[f"{op.name}.weight"].T + weights[f"{op.name}.bias"]
+    else:  # pragma: no cover - the plan's op union is closed
+        raise TypeError(type(op).__name__)
+    return out
+
+
+def _batch_norm_nhwc(
+    op: BatchNorm, x: np.ndarray, weights: Weights, *, set_stats: bool
+) -> np.ndarray:
+    """With `set_stats`, the batch's mean and variance become the running statistics first."""
+    if set_stats:
+        flat = x.reshape(-1, x.shape[-1])
+        mean = flat.mean(axis=0, dtype=np.float64)
+        var = flat.var(axis=0, dtype=np.float64)
+        var = np.maximum(var, BN_EPS)
+        weights[f"{op.name}.running_mean"] = mean.astype(np.float32)
+        weights[f"{op.name}.running_var"] = var.astype(np.float32)
+    else:
+        mean = weights[f"{op.name}.running_mean"].astype(np.float64)
+        var = weights[f"{op.name}.running_var"].astype(np.float64)
+    gamma, beta = bn_affine(op, weights)
+    scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
+    shift = (beta - mean * scale).astype(np.float32)
+    normalised: np.ndarray = x * scale + shift
+    return normalised
 
 
 def bn_affine(op: BatchNorm, weights: Weights) -> tuple[np.ndarray, np.ndarray]:
