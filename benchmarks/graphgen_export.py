@@ -44,7 +44,7 @@ print(json.dumps({"wall_s": wall, "peak_rss_mb": rss_kb / 1024, "rc": child.retu
 TORCH_EXPORT = r"""
 import sys, torch
 from graphgen.spec import spec_for_depth
-from train.model import build_model
+from graphgen.torch_module import build_model
 depth, dynamo, out = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3]
 spec = spec_for_depth(depth)
 model = build_model(spec).eval()

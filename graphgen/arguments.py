@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from graphgen.blocks import BLOCK_KINDS
 from graphgen.errors import SpecError
 from graphgen.flavors import FLAVORS, apply_flavor
 from graphgen.spec import (
-    BLOCKS,
     LIMIT_KEY,
     SHORTCUTS,
     STRIDE_PLACEMENTS,
@@ -38,7 +38,9 @@ def add_architecture_arguments(
         help="A zero-pad identity, B project where shapes change, C project always, "
         "none = plain net (default: B for ImageNet, A for CIFAR, as in the paper)",
     )
-    group.add_argument("--block", choices=BLOCKS, help="override the depth table's block type")
+    group.add_argument(
+        "--block", choices=tuple(BLOCK_KINDS), help="override the depth table's block type"
+    )
     group.add_argument(
         "--stride-at",
         dest="stride_at",

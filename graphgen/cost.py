@@ -20,8 +20,7 @@ import numpy as np
 import onnx
 
 from graphgen.errors import GraphError
-from graphgen.plan import INPUT, Plan
-from graphgen.weights import last_use
+from graphgen.plan import INPUT, Plan, last_use
 
 FLOAT_TYPES = {
     onnx.TensorProto.FLOAT,

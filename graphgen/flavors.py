@@ -14,14 +14,11 @@ against MXNet Gluon's and torchvision's own):
 
 from __future__ import annotations
 
+from graphgen.blocks import find_block
 from graphgen.errors import SpecError
 from graphgen.spec import Spec
 
 FLAVORS = ("paper", "torchvision", "gluon-v1", "gluon-v2")
-
-
-def _post(block: str) -> str:
-    return block.removeprefix("preact_")
 
 
 def apply_flavor(spec: Spec, flavor: str) -> Spec:
@@ -29,18 +26,18 @@ def apply_flavor(spec: Spec, flavor: str) -> Spec:
     if flavor not in FLAVORS:
         raise SpecError(f"unknown flavor {flavor!r}; choose one of {', '.join(FLAVORS)}")
     plain = dict(bottleneck_bias=False, data_bn=False, first_unit_bn=False)
-    block = _post(spec.block)
+    branch = spec.block_kind.branch
+    post = find_block(branch=branch, preact=False)
     if flavor == "paper":
-        return spec.replace(block=block, stride_at="1x1", **plain)
+        return spec.replace(block=post.name, stride_at="1x1", **plain)
     if flavor == "torchvision":
-        return spec.replace(block=block, stride_at="3x3", **plain)
+        return spec.replace(block=post.name, stride_at="3x3", **plain)
     if flavor == "gluon-v1":
-        return spec.replace(
-            block=block, stride_at="1x1", **plain | {"bottleneck_bias": block == "bottleneck"}
-        )
+        bias = {"bottleneck_bias": post.takes_bottleneck_bias}
+        return spec.replace(block=post.name, stride_at="1x1", **plain | bias)
     return spec.replace(
-        block=f"preact_{block}",
-        stride_at="3x3" if block == "bottleneck" else "1x1",
+        block=find_block(branch=branch, preact=True).name,
+        stride_at="3x3" if branch.stride_at_matters else "1x1",
         bottleneck_bias=False,
         data_bn=True,
         first_unit_bn=True,

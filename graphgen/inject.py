@@ -127,7 +127,7 @@ STRIDE_HINT = "torchvision and timm: 3x3; Gluon's model zoo: 1x1 for resnet*_v1,
 def stride_matters(spec: Spec) -> bool:
     """Whether where a unit strides changes the network: a bottleneck (its first 1x1 or its 3x3)
     in a net with a strided stage. Weights never show it: both have the same names and shapes."""
-    return spec.block.endswith("bottleneck") and len(spec.layers) > 1
+    return spec.block_kind.branch.stride_at_matters and len(spec.layers) > 1
 
 
 def check_stride(

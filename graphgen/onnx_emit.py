@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphgen import __version__
 from graphgen.errors import SpecError
 from graphgen.plan import (
+    BN_EPS,
     INPUT,
     OUTPUT,
     Add,
@@ -30,7 +31,7 @@ from graphgen.plan import (
     Relu,
     ZeroPadShortcut,
 )
-from graphgen.weights import BN_EPS, Weights
+from graphgen.weights import Weights
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
@@ -143,28 +144,7 @@ class _Emitter:
                 pads=[op.pad] * 4,
             )
         elif isinstance(op, ZeroPadShortcut):
-            if op.stride != 1:
-                sliced = f"{op.name}.subsample"
-                self.node(
-                    "Slice",
-                    [
-                        x,
-                        self.const(f"{op.name}.starts", [0, 0]),
-                        self.const(f"{op.name}.ends", [INT64_MAX, INT64_MAX]),
-                        self.const(f"{op.name}.axes", [2, 3]),
-                        self.const(f"{op.name}.steps", [op.stride, op.stride]),
-                    ],
-                    sliced,
-                    sliced,
-                )
-                x = sliced
-            if op.cout != op.cin:
-                pads = self.const(
-                    f"{op.name}.pads", [0, op.pad_before, 0, 0, 0, op.pad_after, 0, 0]
-                )
-                self.node("Pad", [x, pads], out, op.name, mode="constant")
-            else:
-                self.node("Identity", [x], out, op.name)
+            self.zero_pad_shortcut(op, x, out)
         elif isinstance(op, GlobalAvgPool):
             pooled = f"{op.name}.pooled"
             self.node("GlobalAveragePool", [x], pooled, op.name)
@@ -174,6 +154,29 @@ class _Emitter:
             self.node("Gemm", inputs, out, op.name, transB=1)
         else:  # pragma: no cover - the plan's op union is closed
             raise TypeError(f"no ONNX emitter for {type(op).__name__}")
+
+    def zero_pad_shortcut(self, op: ZeroPadShortcut, x: str, out: str) -> None:
+        """Option A: Slice with steps subsamples, Pad adds the zero channels where `op` says."""
+        if op.stride != 1:
+            sliced = f"{op.name}.subsample"
+            self.node(
+                "Slice",
+                [
+                    x,
+                    self.const(f"{op.name}.starts", [0, 0]),
+                    self.const(f"{op.name}.ends", [INT64_MAX, INT64_MAX]),
+                    self.const(f"{op.name}.axes", [2, 3]),
+                    self.const(f"{op.name}.steps", [op.stride, op.stride]),
+                ],
+                sliced,
+                sliced,
+            )
+            x = sliced
+        if op.cout != op.cin:
+            pads = self.const(f"{op.name}.pads", [0, op.pad_before, 0, 0, 0, op.pad_after, 0, 0])
+            self.node("Pad", [x, pads], out, op.name, mode="constant")
+        else:
+            self.node("Identity", [x], out, op.name)
 
 
 def emit_model(plan: Plan, weights: Weights, **options: Any) -> onnx.ModelProto:

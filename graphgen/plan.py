@@ -9,12 +9,15 @@ module and torchvision-style checkpoints.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from graphgen.spec import Spec
+if TYPE_CHECKING:
+    from graphgen.spec import Spec
 
 Shape = tuple[int, ...]  # per-sample shape: (C, H, W), or (features,) after pooling
+BN_EPS = 1e-5  # every BatchNorm's epsilon: torch's and ONNX's default
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,21 @@ class Plan:
         return sum(op.macs for op in self.ops)
 
 
+def last_use(ops: Iterable[Op]) -> dict[int, list[str]]:
+    """Op index -> tensors no later op reads (in a plan, or a block's ops), so the interpreters
+    free them early and the cost model knows what is live."""
+    last: dict[str, int] = {}
+    for index, op in enumerate(ops):
+        for attr in ("x", "a", "b"):
+            name = getattr(op, attr, None)
+            if name is not None:
+                last[name] = index
+    by_index: dict[int, list[str]] = {}
+    for name, index in last.items():
+        by_index.setdefault(index, []).append(name)
+    return by_index
+
+
 def _numel(shape: Shape) -> int:
     n = 1
     for d in shape:
@@ -259,8 +277,10 @@ def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
-class _Builder:
-    """Appends ops and threads the current tensor through them."""
+class Builder:
+    """Appends ops and threads the current tensor (`x`, its channels `c`, its size `hw`)
+    through them: `expand` writes the stem and head with it, each block kind's unit
+    (graphgen.blocks) its block."""
 
     def __init__(self, spec: Spec) -> None:
         self.ops: list[Op] = []
@@ -300,7 +320,7 @@ class _Builder:
 
 def expand(spec: Spec) -> Plan:
     """Expand a spec into the ordered op list (He et al. 2015, Table 1 and section 4.2)."""
-    b = _Builder(spec)
+    b = Builder(spec)
     if spec.data_bn:  # Gluon v2 normalises the images with running statistics alone
         b.bn("bn_data", affine=False)
     if spec.stem == "imagenet":
@@ -316,127 +336,19 @@ def expand(spec: Spec) -> Plan:
         b.bn("bn1")
         b.relu("relu")
 
+    kind = spec.block_kind
     for stage, (blocks, width) in enumerate(zip(spec.layers, spec.widths, strict=True)):
         for index in range(blocks):
             stride = 2 if stage > 0 and index == 0 else 1
-            prefix = f"layer{stage + 1}.{index}"
-            if spec.preact:
-                first = stage == index == 0 and not spec.first_unit_bn
-                _preact_block(b, spec, prefix, width, stride, first=first)
-            else:
-                _block(b, spec, prefix, width, stride)
-    if spec.preact:  # the units end on an addition: one last BN-ReLU before pooling
+            first = stage == index == 0
+            kind.unit(b, spec, f"layer{stage + 1}.{index}", width, stride, first=first)
+    if kind.preact:  # the units end on an addition: one last BN-ReLU before pooling
         b.bn("bn_final")
         b.relu("relu_final")
 
     b.ops.append(GlobalAvgPool("avgpool", b.x, "avgpool", b.c, b.hw))
     b.ops.append(Linear("fc", "avgpool", OUTPUT, b.c, spec.classes))
     return Plan(spec, tuple(b.ops))
-
-
-def _branch_convs(spec: Spec, width: int, stride: int) -> tuple[list[tuple[int, int, int]], int]:
-    """The residual branch's convs as (kernel, channels, stride), and the block's output width:
-    two 3x3 (basic) or 1x1-3x3-1x1 with the stride on the first 1x1 (the paper) or on the 3x3
-    (torchvision's v1.5). Post- and pre-activation blocks share this."""
-    if spec.block.endswith("basic"):
-        return [(3, width, stride), (3, width, 1)], width
-    cout = width * spec.expansion
-    s1, s3 = (stride, 1) if spec.stride_at == "1x1" else (1, stride)
-    return [(1, width, s1), (3, width, s3), (1, cout, 1)], cout
-
-
-def _block(b: _Builder, spec: Spec, prefix: str, width: int, stride: int) -> None:
-    """The original unit (He et al. 2015, Fig. 2 and 5): conv-BN-ReLU..., conv-BN, add, ReLU."""
-    x, cin, hw = b.x, b.c, b.hw
-    convs, cout = _branch_convs(spec, width, stride)
-    for i, (kernel, channels, s) in enumerate(convs, 1):
-        bias = spec.bottleneck_bias and kernel == 1  # Gluon v1: both 1x1s have a bias
-        b.conv(f"{prefix}.conv{i}", channels, kernel, s, bias=bias)
-        b.bn(f"{prefix}.bn{i}")
-        if i < len(convs):
-            b.relu(f"{prefix}.relu{i}")
-    residual, out_hw = b.x, b.hw
-    shortcut = _shortcut(b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw)
-    _join(b, prefix, residual, shortcut, cout, out_hw)
-    b.relu(f"{prefix}.relu")
-
-
-def _preact_block(
-    b: _Builder, spec: Spec, prefix: str, width: int, stride: int, *, first: bool
-) -> None:
-    """A full pre-activation unit (He et al. 2016, "Identity Mappings in Deep Residual
-    Networks"): BN-ReLU-conv twice (three times for a bottleneck), no ReLU after the addition.
-
-    A projection shortcut reads the pre-activated input and has no BN. The very first unit
-    takes the stem's own BN-ReLU as its activation ("right after conv1, before splitting").
-    """
-    x, cin, hw = b.x, b.c, b.hw
-    convs, cout = _branch_convs(spec, width, stride)
-    pre = x
-    for i, (kernel, channels, s) in enumerate(convs, 1):
-        if i > 1 or not first:
-            b.bn(f"{prefix}.bn{i}")
-            b.relu(f"{prefix}.relu{i}")
-        if i == 1:
-            pre = b.x
-        b.conv(f"{prefix}.conv{i}", channels, kernel, s)
-    residual, out_hw = b.x, b.hw
-    shortcut = _shortcut(
-        b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw, projection_input=pre, bn=False
-    )
-    _join(b, prefix, residual, shortcut, cout, out_hw)
-
-
-def _join(
-    b: _Builder,
-    prefix: str,
-    residual: str,
-    shortcut: str | None,
-    cout: int,
-    out_hw: tuple[int, int],
-) -> None:
-    """F(x) + x (He et al. 2015, eq. 1); a plain net (no shortcut) just continues."""
-    b.x = residual
-    if shortcut is not None:
-        b.ops.append(Add(f"{prefix}.add", residual, shortcut, f"{prefix}.add", (cout, *out_hw)))
-        b.x = f"{prefix}.add"
-    b.c, b.hw = cout, out_hw
-
-
-def _shortcut(
-    b: _Builder,
-    option: str,
-    prefix: str,
-    x: str,
-    cin: int,
-    cout: int,
-    stride: int,
-    hw: tuple[int, int],
-    out_hw: tuple[int, int],
-    *,
-    projection_input: str | None = None,
-    bn: bool = True,
-) -> str | None:
-    """The shortcut tensor for options A/B/C (He et al. 2015, 3.3), or None for a plain net.
-
-    Identity shortcuts read `x`; a projection reads `projection_input` (the pre-activated input
-    in a pre-activation unit) and is followed by BN unless `bn` is False."""
-    changes = stride != 1 or cin != cout
-    if option == "none":
-        return None
-    if option == "A" or (option == "B" and not changes):
-        if not changes:
-            return x
-        name = f"{prefix}.shortcut"
-        b.ops.append(ZeroPadShortcut(name, x, name, cin, cout, stride, hw, out_hw, b.zero_pad))
-        return name
-    residual = (b.x, b.c, b.hw)
-    b.conv(f"{prefix}.downsample.0", cout, 1, stride, x=projection_input or x, cin=cin, hw=hw)
-    if bn:
-        b.bn(f"{prefix}.downsample.1")
-    out = b.x
-    b.x, b.c, b.hw = residual
-    return out
 
 
 def fold_bn(plan: Plan) -> Plan:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graphgen.blocks import BLOCK_KINDS, BlockKind, block_kind
 from graphgen.errors import SpecError
 
-BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 SHORTCUTS = ("A", "B", "C", "none")
 STEMS = ("imagenet", "cifar")
 STRIDE_PLACEMENTS = ("1x1", "3x3")
@@ -37,7 +37,7 @@ IMAGENET_DEPTHS: Mapping[int, tuple[str, tuple[int, ...]]] = {
 }
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 CIFAR_WIDTHS = (16, 32, 64)  # He et al. 2015, section 4.2: depth 6n+2, three stages of n blocks.
-EXPANSION = {"basic": 1, "bottleneck": 4, "preact_basic": 1, "preact_bottleneck": 4}
+CIFAR_BLOCK = "basic"  # the CIFAR tables are basic-block nets (He et al. 2015, 4.2)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Spec:
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        _require(self.block in BLOCKS, "block", self.block, BLOCKS)
+        block_kind(self.block)  # a registered kind (graphgen.blocks), else a SpecError
         _require(self.stem in STEMS, "stem", self.stem, STEMS)
         _require(self.shortcut in SHORTCUTS, "shortcut", self.shortcut, SHORTCUTS)
         _require(
@@ -99,7 +99,8 @@ class Spec:
                 f"(total stride {self.total_stride}); use at least {self.total_stride}"
             )
         if self.shortcut == "A":
-            channels = [self.stem_width] + [w * self.expansion for w in self.widths]
+            expansion = self.block_kind.expansion
+            channels = [self.stem_width] + [w * expansion for w in self.widths]
             if any(b < a for a, b in zip(channels, channels[1:], strict=False)):
                 raise SpecError(
                     "shortcut A zero-pads channels, so stage widths may not shrink; "
@@ -115,13 +116,9 @@ class Spec:
             )
 
     @property
-    def expansion(self) -> int:
-        return EXPANSION[self.block]
-
-    @property
-    def preact(self) -> bool:
-        """Pre-activation units (He et al. 2016): BN-ReLU before each conv, none after the add."""
-        return self.block.startswith("preact")
+    def block_kind(self) -> BlockKind:
+        """The row of graphgen.blocks that `block` names: everything that depends on it."""
+        return block_kind(self.block)
 
     @property
     def total_stride(self) -> int:
@@ -131,8 +128,7 @@ class Spec:
     @property
     def depth(self) -> int:
         """Weighted layers, counted as the paper does (convs on the main path plus the fc)."""
-        per_block = 2 if self.block.endswith("basic") else 3
-        return 1 + per_block * sum(self.layers) + 1
+        return 1 + self.block_kind.layers * sum(self.layers) + 1
 
     def to_dict(self) -> dict[str, Any]:
         # Fields added after the first release are left out at their defaults, so older specs
@@ -161,12 +157,14 @@ def _check_flavour(spec: Spec) -> None:
     for key in FLAVOUR_FIELDS:
         if not isinstance(getattr(spec, key), bool):
             raise SpecError(f"{key} must be true or false, got {getattr(spec, key)!r}")
-    if spec.bottleneck_bias and spec.block != "bottleneck":
-        raise SpecError(f"bottleneck_bias needs block 'bottleneck', not {spec.block!r}")
-    if spec.first_unit_bn and not spec.preact:
+    kind = spec.block_kind
+    if spec.bottleneck_bias and not kind.takes_bottleneck_bias:
+        takers = " or ".join(repr(k) for k, v in BLOCK_KINDS.items() if v.takes_bottleneck_bias)
+        raise SpecError(f"bottleneck_bias needs block {takers}, not {spec.block!r}")
+    if spec.first_unit_bn and not kind.preact:
+        preact = " or ".join(k for k, v in BLOCK_KINDS.items() if v.preact)
         raise SpecError(
-            f"first_unit_bn needs a pre-activation block (preact_basic or preact_bottleneck), "
-            f"not {spec.block!r}"
+            f"first_unit_bn needs a pre-activation block ({preact}), not {spec.block!r}"
         )
 
 
@@ -181,16 +179,18 @@ def default_name(spec: Spec) -> str:
         if _same_arch(spec, std):
             return name
     prefix = "cifar-" if spec.stem == "cifar" else ""
-    kind = "plain" if spec.shortcut == "none" else "resnet"
-    name = f"{prefix}{kind}{spec.depth}"
+    net = "plain" if spec.shortcut == "none" else "resnet"
+    name = f"{prefix}{net}{spec.depth}"
     default_shortcut = "A" if spec.stem == "cifar" else "B"
     if spec.shortcut not in ("none", default_shortcut):
         name += f"-{spec.shortcut}"
     flavour = _flavour_suffix(spec)
-    gluon_v2 = flavour == "-gluon-v2" and (spec.expansion == 1 or spec.stride_at == "3x3")
-    if spec.preact and not gluon_v2:
+    kind = spec.block_kind
+    v1_5 = kind.branch.stride_at_matters and spec.stride_at == "3x3"
+    gluon_v2 = flavour == "-gluon-v2" and (v1_5 or not kind.branch.stride_at_matters)
+    if kind.preact and not gluon_v2:
         name += "-preact"
-    if spec.block.endswith("bottleneck") and spec.stride_at == "3x3" and not gluon_v2:
+    if v1_5 and not gluon_v2:
         name += "-v1.5"
     name += flavour
     if spec.zero_pad != "symmetric":
@@ -199,8 +199,8 @@ def default_name(spec: Spec) -> str:
         name += "-custom"
     if spec.stem == "cifar" and (spec.widths, spec.stem_width) != (CIFAR_WIDTHS, 16):
         name += "-custom"
-    if spec.stem == "cifar" and spec.block.endswith("bottleneck"):
-        name += "-bottleneck"  # the CIFAR tables are basic-block nets: never their file names
+    if spec.stem == "cifar" and kind.branch != BLOCK_KINDS[CIFAR_BLOCK].branch:
+        name += f"-{kind.branch.name}"  # never the file name of a net in the CIFAR table
     return name
 
 
@@ -236,13 +236,15 @@ def imagenet_spec(depth: int, **overrides: Any) -> Spec:
     return Spec(**fields)  # type: ignore[arg-type]  # each field checked in __post_init__
 
 
-def cifar_step(block: object = "basic") -> int:
+def cifar_step(block: object = CIFAR_BLOCK) -> int:
     """Layers per n of the CIFAR family: 6n+2 with basic blocks (He et al. 2015, 4.2), 9n+2 with
-    bottlenecks (He et al. 2016, 4: ResNet-164 and -1001)."""
-    return 9 if isinstance(block, str) and block.endswith("bottleneck") else 6
+    bottlenecks (He et al. 2016, 4: ResNet-164 and -1001). An unknown block counts as basic:
+    the spec refuses it by name."""
+    kind = BLOCK_KINDS.get(block if isinstance(block, str) else "", BLOCK_KINDS[CIFAR_BLOCK])
+    return len(CIFAR_WIDTHS) * kind.layers
 
 
-def is_cifar_depth(depth: int, block: object = "basic") -> bool:
+def is_cifar_depth(depth: int, block: object = CIFAR_BLOCK) -> bool:
     step = cifar_step(block)
     return depth >= step + 2 and (depth - 2) % step == 0
 
@@ -250,14 +252,14 @@ def is_cifar_depth(depth: int, block: object = "basic") -> bool:
 def cifar_spec(depth: int, **overrides: Any) -> Spec:
     """The CIFAR family at `depth`: three stages of n blocks, n from the block type's depth rule
     (so `--depth 56 --block bottleneck` is a 56-layer net, 6 bottlenecks a stage)."""
-    block = overrides.get("block", "basic")
+    block = overrides.get("block", CIFAR_BLOCK)
     if not is_cifar_depth(depth, block):
         raise SpecError(unknown_depth_message(depth, block))
     n = (depth - 2) // cifar_step(block)
     fields = dict(
         layers=(n, n, n),
         widths=CIFAR_WIDTHS,
-        block="basic",
+        block=CIFAR_BLOCK,
         stem="cifar",
         shortcut="A",
         classes=10,
@@ -268,7 +270,7 @@ def cifar_spec(depth: int, **overrides: Any) -> Spec:
     return Spec(**fields)  # type: ignore[arg-type]  # each field checked in __post_init__
 
 
-def unknown_depth_message(depth: object, block: object = "basic") -> str:
+def unknown_depth_message(depth: object, block: object = CIFAR_BLOCK) -> str:
     if cifar_step(block) == 9:
         return (
             f"unknown depth {depth} for {block} blocks: ImageNet depths are 50, 101, 152; "
@@ -305,7 +307,8 @@ def spec_for_depth(depth: int, dataset: str | None = None, **overrides: Any) -> 
     if dataset is not None and dataset not in DATASETS:
         raise SpecError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    block = overrides.get("block", "basic")
+    block = overrides.get("block", CIFAR_BLOCK)
+    block_kind(block)  # an unknown block is refused by name, before its depth rule is guessed
     if dataset is None:
         if depth not in IMAGENET_DEPTHS and not is_cifar_depth(depth, block):
             raise SpecError(unknown_depth_message(depth, block))

@@ -15,26 +15,12 @@ and its per-channel errors compound with depth (cifar-plain110 reached logits of
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
-from graphgen.plan import (
-    INPUT,
-    Add,
-    BatchNorm,
-    Conv,
-    GlobalAvgPool,
-    Linear,
-    MaxPool,
-    Op,
-    Plan,
-    Relu,
-    ZeroPadShortcut,
-    bn_producers,
-)
+from graphgen.numpy_forward import forward_nhwc
+from graphgen.plan import BN_EPS, Add, BatchNorm, Conv, Linear, Plan, bn_producers
 
-BN_EPS = 1e-5
 # Scale of the last BN in each residual branch. Random BN nets amplify perturbations with depth
 # (with scale 1, a 1e-3 input change moved resnet152's logits by 16% and fp32 rounding alone broke
 # 1e-5 parity between folded and unfolded graphs). Trained ResNets keep these scales small, and
@@ -116,124 +102,6 @@ def calibrate_bn(plan: Plan, weights: Weights, *, seed: int = 0, images: int | N
     s = plan.spec.image_size
     x = rng.standard_normal((images, s, s, 3), dtype=np.float32)
     forward_nhwc(plan, weights, x, set_bn_stats=True, head=False)
-
-
-Observer = Callable[[Op, np.ndarray], None]
-
-
-def forward_nhwc(
-    plan: Plan,
-    weights: Weights,
-    images: np.ndarray,
-    *,
-    set_bn_stats: bool = False,
-    head: bool = True,
-    observe: Observer | None = None,
-) -> np.ndarray:
-    """Run the plan in numpy on NHWC `images`; the one forward pass every calibration shares.
-
-    Arrays are NHWC internally so that convs are plain matrix products. With `set_bn_stats`, each
-    BN takes its input's batch mean and variance into `weights` (in place) before normalising, as
-    BN does in training; otherwise it uses the running statistics. `observe(op, out)` sees every
-    op's output as it is computed (activation calibration for int8 reads them there). With
-    `head=False` the pass stops before global pooling and returns the last tensor computed.
-    Folded plans (convs with a bias) run too.
-    """
-    values = {INPUT: images}
-    frees = last_use(plan)
-    out = images
-    for index, op in enumerate(plan.ops):
-        if not head and isinstance(op, GlobalAvgPool | Linear):
-            break
-        if isinstance(op, Conv):
-            out = _conv_nhwc(values[op.x], weights[f"{op.name}.weight"], op.stride, op.pad)
-            if op.bias:
-                out = out + weights[f"{op.name}.bias"]
-        elif isinstance(op, BatchNorm):
-            x = values[op.x]
-            if set_bn_stats:
-                flat = x.reshape(-1, x.shape[-1])
-                mean = flat.mean(axis=0, dtype=np.float64)
-                var = flat.var(axis=0, dtype=np.float64)
-                var = np.maximum(var, BN_EPS)
-                weights[f"{op.name}.running_mean"] = mean.astype(np.float32)
-                weights[f"{op.name}.running_var"] = var.astype(np.float32)
-            else:
-                mean = weights[f"{op.name}.running_mean"].astype(np.float64)
-                var = weights[f"{op.name}.running_var"].astype(np.float64)
-            gamma, beta = bn_affine(op, weights)
-            scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
-            shift = (beta - mean * scale).astype(np.float32)
-            out = x * scale + shift
-        elif isinstance(op, Relu):
-            out = np.maximum(values[op.x], 0)
-        elif isinstance(op, Add):
-            out = values[op.a] + values[op.b]
-        elif isinstance(op, MaxPool):
-            out = _max_pool_nhwc(values[op.x], op.kernel, op.stride, op.pad)
-        elif isinstance(op, ZeroPadShortcut):
-            x = values[op.x][:, :: op.stride, :: op.stride, :]
-            out = np.pad(x, ((0, 0), (0, 0), (0, 0), (op.pad_before, op.pad_after)))
-        elif isinstance(op, GlobalAvgPool):
-            out = values[op.x].mean(axis=(1, 2), dtype=np.float32)
-        elif isinstance(op, Linear):
-            out = values[op.x] @ weights[f"{op.name}.weight"].T + weights[f"{op.name}.bias"]
-        else:  # pragma: no cover - the plan's op union is closed
-            raise TypeError(type(op).__name__)
-        if observe is not None:
-            observe(op, out)
-        values[op.out] = out
-        for name in frees.get(index, ()):
-            if name != op.out:
-                values.pop(name, None)
-    return out
-
-
-def bn_affine(op: BatchNorm, weights: Weights) -> tuple[np.ndarray, np.ndarray]:
-    """A BN's scale and shift; ones and zeros for a BN without them (Gluon v2's data BN)."""
-    if op.affine:
-        return weights[f"{op.name}.weight"], weights[f"{op.name}.bias"]
-    return np.ones(op.channels, np.float32), np.zeros(op.channels, np.float32)
-
-
-def last_use(plan: Plan) -> dict[int, list[str]]:
-    """Op index -> tensors no later op reads, so the forward pass frees them early."""
-    last: dict[str, int] = {}
-    for index, op in enumerate(plan.ops):
-        for attr in ("x", "a", "b"):
-            name = getattr(op, attr, None)
-            if name is not None:
-                last[name] = index
-    by_index: dict[int, list[str]] = {}
-    for name, index in last.items():
-        by_index.setdefault(index, []).append(name)
-    return by_index
-
-
-def _conv_nhwc(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
-    n, h, wd, c = x.shape
-    cout, _, k, _ = w.shape
-    if k == 1:
-        x = x[:, ::stride, ::stride, :] if stride > 1 else x
-        out = x.reshape(-1, c) @ w.reshape(cout, c).T
-        result: np.ndarray = out.reshape(*x.shape[:3], cout)
-        return result
-    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    cols = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(1, 2))
-    cols = cols[:, : oh * stride : stride, : ow * stride : stride]  # n, oh, ow, c, k, k
-    out = cols.reshape(n * oh * ow, c * k * k) @ w.reshape(cout, c * k * k).T
-    full: np.ndarray = out.reshape(n, oh, ow, cout)
-    return full
-
-
-def _max_pool_nhwc(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
-    n, h, w, c = x.shape
-    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-np.inf)
-    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(1, 2))
-    pooled: np.ndarray = win[:, : oh * stride : stride, : ow * stride : stride].max(axis=(-1, -2))
-    return pooled
 
 
 def fold_weights(plan: Plan, weights: Weights) -> Weights:

@@ -13,13 +13,14 @@ import torch
 from graphgen.cost import graph_cost
 from graphgen.errors import SpecError
 from graphgen.flavors import apply_flavor, flavor_of
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_emit import emit_model
 from graphgen.onnx_io import build
 from graphgen.plan import BatchNorm, Conv, expand, fold_bn
 from graphgen.spec import Spec, imagenet_spec, spec_from_mapping
-from graphgen.weights import fold_weights, forward_nhwc, init_weights
+from graphgen.torch_module import PlanNet
+from graphgen.weights import fold_weights, init_weights
 from tests._graphs import normal_input, run_ort
-from train.model import PlanNet
 
 # Trainable parameters of MXNet 1.9.1's gluon.model_zoo.vision.get_resnet(version, depth),
 # counted in the side venv (scripts/make-gluon-fixtures.sh) as the sum over collect_params()
@@ -178,7 +179,7 @@ def test_flavor_flag_builds_the_flavour(tmp_path, capsys):
 @pytest.mark.parametrize("flavor", ["gluon-v1", "gluon-v2"])
 def test_torch_module_rebuilds_from_a_flavoured_file(flavor, tmp_path):
     """bench-runtimes' torch engines rebuild the net from the file's metadata alone."""
-    from train.model import model_from_onnx
+    from graphgen.torch_module import model_from_onnx
 
     spec = _small(flavor, "bottleneck")
     path = tmp_path / "f.onnx"

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from graphgen.importers.common import rel_l2
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_io import build, save
 from graphgen.plan import expand
 from graphgen.spec import Spec, spec_from_mapping
-from graphgen.weights import forward_nhwc
 from runtimes import registry
 from tests.golden import golden_weights, weights_sha256
 

@@ -1,6 +1,8 @@
 """Every graph graphgen writes is valid, well scaled, deterministic and runs in onnxruntime."""
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -238,7 +240,7 @@ def test_preactivation_units(block, shortcut):
     import torch
 
     from graphgen.onnx_io import weights_of
-    from train.model import build_model
+    from graphgen.torch_module import build_model
 
     spec = cifar_spec(20, block=block, shortcut=shortcut, image_size=16)
     model = build(spec)
@@ -288,3 +290,26 @@ def test_graphs_carry_every_tensor_shape(name, options, tmp_path):
     plan = fold_bn(expand(spec)) if options.get("fold") else expand(spec)
     for op in plan.ops[:-1]:  # the last op writes `logits`, a graph output
         assert shapes[op.out] == [batch, *op.shape], op.name
+
+
+def test_building_needs_no_torch(tmp_path):
+    """graphgen's torch module is imported only by who asks for it: building, listing and
+    reading graphs work where torch cannot be imported."""
+    out = tmp_path / "r20.onnx"
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from graphgen.cli import main\n"
+        f"assert main(['build', '--depth', '20', '--block', 'preact_basic', '-o', {str(out)!r}]) == 0\n"
+        f"assert main(['info', {str(out)!r}]) == 0\n"
+        "assert main(['list']) == 0\n"
+        "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m]]\n"
+        "try:\n"
+        "    import graphgen.torch_module\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('graphgen.torch_module imported without torch')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    validate(onnx.load(out))

@@ -8,13 +8,14 @@ import onnx
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from graphgen.blocks import BLOCK_KINDS
 from graphgen.cli import main
 from graphgen.cost import graph_cost
 from graphgen.errors import SpecError
 from graphgen.onnx_emit import max_opset
 from graphgen.onnx_io import build, validate
 from graphgen.plan import expand
-from graphgen.spec import BLOCKS, Spec, spec_from_mapping
+from graphgen.spec import Spec, spec_from_mapping
 from tests._graphs import run_ort
 
 SETTINGS = settings(
@@ -78,7 +79,7 @@ BAD_VALUES = {
         st.just([]), st.lists(st.integers(-3, 0), min_size=1, max_size=3), st.text(max_size=4)
     ),
     "widths": st.one_of(st.lists(st.integers(-5, 0), min_size=1, max_size=3), st.just("wide")),
-    "block": st.text(max_size=6).filter(lambda s: s not in BLOCKS),
+    "block": st.text(max_size=6).filter(lambda s: s not in BLOCK_KINDS),
     "shortcut": st.text(max_size=3).filter(lambda s: s not in ("A", "B", "C", "none")),
     "classes": st.integers(-10, 0),
     "image_size": st.one_of(st.integers(-4, 0), st.just("big")),
@@ -157,7 +158,7 @@ SMALL_LISTS = st.lists(st.integers(1, 2), min_size=2, max_size=2)
 PLAUSIBLE = {
     "layers": SMALL_LISTS,
     "widths": st.lists(st.sampled_from([4, 8, 16]), min_size=2, max_size=2),
-    "block": st.sampled_from(BLOCKS),
+    "block": st.sampled_from(tuple(BLOCK_KINDS)),
     "stem": st.just("cifar"),
     "shortcut": st.sampled_from(["A", "B", "C", "none"]),
     "stride_at": st.sampled_from(["1x1", "3x3"]),

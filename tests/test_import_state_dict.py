@@ -25,7 +25,7 @@ from graphgen.importers.common import CHECK_KEY, CHECKED_KEY, rel_l2, run_onnx
 from graphgen.importers.source_nets import parse_arch
 from graphgen.importers.state_dict import import_state_dict
 from graphgen.spec import Spec, cifar_spec
-from train.model import build_model
+from graphgen.torch_module import build_model
 
 SMALL = Spec(
     layers=(1, 2), widths=(8, 16), block="bottleneck", classes=7, image_size=32, stem_width=8

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from graphgen.cli import main as graphgen
 from graphgen.onnx_io import build, save
 from graphgen.spec import Spec, spec_for_depth
-from train.model import build_model
+from graphgen.torch_module import build_model
 
 SPEC = spec_for_depth(8, "cifar10", image_size=16)
 

@@ -18,11 +18,11 @@ import torch
 from safetensors.torch import load_file
 
 from graphgen.spec import spec_for_depth
+from graphgen.torch_module import build_model
 from train import cli
 from train.data import synthetic_data
 from train.export import export_onnx
 from train.loop import TrainConfig, fit
-from train.model import build_model
 from train.recipe import Recipe
 
 TINY = spec_for_depth(8, "cifar10", image_size=16)

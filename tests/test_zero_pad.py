@@ -14,10 +14,11 @@ from graphgen.cli import main
 from graphgen.errors import GraphError, SpecError
 from graphgen.importers.common import rel_l2, run_onnx
 from graphgen.importers.onnx_graph import import_onnx
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.onnx_io import build, metadata
 from graphgen.plan import ZeroPadShortcut, expand
 from graphgen.spec import STANDARD_VARIANTS, cifar_spec, spec_from_mapping
-from graphgen.weights import forward_nhwc, init_weights
+from graphgen.weights import init_weights
 
 PLACEMENTS = {"symmetric": [(8, 8), (16, 16)], "end": [(0, 16), (0, 32)]}
 
@@ -56,7 +57,7 @@ def test_build_flag_and_spec_key(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("zero_pad", PLACEMENTS)
 def test_onnx_torch_and_numpy_agree(zero_pad: str) -> None:
     torch = pytest.importorskip("torch")
-    from train.model import build_model
+    from graphgen.torch_module import build_model
 
     spec = cifar_spec(8, zero_pad=zero_pad)
     weights = init_weights(expand(spec), seed=1)
@@ -93,7 +94,7 @@ def test_import_reads_the_placement_from_torch_onnx_export(zero_pad: str, tmp_pa
     """torch.onnx's TorchScript exporter slices per axis and computes the Pad's pads from
     constants (Slice, Transpose, Reshape, Cast): the importer evaluates them."""
     torch = pytest.importorskip("torch")
-    from train.model import build_model
+    from graphgen.torch_module import build_model
 
     spec = cifar_spec(8, zero_pad=zero_pad, classes=5)
     weights = init_weights(expand(spec), seed=4)

@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from graphgen.torch_module import build_model
 from train import checkpoint as ckpt
 from train.config import TrainConfig
 from train.data import DataBundle
 from train.distributed import Dist
-from train.model import build_model
 from train.recipe import LrController, Recipe
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphgen.blocks import find_block
 from graphgen.errors import GraphError
 from graphgen.flavors import apply_flavor
 from graphgen.importers.common import place_stride, stride_note
@@ -157,7 +158,7 @@ def gluon_names(plan: Plan, *, style: str, prefix: str = "resnetv10_") -> dict[s
     top = -1  # index in Gluon's `features` sequence
     stage_seen: str | None = None
     block_local: Counter[str] = Counter()
-    v2 = plan.spec.preact
+    v2 = plan.spec.block_kind.preact
     for op in plan.ops:
         parts = op.name.split(".")
         in_stage = parts[0].startswith("layer")
@@ -226,7 +227,7 @@ def _saved_layout(params: dict[str, np.ndarray], source: str) -> Layout:
         third = f"features.{index}.0." + ("conv3.weight" if v2 else "body.6.weight")
         if first not in params:
             raise GraphError(f"{source}: stage features.{index} has no {first}")
-        block = "bottleneck" if third in params else "basic"
+        block = find_block(layers=3 if third in params else 2, preact=False).name
         stages.append((block, len(blocks[index]), int(params[first].shape[0])))
     kernel, width = int(top_convs[0][1][2]), int(top_convs[0][1][0])
     _check_stem(kernel, source)
@@ -275,7 +276,8 @@ def _export_layout(params: dict[str, np.ndarray], source: str) -> Layout:
     stages = []
     for stage in sorted((s for s in convs if s), key=int):
         shapes = [shape for _, shape in sorted(convs[stage])]
-        block, per = ("basic", 2) if shapes[0][2] == 3 else ("bottleneck", 3)
+        per = 2 if shapes[0][2] == 3 else 3  # a basic unit's first conv is a 3x3
+        block = find_block(layers=per, preact=False).name
         changes = shapes[0][1] != shapes[per - 1][0]
         blocks, rest = divmod(len(shapes) - int(changes), per)
         if rest or blocks < 1:

@@ -16,7 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from graphgen.errors import GraphError
-from graphgen.weights import BN_EPS
+from graphgen.plan import BN_EPS
 
 PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast"}
 TO_THE_END = 2**31 - 1  # a Slice end at least this large runs to the end of its axis

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from graphgen.blocks import find_block
 from graphgen.errors import GraphError
 from graphgen.flavors import flavor_of
 from graphgen.importers.common import run_onnx
@@ -55,7 +56,7 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
     plan = expand(spec)
     weights, folded = Matcher(plan, graph, source).run()
     flavor = flavor_of(spec) or "custom flavour"
-    stride = f", stride on {spec.stride_at}" if spec.block.endswith("bottleneck") else ""
+    stride = f", stride on {spec.stride_at}" if spec.block_kind.branch.stride_at_matters else ""
     if spec.shortcut == "A":  # where the zeros go is read from the graph's Pads
         where = "on both sides" if spec.zero_pad == "symmetric" else "at the end"
         stride += f", option A (zero channels {where})"
@@ -188,21 +189,21 @@ def _infer(g: Canonical, image_size: int, source: str) -> Spec:
         )
         zero_pad = "symmetric"
     has_bias = any("bias" in c.arrays for u in units for c in (u.convs[0], u.convs[-1]))
-    block = ("preact_" if preact else "") + ("bottleneck" if bottleneck else "basic")
+    block = find_block(layers=len(units[0].convs), preact=bool(preact))
     classes = g.nodes[g.output]
     if classes.kind != "fc":
         raise refuse(f"the output comes from a {classes.kind}, not a fc")
     spec = Spec(
         layers=tuple(layers),
         widths=tuple(widths),
-        block=block,
+        block=block.name,
         stem=stem,
         shortcut=shortcut,
         stride_at=stride_at,
         classes=int(classes.arrays["weight"].shape[0]),
         image_size=image_size,
         stem_width=stem_width,
-        bottleneck_bias=bottleneck and not preact and not folded and has_bias,
+        bottleneck_bias=block.takes_bottleneck_bias and not folded and has_bias,
         data_bn=data_bn,
         first_unit_bn=bool(preact) and units[0].preact_bn,
         zero_pad=zero_pad,

@@ -13,6 +13,7 @@ import numpy as np
 from graphgen.errors import GraphError
 from graphgen.importers.onnx_canonical import Canonical, Node
 from graphgen.plan import (
+    BN_EPS,
     INPUT,
     OUTPUT,
     Add,
@@ -26,7 +27,7 @@ from graphgen.plan import (
     Relu,
     ZeroPadShortcut,
 )
-from graphgen.weights import BN_EPS, Weights
+from graphgen.weights import Weights
 
 
 class Matcher:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from graphgen.blocks import find_block
 from graphgen.errors import GraphError
 from graphgen.importers.common import place_stride, stride_note
 from graphgen.inject import IGNORED_SUFFIXES, check_weights, read_weights
@@ -43,9 +44,9 @@ def import_state_dict(
             blocks.setdefault(int(m[1]), set()).add(int(m[2]))
     if not blocks or sorted(blocks) != list(range(1, len(blocks) + 1)):
         raise GraphError(f"{source}: stages layer1, layer2, ... not found in order")
-    bottleneck = "layer1.0.conv3.weight" in weights
+    layers = 3 if "layer1.0.conv3.weight" in weights else 2
     preact = "bn_final.running_mean" in weights
-    block = ("preact_" if preact else "") + ("bottleneck" if bottleneck else "basic")
+    kind = find_block(layers=layers, preact=preact)
     stem = weights["conv1.weight"]
     stem_kind = {7: "imagenet", 3: "cifar"}.get(int(stem.shape[2]))
     if stem_kind is None:
@@ -62,13 +63,13 @@ def import_state_dict(
     spec = Spec(
         layers=tuple(len(blocks[s]) for s in sorted(blocks)),
         widths=widths,
-        block=block,
+        block=kind.name,
         stem=stem_kind,
         shortcut=shortcut,
         classes=int(weights["fc.weight"].shape[0]),
         image_size=image_size,
         stem_width=int(stem.shape[0]),
-        bottleneck_bias=bottleneck and not preact and "layer1.0.conv1.bias" in weights,
+        bottleneck_bias=kind.takes_bottleneck_bias and "layer1.0.conv1.bias" in weights,
         data_bn="bn_data.running_mean" in weights,
         first_unit_bn=preact and "layer1.0.bn1.running_mean" in weights,
     )

@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 
+from graphgen.numpy_forward import forward_nhwc
 from graphgen.plan import INPUT, Op, Plan
 from graphgen.quantize.options import QuantOptions
 from graphgen.quantize.placement import placement_for
-from graphgen.weights import Weights, forward_nhwc
+from graphgen.weights import Weights
 
 CALIBRATION_BATCH = 8
 

@@ -1,4 +1,5 @@
-"""`torch`: the plan's own nn.Module (train/model.py), rebuilt from a graphgen file, eager on the CPU.
+"""`torch`: the plan's own nn.Module (graphgen.torch_module), rebuilt from a graphgen file, eager
+on the CPU.
 
 The module is rebuilt from the spec in the file's metadata, not from the graph, so it is an
 independent check of the graph's structure (a rewired shortcut in the file does not follow).
@@ -69,7 +70,7 @@ class TorchRunner(Runner):
     def activate_impl(self) -> None:
         import torch
 
-        from train.model import model_from_onnx
+        from graphgen.torch_module import model_from_onnx
 
         try:
             model = model_from_onnx(self.model_path)
