@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from resnet_common.errors import UserError
+from train.config import DATASETS
 
-DATASETS = ("synthetic", "cifar10", "imagefolder")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # AlexNet's "standard colour augmentation": PCA of ImageNet RGB pixels (Krizhevsky et al. 2012).

@@ -22,13 +22,13 @@ from graphgen.spec import (
     Spec,
     spec_for_depth,
 )
-from resnet_common.cli import non_negative_int, positive_int
+from resnet_common.cli import Subparsers, non_negative_int, positive_int
 from resnet_common.errors import UserError
 from resnet_common.fileio import write_error
 from resnet_common.limits import SizeLimits
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "build",
         help="write an ONNX graph for a ResNet depth, a spec file, or every standard variant",
@@ -92,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_size_limit_argument(p)
     p.set_defaults(func=run)
+    return p
 
 
 def _batch(text: str) -> int | None:

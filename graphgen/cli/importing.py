@@ -45,7 +45,7 @@ from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.onnx_io import load, metadata
 from graphgen.spec import STRIDE_PLACEMENTS, Spec
 from graphgen.weights import Weights
-from resnet_common.cli import EXIT_CHECK_FAILED, fail, positive_int
+from resnet_common.cli import EXIT_CHECK_FAILED, Subparsers, fail, positive_int
 from resnet_common.errors import UserError
 
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
@@ -53,7 +53,7 @@ STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
 Pending = Callable[[onnx.ModelProto], tuple[str, Check]]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "import",
         help="a trained ResNet (Gluon .params, any ONNX ResNet, a state_dict) as a graphgen graph",
@@ -103,6 +103,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--io-dtype", dest="io_dtype", default="float32", help="dtype of input/logits")
     p.add_argument("--fold-bn", dest="fold_bn", action="store_true", help="fold BN into convs")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,9 +10,10 @@ from typing import Any
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError
 from graphgen.onnx_io import load, metadata, opset_of
+from resnet_common.cli import Subparsers, add_json_flag, print_json
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "info",
         help="params, MACs, op counts and shapes of any ONNX classifier",
@@ -20,8 +21,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "For graphgen files the plan's own counts are shown beside the graph walk.",
     )
     p.add_argument("model", type=Path, help="an .onnx file")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p)
     p.set_defaults(func=run)
+    return p
 
 
 def describe(path: Path) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def describe(path: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     info = describe(args.model)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return 0
     from rich.console import Console
     from rich.markup import escape

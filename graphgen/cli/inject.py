@@ -15,9 +15,10 @@ from graphgen.inject import (
 )
 from graphgen.onnx_io import check_target, load, save
 from graphgen.spec import STRIDE_PLACEMENTS
+from resnet_common.cli import Subparsers
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "inject",
         help="write trained weights into a graph built from the same spec",
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output ONNX file")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from graphgen.quantize import (
     quantize,
     seeded_calibration,
 )
-from resnet_common.cli import non_negative_int, positive_int
+from resnet_common.cli import Subparsers, non_negative_int, positive_int
 from resnet_common.errors import UserError
 
 
@@ -37,7 +37,7 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "quantize",
         help="write the QDQ int8 graph of a graphgen float32 file (BN folded, calibrated)",
@@ -92,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--seed", type=non_negative_int, default=0, help="seed of the default calibration images"
     )
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:

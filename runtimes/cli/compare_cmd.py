@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from resnet_common.cli import Subparsers
 from resnet_common.errors import UserError
 
 
@@ -30,7 +31,7 @@ def _threshold(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "compare",
         help="compare two reports; exit 1 when NEW is slower than OLD beyond the threshold",
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "default 5%%",
     )
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, positive_float, positive_int, seed_int
+from resnet_common.cli import Subparsers, csv_list, positive_float, positive_int, seed_int
 from resnet_common.errors import UserError, typed_line
 from runtimes.base import PRECISIONS
 from runtimes.cli.run_cmd import DEFAULT_OUT, add_size_limit
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "loadgen",
         help="MLPerf LoadGen scenarios (SingleStream, MultiStream, Offline, Server) on an engine",
@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_size_limit(p)
     p.add_argument("--seed", type=seed_int, default=1, help="sample seed, 0 .. 2**63-1 (default 1)")
     p.set_defaults(func=run)
+    return p
 
 
 def _slug(text: str) -> str:

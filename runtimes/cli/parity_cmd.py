@@ -4,10 +4,18 @@ float64; exit 1 when any engine disagrees beyond its precision's tolerance (made
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
-from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int, seed_int
+from resnet_common.cli import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    Subparsers,
+    add_json_flag,
+    csv_list,
+    positive_int,
+    print_json,
+    seed_int,
+)
 from runtimes.cli.run_cmd import add_size_limit
 from runtimes.parity import DEFAULT_TOLERANCES, REFERENCE, REFERENCE_PRECISION, ParityReport
 
@@ -22,7 +30,7 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     tol = ", ".join(f"{p} rtol {t.rtol:g} atol {t.atol:g}" for p, t in DEFAULT_TOLERANCES.items())
     p = subparsers.add_parser(
         "parity",
@@ -57,9 +65,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="relative L2 bound (and the max-diff bound's relative part)",
     )
     p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json_flag(p)
     add_size_limit(p)
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
         print_report(report)
     return EXIT_OK if report else EXIT_CHECK_FAILED

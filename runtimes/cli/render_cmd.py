@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from resnet_common.cli import Subparsers
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "render",
         help="re-render report.{json,md,html} from result folders (several merge into one)",
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="result folders")
     p.add_argument("--out", type=Path, help="report folder (default: the first DIR)")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_common.cli import (
+    Subparsers,
     csv_list,
     fail,
     positive_float,
@@ -30,7 +31,7 @@ from runtimes.timing import LoopConfig
 DEFAULT_OUT = Path("bench-results")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "run",
         help="benchmark latency and throughput across engines; write results and reports",
@@ -121,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
     add_size_limit(p)
     p.set_defaults(func=run)
+    return p
 
 
 def add_size_limit(p: argparse.ArgumentParser) -> None:

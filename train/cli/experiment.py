@@ -1,19 +1,16 @@
 """`resnet-train experiment degradation|shortcuts`: the paper's claims from our own runs (§4.2).
 
-Its own parser and `main(argv)`, registered in `train.cli.SUBCOMMANDS`.
+A command module of `resnet-train` (train.cli): `register(subparsers)` and `run(args)`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from resnet_common.cli import (
-    OneLineParser,
+    Subparsers,
     csv_list,
-    fail,
     non_negative_int,
     positive_int,
     seed_int,
@@ -21,6 +18,9 @@ from resnet_common.cli import (
 )
 from resnet_common.errors import UserError
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
+
+REQUIRES = ("torch", "safetensors", "matplotlib")
+INSTALL = "pip install 'resnet-graphgen[train]'"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -57,9 +57,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
-        prog="resnet-train experiment",
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "experiment",
+        help="the paper's experiments from our own runs: degradation, shortcuts (§4.2)",
         description="Re-run the paper's central experiments: plain vs residual nets by depth "
         "(degradation, §4.2 Fig. 6 / Table 6) and shortcut options A/B/C (Table 3).",
     )
@@ -80,6 +81,7 @@ def make_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sc.add_argument("--depth", type=positive_int, default=20, help="CIFAR depth 6n+2 (20)")
     _common(sc)
+    p.set_defaults(func=run)
     return p
 
 
@@ -132,13 +134,3 @@ def _headline(document: dict) -> str:
     return (
         f"all shortcut options beat plain: {'yes' if f['all_options_beat_plain_train'] else 'no'}"
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        return run(args)
-    except UserError as err:
-        return fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-    except KeyboardInterrupt:
-        return fail("interrupted", 130)
