@@ -46,7 +46,7 @@ from graphgen.onnx_io import load, metadata
 from graphgen.spec import STRIDE_PLACEMENTS, Spec
 from graphgen.weights import Weights
 from resnet_common.cli import EXIT_CHECK_FAILED, Subparsers, fail, positive_int
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, first_line
 
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
 # What a source check yields once the new graph exists: (metadata tag, the comparison).
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                 (f"expect:{name}", check(model, x, expected=y, against=against, dtype=args.dtype))
             )
     except VerifyError as err:
-        return fail(str(err), EXIT_CHECK_FAILED)
+        return fail(first_line(err), EXIT_CHECK_FAILED)
     line = _checked_line(checks, suffix, spec)
     tags = ",".join(tag for tag, _ in checks) or NAMES_AND_SHAPES
     onnx.helper.set_model_props(model, {**metadata(model), CHECKED_KEY: tags, CHECK_KEY: line})

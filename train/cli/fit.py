@@ -29,7 +29,7 @@ from resnet_common.cli import (
     positive_int,
     seed_int,
 )
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, first_line
 from train.config import DATASETS
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
@@ -392,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = fit(config, resume=args.resume is not None)
     except ExportCheckFailed as err:
-        return fail(str(err), EXIT_CHECK_FAILED)
+        return fail(first_line(err), EXIT_CHECK_FAILED)
     if result.records and args.resume and result.trained_epochs == 0:
         done = len(result.records)
         print(
