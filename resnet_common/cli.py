@@ -40,6 +40,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def add_alias(p: argparse._ActionsContainer, flag: str, action: argparse.Action) -> None:
+    """An older spelling of `action`'s flag: accepted as it always was, not shown in --help
+    (which teaches one spelling)."""
+    extra: dict[str, Any] = {} if action.type is None else {"type": action.type}
+    p.add_argument(
+        flag,
+        dest=action.dest,
+        choices=action.choices,
+        metavar=action.metavar,
+        default=argparse.SUPPRESS,  # the canonical flag's default stands
+        help=argparse.SUPPRESS,
+        **extra,
+    )
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
@@ -149,7 +164,7 @@ _JSON_STREAM: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
 )
 
 
-def add_json_flag(p: argparse.ArgumentParser, what: str = "one JSON object") -> None:
+def add_json_flag(p: argparse._ActionsContainer, what: str = "one JSON object") -> None:
     p.add_argument(
         "--json",
         action="store_true",

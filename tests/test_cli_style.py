@@ -67,3 +67,94 @@ def test_version(prog, capsys):
         CLIS[prog].main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith(f"{prog} ")
+
+
+# --- --json: one JSON document on stdout, nothing else there --------------------------------
+
+
+def _json(main, argv: list[str], capsys, code: int = 0):
+    """Run `main(argv)` and read its stdout as one JSON document (json.loads refuses any text
+    before or after it)."""
+    import json
+
+    assert main([*argv, "--json"]) == code, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def test_graphgen_commands_print_json(tmp_path, capsys):
+    from onnx import numpy_helper
+    from safetensors.numpy import save_file
+
+    from graphgen.onnx_io import load
+
+    main = graphgen.cli.main
+    model = tmp_path / "r8.onnx"
+    built = _json(main, ["build", "--depth", "8", "--image-size", "16", "-o", str(model)], capsys)
+    assert built["path"] == str(model) and built["name"] == "cifar-resnet8"
+    assert built["depth"] == 8 and built["spec"]["layers"] == [1, 1, 1]
+    info = _json(main, ["info", str(model)], capsys)
+    assert info["params"] == built["params"] and info["graphgen"]["spec"] == built["spec"]
+    assert any(row["name"] == "resnet50" for row in _json(main, ["list"], capsys))
+    weights = tmp_path / "w.safetensors"  # the graph's own weights, by name
+    arrays = {t.name: numpy_helper.to_array(t) for t in load(model).graph.initializer}
+    save_file(arrays, weights)
+    injected = _json(
+        main, ["inject", str(model), "--weights", str(weights), "-o", str(tmp_path / "i.onnx")],
+        capsys,
+    )  # fmt: skip
+    assert injected["tensors"] == len(arrays) and injected["path"] == str(tmp_path / "i.onnx")
+    imported = _json(main, ["import", str(model), "-o", str(tmp_path / "m.onnx")], capsys)
+    assert imported["checked"] == "onnx-source" and imported["check"].startswith("verified")
+    quantized = _json(main, ["quantize", str(model), "-o", str(tmp_path / "q.onnx")], capsys)
+    assert quantized["path"] == str(tmp_path / "q.onnx") and quantized["calibration_images"] > 0
+
+
+def test_bench_runtimes_commands_print_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRAPHGEN_CACHE", str(tmp_path / "cache"))
+    main = runtimes.cli.main
+    engines = _json(main, ["list"], capsys)
+    assert {"ort-cpu", "torch"} <= {e["name"] for e in engines}
+    tiny = ["--models", "cifar-resnet20", "--runtimes", "ort-cpu", "--image-size", "16"]
+    report = _json(main, ["parity", *tiny, "--precision", "float32"], capsys)  # float32 is fp32
+    assert report["passed"] and report["models"][0]["precision"] == "fp32"
+    out = tmp_path / "res"
+    timed = ["--iterations", "3", "--warmup", "1", "--no-parity", "--out", str(out)]
+    done = _json(main, ["run", *tiny, *timed], capsys)
+    assert [r["status"] for r in done["records"]] == ["ok"]
+    assert done["report"]["json"] == str(out / "report.json") and done["skipped"] == {}
+    rendered = _json(main, ["render", str(out), "--out", str(tmp_path / "r")], capsys)
+    assert rendered["html"] == str(tmp_path / "r" / "report.html")
+    compared = _json(main, ["compare", str(out), str(tmp_path / "r")], capsys)
+    assert compared["passed"] and compared["changes"][0]["verdict"] == "ok"
+    assert compared["changes"][0]["change"] == 0 and compared["lost"] == []
+
+
+def test_resnet_train_prints_json(tmp_path, capsys):
+    tiny = ["--depth", "8", "--image-size", "8", "--synthetic-train", "64", "--synthetic-val",
+            "32", "--batch-size", "32", "--workers", "0", "--epochs", "1"]  # fmt: skip
+    done = _json(train.cli.main, [*tiny, "--out", str(tmp_path / "run")], capsys)
+    assert done["run_dir"] == str(tmp_path / "run") and done["epochs"] == 1
+    assert 0 <= done["best_val_error"] <= 1 and done["export"] is None
+    # experiment --json: tests/test_experiments.py, where the runs exist already
+
+
+def test_old_spellings_are_accepted_and_not_shown(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    build = graphgen.cli.make_parser().parse_args
+    assert build(["build", "--depth", "20", "--dataset", "cifar10"]).family == "cifar10"
+    assert build(["build", "--depth", "20", "--dtype", "fp16"]).dtype == "float16"
+    exp = train.cli.make_parser().parse_args
+    old = exp(["experiment", "shortcuts", "--train-size", "7", "--val-size", "3", "--out", "x"])
+    new = exp(["experiment", "shortcuts", "--synthetic-train", "7", "--synthetic-val", "3",
+               "--out", "x"])  # fmt: skip
+    assert vars(old) == vars(new)
+    bench = runtimes.cli.make_parser().parse_args
+    assert bench(["run", "--precision", "float16,fp32"]).precision == ["fp16", "fp32"]
+    assert bench(["loadgen", "--precision", "float16"]).precision == "fp16"
+    for prog, argv, hidden in [
+        ("graphgen", ["build", "--help"], "--dataset"),
+        ("resnet-train", ["experiment", "shortcuts", "--help"], "--train-size"),
+    ]:
+        with pytest.raises(SystemExit):
+            CLIS[prog].main(argv)
+        assert hidden not in capsys.readouterr().out

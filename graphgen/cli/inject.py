@@ -15,7 +15,7 @@ from graphgen.inject import (
 )
 from graphgen.onnx_io import check_target, load, save
 from graphgen.spec import STRIDE_PLACEMENTS
-from resnet_common.cli import Subparsers
+from resnet_common.cli import Subparsers, add_json_flag, print_json
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "--fold-bn", dest="fold_bn", action="store_true", help="fold BatchNorm into the convs"
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output ONNX file")
+    add_json_flag(p)
     p.set_defaults(func=run)
     return p
 
@@ -63,5 +64,11 @@ def run(args: argparse.Namespace) -> int:
     )
     save(out, args.output)
     used = sum(not name.endswith(IGNORED_SUFFIXES) for name in weights)
+    if args.json:
+        print_json(
+            {"path": str(args.output), "weights": str(args.weights), "tensors": used,
+             "fold_bn": args.fold_bn}
+        )  # fmt: skip
+        return 0
     print(f"wrote {args.output}  ({used} tensors from {args.weights})")
     return 0

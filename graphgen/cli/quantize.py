@@ -26,7 +26,7 @@ from graphgen.quantize import (
     quantize,
     seeded_calibration,
 )
-from resnet_common.cli import Subparsers, non_negative_int, positive_int
+from resnet_common.cli import Subparsers, add_json_flag, positive_int, print_json, seed_int
 from resnet_common.errors import UserError
 
 
@@ -89,8 +89,12 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         help="7-bit weights, for x86 CPUs without VNNI (onnxruntime's int16 sums saturate)",
     )
     p.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed of the default calibration images"
+        "--seed",
+        type=seed_int,
+        default=0,
+        help="seed of the default calibration images, 0 .. 2**63-1 (default 0)",
     )
+    add_json_flag(p)
     p.set_defaults(func=run)
     return p
 
@@ -123,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
         source_digest=digest(args.model),
     )
     save(quantized, out)
+    if args.json:
+        print_json(
+            {"path": str(out), "source": str(args.model), "placement": options.placement,
+             "method": options.method_label, "calibration_images": len(calibration.images)}
+        )  # fmt: skip
+        return 0
     print(
         f"wrote {out}  (int8 QDQ, {options.placement} placement, {options.method_label}, "
         f"{len(calibration.images)} calibration images)"

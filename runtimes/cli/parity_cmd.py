@@ -13,6 +13,7 @@ from resnet_common.cli import (
     add_json_flag,
     csv_list,
     positive_int,
+    precision_name,
     print_json,
     seed_int,
 )
@@ -57,7 +58,9 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         help="batch size (default 2, or the batch a file fixes)",
     )
     p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
-    p.add_argument("--precision", choices=tuple(DEFAULT_TOLERANCES), default="fp32")
+    p.add_argument(
+        "--precision", type=precision_name, choices=tuple(DEFAULT_TOLERANCES), default="fp32"
+    )
     p.add_argument("--atol", type=_non_negative_float, help="absolute floor of the max-diff bound")
     p.add_argument(
         "--rtol",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from resnet_common.cli import Subparsers
+from resnet_common.cli import Subparsers, add_json_flag, print_json
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     )
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="result folders")
     p.add_argument("--out", type=Path, help="report folder (default: the first DIR)")
+    add_json_flag(p, "one JSON object (the paths written)")
     p.set_defaults(func=run)
     return p
 
@@ -35,5 +36,8 @@ def run(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
         paths = render(args.dirs, out=out)
+    if args.json:
+        print_json({kind: str(path) for kind, path in paths.items()})
+        return 0
     print(f"wrote {paths['json']}, {paths['md']}, {paths['html']}")
     return 0

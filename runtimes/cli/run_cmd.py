@@ -15,10 +15,13 @@ from typing import Any
 
 from resnet_common.cli import (
     Subparsers,
+    add_json_flag,
     csv_list,
     fail,
     positive_float,
     positive_int,
+    precision_name,
+    print_json,
     seed_int,
     size_limits,
 )
@@ -63,7 +66,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     )
     p.add_argument(
         "--precision",
-        type=csv_list("precision"),
+        type=csv_list("precision", precision_name),
         default=["fp32"],
         help="comma list of fp32, fp16, int8 (default fp32; fp16 runs graphgen's float16 graph, "
         "int8 a QDQ graph quantized from the fp32 one: docs/int8.md)",
@@ -121,6 +124,9 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
     p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
     add_size_limit(p)
+    add_json_flag(
+        p, "one JSON object (this run's records, the report's paths, the engines skipped)"
+    )
     p.set_defaults(func=run)
     return p
 
@@ -247,6 +253,16 @@ def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str])
     from reports.summary import print_summary
 
     written = render([config.out], out=config.out)
+    if args.json:
+        print_json(
+            {
+                "records": records,
+                "results": str(config.out / "results.jsonl"),
+                "report": {kind: str(path) for kind, path in written.items()},
+                "skipped": skipped,
+            }
+        )
+        return 0
     print_summary(
         load_report(written["json"]), console=Console(width=None if sys.stdout.isatty() else 180)
     )

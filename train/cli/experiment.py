@@ -10,9 +10,12 @@ from pathlib import Path
 
 from resnet_common.cli import (
     Subparsers,
+    add_alias,
+    add_json_flag,
     csv_list,
     non_negative_int,
     positive_int,
+    print_json,
     seed_int,
     size_limits,
 )
@@ -35,14 +38,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         f"cifar10, {SYNTHETIC_DEFAULT_EPOCHS} on synthetic",
     )  # fmt: skip
     p.add_argument("--image-size", dest="image_size", type=positive_int, default=32)
-    p.add_argument(
-        "--train-size", dest="train_size", type=positive_int, default=2000,
+    # As resnet-train fit spells them; --train-size and --val-size are the older spellings.
+    train = p.add_argument(
+        "--synthetic-train", dest="train_size", type=positive_int, default=2000,
         help="synthetic training images (2000)",
     )  # fmt: skip
-    p.add_argument(
-        "--val-size", dest="val_size", type=positive_int, default=500,
+    add_alias(p, "--train-size", train)
+    val = p.add_argument(
+        "--synthetic-val", dest="val_size", type=positive_int, default=500,
         help="synthetic validation images (500)",
     )  # fmt: skip
+    add_alias(p, "--val-size", val)
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, help="default 128")
     p.add_argument("--lr", type=float, help="default 0.1")
     p.add_argument("--seed", type=seed_int, default=0)
@@ -55,6 +61,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--size-limit", dest="size_limits", type=size_limits, metavar="KEY=N[,KEY=N]",
         help="raise a sanity limit (as resnet-train --size-limit)",
     )  # fmt: skip
+    add_json_flag(p, "one JSON object (the findings and the files written)")
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -114,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         runs = shortcut_runs(args.depth, image_size=args.image_size)
     document = run_experiment(args.kind, runs, settings, args.out)
+    if args.json:
+        files = {name: str(args.out / name) for name in ("report.md", "results.json", "curves.png")}
+        print_json({"experiment": args.kind, "files": files, "findings": document["findings"]})
+        return 0
     print(f"wrote {args.out}/report.md, results.json, curves.png")
     if args.progress:
         print(_headline(document))

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from graphgen.arguments import (
+    OVERRIDES,
     add_architecture_arguments,
+    add_family_argument,
     add_size_limit_argument,
     size_limits_from_args,
-    spec_from_args,
+    spec_from_options,
 )
 from graphgen.errors import SpecError
 from graphgen.spec import IMAGENET_DEPTHS, Spec
@@ -23,10 +25,12 @@ from resnet_common.cli import (
     EXIT_CHECK_FAILED,
     OneLineParser,
     Subparsers,
+    add_json_flag,
     csv_list,
     fail,
     non_negative_int,
     positive_int,
+    print_json,
     seed_int,
 )
 from resnet_common.errors import UserError, first_line
@@ -85,10 +89,8 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     net = p.add_argument_group("network (the options of `graphgen build`)")
     net.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
     net.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
-    net.add_argument(
-        "--family",
-        choices=("imagenet", "cifar10"),
-        help="depth table to use (default: cifar10 for synthetic/cifar10, imagenet for imagefolder)",
+    add_family_argument(
+        net, default="cifar10 for synthetic and cifar10 data, imagenet for imagefolder"
     )
     add_architecture_arguments(net, classes_default="from the data", size_default="32 / 224")
 
@@ -201,6 +203,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     )
     runs.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
     add_size_limit_argument(runs)
+    add_json_flag(runs, "one JSON object (the run's result; the per-epoch lines go to stderr)")
     p.set_defaults(func=run)
     return p
 
@@ -213,25 +216,27 @@ def make_parser() -> argparse.ArgumentParser:
 
 def spec_for(args: argparse.Namespace, *, classes: int | None = None) -> Spec:
     """graphgen's spec from the network flags; `--dataset` picks the family, the data the classes."""
-    ns = argparse.Namespace(**vars(args))
-    if ns.spec is None and ns.depth is None:
+    if args.spec is None and args.depth is None:
         raise UserError("give --depth N or --spec FILE (or --resume RUN)")
-    if ns.spec is not None and ns.depth is not None:
+    if args.spec is not None and args.depth is not None:
         raise UserError("give --depth or --spec, not both")
-    ns.dataset = None if ns.spec is not None else (ns.family or SPEC_FAMILY[args.dataset])
-    if ns.classes is None:
-        ns.classes = classes
+    family = None if args.spec is not None else (args.family or SPEC_FAMILY[args.dataset])
+    overrides = {k: getattr(args, k) for k in OVERRIDES}
+    if overrides["classes"] is None:
+        overrides["classes"] = classes
     try:
-        return spec_from_args(ns)
+        return spec_from_options(
+            depth=args.depth, spec=args.spec, family=family, flavor=args.flavor, **overrides
+        )
     except SpecError as err:
         if (
             "not a CIFAR depth" in str(err)
-            and ns.dataset == "cifar10"
-            and ns.family is None
-            and ns.depth in IMAGENET_DEPTHS
+            and family == "cifar10"
+            and args.family is None
+            and args.depth in IMAGENET_DEPTHS
         ):
             raise SpecError(
-                f"depth {ns.depth} is an ImageNet depth (Table 1), but --dataset {args.dataset} "
+                f"depth {args.depth} is an ImageNet depth (Table 1), but --dataset {args.dataset} "
                 f"uses the CIFAR family (6n+2: 8, 14, 20, ...): add --family imagenet"
             ) from None
         raise
@@ -393,7 +398,19 @@ def run(args: argparse.Namespace) -> int:
         result = fit(config, resume=args.resume is not None)
     except ExportCheckFailed as err:
         return fail(first_line(err), EXIT_CHECK_FAILED)
-    if result.records and args.resume and result.trained_epochs == 0:
+    if result.records and args.json:  # rank 0 only, as the text line
+        print_json(
+            {
+                "run_dir": str(result.run_dir),
+                "epochs": len(result.records),
+                "trained_epochs": result.trained_epochs,
+                "best_val_error": result.best_val_error,
+                "test_error": result.test_error,
+                "export": None if config.export is None else str(config.export),
+                "export_rel_l2": (result.verification or {}).get("rel_l2"),
+            }
+        )
+    elif result.records and args.resume and result.trained_epochs == 0:
         done = len(result.records)
         print(
             f"run folder {result.run_dir} had already finished ({done} epoch{'s' * (done != 1)}, "
