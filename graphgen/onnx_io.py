@@ -281,10 +281,6 @@ def _remove_old_data(folder: Path, name: str, replaced: set[str], *, keep: str |
                 target.unlink()
 
 
-def initializer_bytes(model: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) for t in model.graph.initializer)
-
-
 def save(model: onnx.ModelProto, path: str | Path, *, check: bool = True) -> Path:
     """Validate and write an in-memory model atomically, through the same writer as
     `build_file` (external data past 2 GB); the caller's model is left untouched."""
