@@ -194,14 +194,19 @@ def fixed_batch(text: str) -> int | None:
 def size_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
     """The size limits raised by the spec file's `size_limit` key, then by `--size-limit`
     (where the command has that flag)."""
+    return size_limits_for(getattr(args, "spec", None), getattr(args, "size_limits", None))
+
+
+def size_limits_for(spec: object, given: dict[str, int] | None) -> dict[str, int]:
+    """The limits a spec file raises (when `spec` is a path), then those `given`."""
     from graphgen.sizes import limits_from_spec
 
     limits: dict[str, int] = {}
-    if getattr(args, "spec", None) is not None:
-        data = read_spec_data(args.spec)
+    if isinstance(spec, (str, Path)):
+        data = read_spec_data(Path(spec))
         if isinstance(data, dict) and LIMIT_KEY in data:
-            limits = limits_from_spec(data[LIMIT_KEY], source=str(args.spec))
-    return limits | (getattr(args, "size_limits", None) or {})
+            limits = limits_from_spec(data[LIMIT_KEY], source=str(spec))
+    return limits | (given or {})
 
 
 def add_size_limit_argument(p: Any) -> None:

@@ -7,7 +7,7 @@ names and arrays only: it is checked against the network `arch` names (built by 
 or stored outputs (`expect`); without either the result says plainly that the computation was NOT
 checked, and never "verified". The written file records what was checked
 (`graphgen.import.checked`). `graphgen import` and `graphgen.import_model` both call
-`import_model`.
+`import_file`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ Pending = Callable[[onnx.ModelProto], tuple[str, Check]]
 
 @dataclass(frozen=True)
 class Imported:
-    """What `import_model` wrote: the file, its spec and counts, what the source was found to
+    """What `import_file` wrote: the file, its spec and counts, what the source was found to
     be, and what the new graph was checked against (`checked`: the tags, `line`: in words)."""
 
     path: Path
@@ -77,7 +77,7 @@ class Imported:
         }
 
 
-def import_model(
+def import_file(
     source: str | Path,
     output: str | Path,
     *,

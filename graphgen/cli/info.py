@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from graphgen.cost import graph_cost
-from graphgen.errors import GraphError
-from graphgen.onnx_io import load, metadata, opset_of
+from graphgen.api import info as describe
 from resnet_common.cli import Subparsers, add_json_flag, print_json
 
 
@@ -24,29 +21,6 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     add_json_flag(p)
     p.set_defaults(func=run)
     return p
-
-
-def describe(path: Path) -> dict[str, Any]:
-    model = load(path, load_weights=False)
-    cost = graph_cost(model, name=path.stem).to_dict()
-    meta = metadata(model)
-    info = {
-        **cost,
-        "opset": opset_of(model),
-    }
-    if "graphgen.spec" in meta:
-        try:
-            info["graphgen"] = {
-                "spec": json.loads(meta["graphgen.spec"]),
-                "version": meta.get("graphgen.version"),
-                "plan_params": int(meta["graphgen.params"]),
-                "plan_macs": int(meta["graphgen.macs"]),
-                "dtype": meta.get("graphgen.dtype"),
-                "fold_bn": json.loads(meta.get("graphgen.fold_bn", "false")),
-            }
-        except (KeyError, ValueError) as err:  # JSONDecodeError is a ValueError
-            raise GraphError(f"{path}: corrupt graphgen metadata ({err})") from None
-    return info
 
 
 def run(args: argparse.Namespace) -> int:

@@ -75,28 +75,18 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtimes import footprint
-    from runtimes.parity import DEFAULT_BATCH, ParityOptions, check_parity
+    from runtimes.api import check_parity
 
-    footprint.check_jobs(
-        args.models,
-        batches=[args.batch or DEFAULT_BATCH],
-        precisions=[args.precision],
-        image_size=args.image_size,
-        parity=True,
-        limits=footprint.limits_from(args.size_limits),
-    )
     report = check_parity(
-        list(dict.fromkeys(args.models)),  # de-duplicated, order kept
-        None if args.runtimes is None else list(dict.fromkeys(args.runtimes)),
-        ParityOptions(
-            batch=args.batch,
-            image_size=args.image_size,
-            precision=args.precision,
-            atol=args.atol,
-            rtol=args.rtol,
-            seed=args.seed,
-        ),
+        args.models,
+        args.runtimes,
+        size_limits=args.size_limits,
+        batch=args.batch,
+        image_size=args.image_size,
+        precision=args.precision,
+        atol=args.atol,
+        rtol=args.rtol,
+        seed=args.seed,
     )
     if args.json:
         print_json(report.to_dict())

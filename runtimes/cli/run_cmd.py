@@ -216,27 +216,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
 
 
 def run(args: argparse.Namespace) -> int:
-    config, skipped = config_from_args(args)
-    prepare_out(config.out)
-    with output_lock(config.out):  # one writer for the sweep and its report
-        return _run(args, config, skipped)
-
-
-def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str]) -> int:
     from rich.console import Console
 
-    from runtimes import environment
-
-    console = Console(stderr=True)
-    from rich.markup import escape
-
-    for name, why in skipped.items():
-        console.print(f"[yellow]skipped[/] {escape(f'{name}: {why}')}")
-    env = environment.collect(machine=args.machine, threads=args.threads)
-    env["command"] = shlex.join(getattr(args, "command_line", ["bench-runtimes", "run"]))
-    sweep = Sweep(config)
+    config, skipped = config_from_args(args)
     try:
-        records = _run_with_progress(sweep, env, console)
+        done = sweep_and_render(args, config, skipped, Console(stderr=True))
     except KeyboardInterrupt:
         given = getattr(args, "command_line", ["bench-runtimes", "run"])
         words = [w for w in given if w != "--overwrite"]  # --resume keeps what is there
@@ -246,31 +230,51 @@ def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str])
             f"continue with `{again}`",
             130,
         )
-    for warning in sweep.warnings:
-        console.print(f"[yellow]warning[/] {escape(warning)}")
-    from reports.render import render
+    if args.json:
+        print_json(done)
+        return 0
     from reports.schema import load_report
     from reports.summary import print_summary
 
-    written = render([config.out], out=config.out)
-    if args.json:
-        print_json(
-            {
-                "records": records,
-                "results": str(config.out / "results.jsonl"),
-                "report": {kind: str(path) for kind, path in written.items()},
-                "skipped": skipped,
-            }
-        )
-        return 0
     print_summary(
-        load_report(written["json"]), console=Console(width=None if sys.stdout.isatty() else 180)
+        load_report(done["report"]["json"]),
+        console=Console(width=None if sys.stdout.isatty() else 180),
     )
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
-    print(f"{len(records)} result(s) this run; results: {config.out / 'results.jsonl'}")
-    print(f"report: {written['md']}, {written['html']}")
+    print(f"{len(done['records'])} result(s) this run; results: {done['results']}")
+    print(f"report: {done['report']['md']}, {done['report']['html']}")
     return 0
+
+
+def sweep_and_render(
+    args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str], console: Any
+) -> dict[str, Any]:
+    """Run the sweep under OUT's lock and render its report: what `run --json` prints and
+    `runtimes.run` returns (this run's records, the results file, the report's paths, the
+    engines skipped). A KeyboardInterrupt leaves every finished record in the results file."""
+    from rich.markup import escape
+
+    from reports.render import render
+    from runtimes import environment
+
+    prepare_out(config.out)
+    with output_lock(config.out):  # one writer for the sweep and its report
+        for name, why in skipped.items():
+            console.print(f"[yellow]skipped[/] {escape(f'{name}: {why}')}")
+        env = environment.collect(machine=args.machine, threads=args.threads)
+        env["command"] = shlex.join(getattr(args, "command_line", ["bench-runtimes", "run"]))
+        sweep = Sweep(config)
+        records = _run_with_progress(sweep, env, console)
+        for warning in sweep.warnings:
+            console.print(f"[yellow]warning[/] {escape(warning)}")
+        written = render([config.out], out=config.out)
+    return {
+        "records": records,
+        "results": str(config.out / "results.jsonl"),
+        "report": {kind: str(path) for kind, path in written.items()},
+        "skipped": skipped,
+    }
 
 
 def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[dict[str, Any]]:
