@@ -1,6 +1,6 @@
 """The few functions a notebook calls, exported from `graphgen`: build a graph, load one, import a
 trained one, describe one. The command lines run the same code (`graphgen build` builds its spec
-with `spec_from_options`, `graphgen import` is `import_file`, `graphgen info` is `info`).
+with `spec_from_options`, `graphgen import` is `import_model`, `graphgen info` is `info`).
 
     import graphgen
     model = graphgen.build(20)                                # CIFAR ResNet-20, in memory
@@ -22,10 +22,12 @@ import onnx
 from graphgen.arguments import size_limits_for, spec_from_options
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError
-from graphgen.importing import Imported, import_file
+from graphgen.importing import import_model
 from graphgen.onnx_emit import DEFAULT_OPSET, check_dtype, check_opset
 from graphgen.onnx_io import build as build_model
 from graphgen.onnx_io import build_file, check_target, metadata, opset_of
+
+__all__ = ["build", "import_model", "info", "load"]
 from graphgen.onnx_io import load as load_file
 from graphgen.spec import Spec
 from resnet_common.cli import dtype_name
@@ -33,39 +35,11 @@ from resnet_common.limits import SizeLimits
 
 
 @overload
-def build(
-    depth: int | None = None,
-    *,
-    output: None = None,
-    spec: str | Path | Spec | None = None,
-    family: str | None = None,
-    batch: int | None = None,
-    dtype: str = "float32",
-    io_dtype: str = "float32",
-    opset: int = DEFAULT_OPSET,
-    fold_bn: bool = False,
-    seed: int = 0,
-    size_limits: dict[str, int] | None = None,
-    **overrides: Any,
-) -> onnx.ModelProto: ...
+def build(depth: int | None = None, *, output: None = None, **options: Any) -> onnx.ModelProto: ...
 
 
 @overload
-def build(
-    depth: int | None = None,
-    *,
-    output: str | Path,
-    spec: str | Path | Spec | None = None,
-    family: str | None = None,
-    batch: int | None = None,
-    dtype: str = "float32",
-    io_dtype: str = "float32",
-    opset: int = DEFAULT_OPSET,
-    fold_bn: bool = False,
-    seed: int = 0,
-    size_limits: dict[str, int] | None = None,
-    **overrides: Any,
-) -> Path: ...
+def build(depth: int | None = None, *, output: str | Path, **options: Any) -> Path: ...
 
 
 def build(
@@ -107,38 +81,6 @@ def load(path: str | Path, *, weights: bool = True) -> onnx.ModelProto:
     """Any ONNX file (with its external data unless `weights` is False), or one line saying why
     not: a missing, empty or non-ONNX file, or its data file missing."""
     return load_file(path, load_weights=weights)
-
-
-def import_model(
-    source: str | Path,
-    output: str | Path,
-    *,
-    arch: str | None = None,
-    stride_at: str | None = None,
-    expect: str | Path | None = None,
-    image_size: int | None = None,
-    batch: int | None = None,
-    dtype: str = "float32",
-    io_dtype: str = "float32",
-    opset: int = DEFAULT_OPSET,
-    fold_bn: bool = False,
-) -> Imported:
-    """A trained ResNet (Gluon `.params`, any ONNX ResNet, a torchvision/timm state_dict) as a
-    graphgen graph at `output`, as `graphgen import` makes it: checked against the ONNX source,
-    the `arch` network ("torchvision:resnet50") or `expect`'s stored outputs, and never called
-    verified when only names and shapes could be checked (`Imported.checked`). Raises
-    VerifyError, writing nothing, when the new graph disagrees with its source."""
-    from graphgen.importers.common import Options
-
-    dtype, io_dtype = dtype_name(dtype), dtype_name(io_dtype)
-    check_opset(opset)
-    check_dtype(dtype)
-    check_dtype(io_dtype)
-    options = Options(fold=fold_bn, dtype=dtype, io_dtype=io_dtype, opset=opset, batch=batch)
-    return import_file(
-        source, output, arch=arch, stride_at=stride_at, expect=expect, image_size=image_size,
-        options=options,
-    )  # fmt: skip
 
 
 def info(model: str | Path) -> dict[str, Any]:

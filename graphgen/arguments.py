@@ -167,7 +167,7 @@ def add_graph_arguments(p: argparse._ActionsContainer) -> None:
 
 
 def graph_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The checked graph flags as the emitters take them: batch, dtype, io_dtype, opset, fold."""
+    """The checked graph flags by their Python names: batch, dtype, io_dtype, opset, fold_bn."""
     batch = fixed_batch(args.batch)
     check_opset(args.opset)
     check_dtype(args.dtype)
@@ -177,7 +177,7 @@ def graph_options(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype,
         io_dtype=args.io_dtype,
         opset=args.opset,
-        fold=args.fold_bn,
+        fold_bn=args.fold_bn,
     )
 
 

@@ -7,7 +7,7 @@ names and arrays only: it is checked against the network `arch` names (built by 
 or stored outputs (`expect`); without either the result says plainly that the computation was NOT
 checked, and never "verified". The written file records what was checked
 (`graphgen.import.checked`). `graphgen import` and `graphgen.import_model` both call
-`import_file`.
+`import_model`.
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ from graphgen.importers.source_nets import (
     source_outputs,
 )
 from graphgen.inject import read_normalisation, stride_matters
+from graphgen.onnx_emit import DEFAULT_OPSET, check_dtype, check_opset
 from graphgen.onnx_io import load, metadata
 from graphgen.spec import Spec
 from graphgen.weights import Weights
+from resnet_common.cli import dtype_name
 from resnet_common.errors import UserError
 
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
@@ -53,7 +55,7 @@ Pending = Callable[[onnx.ModelProto], tuple[str, Check]]
 
 @dataclass(frozen=True)
 class Imported:
-    """What `import_file` wrote: the file, its spec and counts, what the source was found to
+    """What `import_model` wrote: the file, its spec and counts, what the source was found to
     be, and what the new graph was checked against (`checked`: the tags, `line`: in words)."""
 
     path: Path
@@ -77,7 +79,7 @@ class Imported:
         }
 
 
-def import_file(
+def import_model(
     source: str | Path,
     output: str | Path,
     *,
@@ -85,14 +87,25 @@ def import_file(
     stride_at: str | None = None,
     expect: str | Path | None = None,
     image_size: int | None = None,
-    options: Options | None = None,
+    batch: int | None = None,
+    dtype: str = "float32",
+    io_dtype: str = "float32",
+    opset: int = DEFAULT_OPSET,
+    fold_bn: bool = False,
     on_found: Callable[[str], None] | None = None,
 ) -> Imported:
-    """Import `source` into a graphgen graph at `output`, checked against what the source
-    computes (see the module's docstring). Raises VerifyError when the new graph disagrees
-    (nothing is written), UserError for a source it cannot read. `on_found` hears what the
-    source was found to be before the checks run (the CLI prints it)."""
-    options = options or Options()
+    """A trained ResNet (Gluon `.params`, any ONNX ResNet, a torchvision/timm state_dict) as a
+    graphgen graph at `output`, as `graphgen import` makes it: checked against the ONNX source,
+    the `arch` network ("torchvision:resnet50") or `expect`'s stored outputs, and never called
+    verified when only names and shapes could be checked (`Imported.checked`). Raises
+    VerifyError, writing nothing, when the new graph disagrees with its source; UserError for a
+    source it cannot read. `on_found` hears what the source was found to be before the checks
+    run (the CLI prints it). The graph options are `graphgen build`'s."""
+    dtype, io_dtype = dtype_name(dtype), dtype_name(io_dtype)
+    check_opset(opset)
+    check_dtype(dtype)
+    check_dtype(io_dtype)
+    options = Options(fold=fold_bn, dtype=dtype, io_dtype=io_dtype, opset=opset, batch=batch)
     source = Path(source)
     if not source.is_file():
         raise UserError(f"no such file: {source}")
@@ -106,7 +119,7 @@ def import_file(
     image_size = image_size or (expected[0].shape[-1] if expected is not None else None)
     carried: dict[str, str] = {}
     found: object = None
-    batch: int | None = None
+    source_batch: int | None = None  # the batch an ONNX source fixes
     if suffix == ".params":
         spec, weights, summary = _from_params(
             source, image_size or 224, stride_at=stride_at, stride_from=stride_from
@@ -123,7 +136,7 @@ def import_file(
                 f"{source} has a fixed batch of {found.batch}; import it with --batch "
                 f"{found.batch} or 'dynamic'"
             )
-        batch = found.batch
+        source_batch = found.batch
     elif suffix in STATE_DICT_SUFFIXES:
         from graphgen.importers.state_dict import import_state_dict
 
@@ -140,7 +153,7 @@ def import_file(
         on_found(summary)
     # The source runs first and is dropped before the graph is emitted: the source's
     # weights, the new graph and onnxruntime's copy of it are never all held at once.
-    x = seeded_input(spec, options.batch or batch or 2)
+    x = seeded_input(spec, options.batch or source_batch or 2)
     pending = _source_check(found, parsed, source, spec, x, dtype=options.dtype)
     found = None
     meta = import_metadata(spec, str(source), summary)

@@ -87,7 +87,8 @@ def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = {"seed": args.seed, **graph_options(args)}
+    options = graph_options(args)
+    options.update(seed=args.seed, fold=options.pop("fold_bn"))  # the emitters' names
     if args.all:
         given = [
             f"--{k.replace('_', '-')}" for k in (*OVERRIDES, "family", "flavor") if getattr(args, k)

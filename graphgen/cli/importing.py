@@ -1,6 +1,6 @@
 """`graphgen import`: a trained ResNet from MXNet Gluon, any ONNX exporter or a state_dict.
 
-The work is graphgen.importing.import_file (also `graphgen.import_model`); this module is its
+The work is graphgen.importing.import_model (also `graphgen.import_model`); this module is its
 command line: what the new graph is checked against, and the exit code 1 when it disagrees.
 """
 
@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from graphgen.arguments import add_graph_arguments, graph_options
-from graphgen.importers.common import Options, VerifyError
-from graphgen.importing import STATE_DICT_SUFFIXES, import_file
+from graphgen.importers.common import VerifyError
+from graphgen.importing import STATE_DICT_SUFFIXES, import_model
 from graphgen.inject import STRIDE_HINT
 from graphgen.spec import STRIDE_PLACEMENTS
 from resnet_common.cli import (
@@ -76,17 +76,16 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    options = Options(**graph_options(args))
     try:
-        done = import_file(
+        done = import_model(
             args.source,
             args.output,
             arch=args.arch,
             stride_at=args.stride_at,
             expect=args.expect,
             image_size=args.image_size,
-            options=options,
             on_found=lambda summary: print(f"found {summary}"),
+            **graph_options(args),
         )
     except VerifyError as err:
         return fail(first_line(err), EXIT_CHECK_FAILED)
