@@ -13,7 +13,7 @@ checked, and never "verified". The written file records what was checked
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -117,48 +117,25 @@ def import_model(
     expect = Path(expect) if expect is not None else None
     expected = _read_expect(expect) if expect is not None else None
     image_size = image_size or (expected[0].shape[-1] if expected is not None else None)
-    carried: dict[str, str] = {}
-    found: object = None
-    source_batch: int | None = None  # the batch an ONNX source fixes
-    if suffix == ".params":
-        spec, weights, summary = _from_params(
-            source, image_size or 224, stride_at=stride_at, stride_from=stride_from
-        )
-    elif suffix == ".onnx":
-        from graphgen.importers.onnx_graph import import_onnx
-
-        found = import_onnx(source, image_size=image_size)
-        spec, weights, summary = found.spec, found.weights, found.summary
-        _check_onnx_stride(spec, given_stride, source)
-        carried = found.metadata
-        if found.batch is not None and options.batch not in (None, found.batch):
-            raise UserError(
-                f"{source} has a fixed batch of {found.batch}; import it with --batch "
-                f"{found.batch} or 'dynamic'"
-            )
-        source_batch = found.batch
-    elif suffix in STATE_DICT_SUFFIXES:
-        from graphgen.importers.state_dict import import_state_dict
-
-        spec, weights, summary = import_state_dict(
-            source, image_size=image_size or 224, stride_at=stride_at, stride_from=stride_from
-        )
-        carried = read_normalisation(source)
-    else:
-        raise UserError(
-            f"unknown source {source.name!r}: import reads .params (MXNet Gluon), .onnx, "
-            f"or a state_dict ({', '.join(STATE_DICT_SUFFIXES)})"
-        )
+    read = _read_source(
+        source,
+        image_size=image_size,
+        stride_at=stride_at,
+        stride_from=stride_from,
+        given_stride=given_stride,
+        batch=options.batch,
+    )
+    spec, summary = read.spec, read.summary
     if on_found is not None:
         on_found(summary)
     # The source runs first and is dropped before the graph is emitted: the source's
     # weights, the new graph and onnxruntime's copy of it are never all held at once.
-    x = seeded_input(spec, options.batch or source_batch or 2)
-    pending = _source_check(found, parsed, source, spec, x, dtype=options.dtype)
-    found = None
+    x = seeded_input(spec, options.batch or read.batch or 2)
+    pending = _source_check(read.found, parsed, source, spec, x, dtype=options.dtype)
+    read.found = None
     meta = import_metadata(spec, str(source), summary)
-    meta.update(carried)
-    plan, model = emit_imported(spec, weights, options, meta)  # takes the weights' arrays
+    meta.update(read.carried)
+    plan, model = emit_imported(spec, read.weights, options, meta)  # takes the weights' arrays
     checks = [] if pending is None else [pending(model)]
     if expect is not None and expected is not None:
         x, y = expected
@@ -174,6 +151,55 @@ def import_model(
     onnx.helper.set_model_props(model, {**metadata(model), CHECKED_KEY: tags, CHECK_KEY: line})
     write(model, output)
     return Imported(Path(output), spec, plan.params, plan.macs, summary, tags, line)
+
+
+@dataclass
+class _Source:
+    """What a source file holds: the spec inferred, the weights, a summary; for an ONNX source
+    also its import (run as the check), its fixed batch and the metadata the new file keeps."""
+
+    spec: Spec
+    weights: Weights
+    summary: str
+    found: object = None
+    carried: dict[str, str] = field(default_factory=dict)
+    batch: int | None = None
+
+
+def _read_source(
+    source: Path,
+    *,
+    image_size: int | None,
+    stride_at: str | None,
+    stride_from: str,
+    given_stride: str | None,
+    batch: int | None,
+) -> _Source:
+    suffix = source.suffix.lower()
+    if suffix == ".params":
+        return _Source(*_from_params(source, image_size or 224, stride_at, stride_from))
+    if suffix == ".onnx":
+        from graphgen.importers.onnx_graph import import_onnx
+
+        found = import_onnx(source, image_size=image_size)
+        _check_onnx_stride(found.spec, given_stride, source)
+        if found.batch is not None and batch not in (None, found.batch):
+            raise UserError(
+                f"{source} has a fixed batch of {found.batch}; import it with --batch "
+                f"{found.batch} or 'dynamic'"
+            )
+        return _Source(found.spec, found.weights, found.summary, found, found.metadata, found.batch)
+    if suffix in STATE_DICT_SUFFIXES:
+        from graphgen.importers.state_dict import import_state_dict
+
+        spec, weights, summary = import_state_dict(
+            source, image_size=image_size or 224, stride_at=stride_at, stride_from=stride_from
+        )
+        return _Source(spec, weights, summary, carried=read_normalisation(source))
+    raise UserError(
+        f"unknown source {source.name!r}: import reads .params (MXNet Gluon), .onnx, "
+        f"or a state_dict ({', '.join(STATE_DICT_SUFFIXES)})"
+    )
 
 
 def _source_check(
@@ -251,7 +277,7 @@ def _check_onnx_stride(spec: Spec, given: str | None, source: Path) -> None:
 
 
 def _from_params(
-    source: Path, image_size: int, *, stride_at: str | None, stride_from: str
+    source: Path, image_size: int, stride_at: str | None, stride_from: str
 ) -> tuple[Spec, Weights, str]:
     from graphgen.importers.gluon import import_gluon
     from graphgen.importers.mxnet_params import read_params
