@@ -19,6 +19,7 @@ import importlib.util
 import json
 import math
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, TextIO
@@ -38,6 +39,30 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, but a description or epilog keeps its indented lines as written (the
+    examples) and its paragraphs apart, filling only the prose."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        prose: list[str] = []
+
+        def flush() -> None:
+            if prose:
+                out.append(textwrap.fill(" ".join(prose), width, initial_indent=indent,
+                                         subsequent_indent=indent))  # fmt: skip
+                prose.clear()
+
+        for line in text.splitlines():
+            if line.startswith(" ") or not line.strip():
+                flush()
+                out.append(indent + line if line.strip() else "")
+            else:
+                prose.append(line.strip())
+        flush()
+        return "\n".join(out)
 
 
 def add_alias(p: argparse._ActionsContainer, flag: str, action: argparse.Action) -> None:
@@ -83,10 +108,7 @@ def command_parser(
 ) -> OneLineParser:
     """A CLI's top-level parser: one subcommand per module of `commands`, in that order."""
     parser = OneLineParser(
-        prog=prog,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter
     )
     if version is not None:
         parser.add_argument("--version", action="version", version=f"{prog} {version}")
@@ -95,6 +117,8 @@ def command_parser(
     for module in commands:
         before = len(subparsers._choices_actions)
         sub = module.register(subparsers)
+        if sub.formatter_class is argparse.HelpFormatter:  # one look for every command's help
+            sub.formatter_class = HelpFormatter
         name = sub.prog.split()[-1]
         listed = subparsers._choices_actions[before:]  # the line `prog --help` lists for it
         if name == default:

@@ -41,7 +41,6 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "  graphgen build --depth 18 --dtype float16 -o r18-fp16.onnx\n"
         "  graphgen build --spec my-net.yaml --json            # what was built, as JSON\n"
         "  graphgen build --all --out-dir models/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")

@@ -37,8 +37,10 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "(read without MXNet) holds no computation: --arch runs the source network itself, "
         "--expect compares with stored outputs; with neither, only names and shapes are checked "
         "and the output says so.",
-        epilog="Examples: graphgen import resnet50.pth --arch torchvision:resnet50 -o r50.onnx; "
-        "graphgen import resnet50_v1-0000.params --stride-at 1x1 -o r50-gluon.onnx",
+        epilog="Examples:\n"
+        "  graphgen import resnet50_v1.onnx --fold-bn -o resnet50.onnx   # checked against it\n"
+        "  graphgen import resnet50.pth --arch torchvision:resnet50 -o r50.onnx\n"
+        "  graphgen import resnet50_v1-0000.params --stride-at 1x1 -o r50-gluon.onnx",
     )
     p.add_argument("source", type=Path, metavar="SOURCE")
     p.add_argument("-o", "--output", type=Path, required=True, help="output ONNX file")

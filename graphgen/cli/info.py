@@ -16,6 +16,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         help="params, MACs, op counts and shapes of any ONNX classifier",
         description="Walk an ONNX graph (graphgen's or anyone's) and count params and MACs. "
         "For graphgen files the plan's own counts are shown beside the graph walk.",
+        epilog="Examples:\n  graphgen info resnet50.onnx\n  graphgen info model.onnx --json",
     )
     p.add_argument("model", type=Path, help="an .onnx file")
     add_json_flag(p)

@@ -25,8 +25,9 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         description="Replace a graphgen graph's initializers with trained weights, by name "
         "(the names are torchvision's state_dict keys). A mismatch is refused with the missing, "
         "unexpected and wrongly-shaped names, and nothing is written.",
-        epilog="Example: graphgen inject cifar-resnet56.onnx --weights runs/r56/best.safetensors "
-        "-o trained.onnx",
+        epilog="Examples:\n"
+        "  graphgen inject cifar-resnet56.onnx --weights runs/r56/best.safetensors -o trained.onnx\n"
+        "  graphgen inject r50-v1.5.onnx --weights resnet50.pth --stride-at 3x3 -o r50-trained.onnx",
     )
     p.add_argument("model", type=Path, metavar="MODEL.onnx", help="a graph from `graphgen build`")
     p.add_argument(

@@ -20,6 +20,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "plain baselines). MACs are conv+fc multiply-accumulates at batch 1; flops = 2 x MACs. "
         "file is the fp32 weights (the .onnx adds its graph, tens of KB); memory is the weights plus "
         "the peak of live activations at batch 1 in fp32, an engine's floor.",
+        epilog="Examples:\n  graphgen list\n  graphgen list --json",
     )
     add_json_flag(p, "a JSON list of the variants")
     p.set_defaults(func=run)

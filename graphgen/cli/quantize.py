@@ -48,7 +48,6 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         epilog="Examples:\n"
         "  graphgen quantize resnet50-folded.onnx -o resnet50-int8.onnx\n"
         "  graphgen quantize trained.onnx --calibration-data val-images/ --method max -o q.onnx",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", type=Path, metavar="MODEL.onnx", help="a float32 graphgen graph")
     p.add_argument("-o", "--output", type=Path, help="output file (default MODEL-int8.onnx)")

@@ -40,11 +40,13 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "compare",
         help="compare two reports; exit 1 when NEW is slower than OLD beyond the threshold",
         description="Compare median latencies of two report.json files (or folders holding "
-        "one). A slowdown past the threshold is a regression only when the two medians' 95%% "
+        "one). A slowdown past the threshold is a regression only when the two medians' 95% "
         "intervals separate, so noise alone does not fail (it is listed as 'within noise'). "
         "A result that was ok in OLD and is failed, skipped or missing in NEW also fails "
         "the comparison. Exit 0: no regression; 1: a regression or a lost result; 2: bad input "
         "or another schema version.",
+        epilog="Examples:\n  bench-runtimes compare old/report.json new/report.json\n"
+        "  bench-runtimes compare baseline/ bench-results/ --threshold 10% --json",
     )
     p.add_argument(
         "old", type=Path, metavar="OLD", help="the baseline: report.json or its result folder"

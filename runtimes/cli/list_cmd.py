@@ -13,6 +13,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         help="every engine, whether it can run here and why not",
         description="List the registered engines with their device and precisions; an engine "
         'that cannot run here says why ("tensorrt not installed", "no CUDA device").',
+        epilog="Examples:\n  bench-runtimes list\n  bench-runtimes list --json",
     )
     add_json_flag(p, "a JSON list of the engines")
     p.set_defaults(func=run)

@@ -38,7 +38,10 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "Server the completed samples/s at --target-qps and whether the p99 stayed within "
         "--target-latency-ms. LoadGen's early-stopping rule wants a few hundred queries: short "
         "--min-duration-ms runs are often INVALID, honestly. Exit 0: the tests ran (INVALID is "
-        "a result, not an error); 2: bad input or LoadGen missing.",
+        "a result, not an error); 2: bad input or LoadGen missing.\n\n"
+        "Examples:\n"
+        "  bench-runtimes loadgen --models resnet18 --runtimes ort-cpu --scenario Server\n"
+        "  bench-runtimes loadgen --models resnet50 --runtimes ort-cpu,openvino --json",
     )
     p.add_argument(
         "--models", type=csv_list("model"), default=["resnet18"], help="(default resnet18)"

@@ -42,7 +42,11 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "max |diff| <= atol + rtol * max |reference|, and the graph's structure matches the spec "
         "in its metadata (cosine and top-k agreement are reported, not judged).",
         epilog=f"Defaults: {tol}. Exit 0: all agree; 1: a disagreement or an engine failed; "
-        "2: bad input, or no usable engine among those asked for.",
+        "2: bad input, or no usable engine among those asked for.\n\n"
+        "Examples:\n"
+        "  bench-runtimes parity --models resnet18 --runtimes ort-cpu,torch,openvino\n"
+        "  bench-runtimes parity --models resnet50 --precision fp16 --runtimes ort-cuda,trt\n"
+        "  bench-runtimes parity --models my-model.onnx --runtimes ort-cpu,openvino --json",
     )
     p.add_argument(
         "--models", type=csv_list("model"), required=True, help="variant names or .onnx paths"

@@ -16,6 +16,8 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         description="Render one report from one or more `bench-runtimes run` folders. Each "
         "folder's environment.json names its machine; the machine is a column of every table "
         "and a series of every plot.",
+        epilog="Examples:\n  bench-runtimes render bench-results\n"
+        "  bench-runtimes render hostA/ hostB/ --out merged/",
     )
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="result folders")
     p.add_argument("--out", type=Path, help="report folder (default: the first DIR)")

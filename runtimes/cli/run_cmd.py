@@ -44,7 +44,12 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "CPU engines are timed with perf_counter_ns; GPU engines with device events on "
         "device-resident buffers (--timing device) or with host arrays in and out "
         "(--timing end-to-end). Exit 0: the sweep ran (failed results are recorded in the "
-        "report, not an exit status); 2: bad input, or no usable engine among those asked for.",
+        "report, not an exit status); 2: bad input, or no usable engine among those asked for."
+        "\n\nExamples:\n"
+        "  bench-runtimes run\n"
+        "  bench-runtimes run --models resnet50 --runtimes ort-cpu,openvino --batch 1,8\n"
+        "  bench-runtimes run --models resnet50 --runtimes trt,ort-cuda --precision fp32,fp16\n"
+        "  bench-runtimes run --resume --out bench-results    # continue a killed sweep",
     )
     p.add_argument(
         "--models",

@@ -70,6 +70,10 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         help="the paper's experiments from our own runs: degradation, shortcuts (§4.2)",
         description="Re-run the paper's central experiments: plain vs residual nets by depth "
         "(degradation, §4.2 Fig. 6 / Table 6) and shortcut options A/B/C (Table 3).",
+        epilog="Examples:\n"
+        "  resnet-train experiment degradation --depths 20,56 --out runs/degradation\n"
+        "  resnet-train experiment shortcuts --depth 20 --out runs/shortcuts\n"
+        "  resnet-train experiment shortcuts --dataset cifar10 --data DIR --out runs/sc",
     )
     sub = p.add_subparsers(dest="kind", metavar="{degradation,shortcuts}")
     sub.required = True

@@ -23,6 +23,7 @@ from graphgen.errors import SpecError
 from graphgen.spec import IMAGENET_DEPTHS, Spec
 from resnet_common.cli import (
     EXIT_CHECK_FAILED,
+    HelpFormatter,
     OneLineParser,
     Subparsers,
     add_json_flag,
@@ -47,7 +48,7 @@ RESUME_OVERRIDES = (
 )  # fmt: skip
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class _HelpFormatter(HelpFormatter):
     """Keeps the epilog's line breaks and appends each flag's default where it has one."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -203,7 +204,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     )
     runs.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
     add_size_limit_argument(runs)
-    add_json_flag(runs, "one JSON object (the run's result; the per-epoch lines go to stderr)")
+    add_json_flag(runs, "one JSON object (the run's result)")
     p.set_defaults(func=run)
     return p
 
