@@ -5,24 +5,13 @@ stays light: `graphgen.build(20)`, `graphgen.load(path)`, `graphgen.import_model
 `graphgen.info(path)`.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-from typing import TYPE_CHECKING, Any
+from resnet_common.lazy import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["build", "import_model", "info", "load"]
+__getattr__, __dir__ = lazy_exports(__name__, "graphgen.api", __all__)
 
 if TYPE_CHECKING:
     from graphgen.api import build, import_model, info, load
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from graphgen import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'graphgen' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
