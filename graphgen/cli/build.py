@@ -13,7 +13,15 @@ from graphgen.arguments import (
     size_limits_from_args,
     spec_from_args,
 )
-from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
+from graphgen.onnx_emit import (
+    BF16_MIN_OPSET,
+    DEFAULT_OPSET,
+    DTYPES,
+    check_dtype,
+    check_dtype_opset,
+    check_opset,
+    default_opset,
+)
 from graphgen.onnx_io import build_file, check_target
 from graphgen.plan import expand, fold_bn
 from graphgen.spec import (
@@ -59,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--opset",
         type=int,
-        default=DEFAULT_OPSET,
-        help=f"ONNX opset, 13 up to onnx's newest (default {DEFAULT_OPSET})",
+        default=None,
+        help=f"ONNX opset, 13 up to onnx's newest (default {DEFAULT_OPSET}; "
+        f"{BF16_MIN_OPSET} for --dtype bfloat16, the first whose Conv takes bfloat16)",
     )
     p.add_argument("--dtype", default="float32", help=f"weights and compute: {', '.join(DTYPES)}")
     p.add_argument(
@@ -115,15 +124,18 @@ def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:
             suffix += f"-{spec.classes}cls"
     if args.batch != "dynamic":
         suffix += f"-b{args.batch}"
-    suffix += "-fp16" if args.dtype == "float16" else ""
+    suffix += {"float16": "-fp16", "bfloat16": "-bf16"}.get(args.dtype, "")
     return suffix + ("-folded" if args.fold_bn else "")
 
 
 def run(args: argparse.Namespace) -> int:
     batch = _batch(args.batch)
-    check_opset(args.opset)
     check_dtype(args.dtype)
     check_dtype(args.io_dtype)
+    if args.opset is None:
+        args.opset = default_opset(args.dtype)
+    check_opset(args.opset)
+    check_dtype_opset(args.dtype, args.opset)
     options = dict(
         seed=args.seed,
         batch=batch,
