@@ -5,6 +5,11 @@ median averages the two middle samples, and the median's 95% confidence interval
 statistics (binomial ranks), so it needs no distributional assumption. CPU runners are timed with
 `perf_counter_ns` inside `Runner.timed_run`; GPU runners time themselves in `timed_run` too, with
 device events ("device" mode) or with host arrays in and out ("end-to-end" mode).
+
+Throughput mode (`Runner.burst`) runs the engine as its own benchmark tool does at its best:
+several requests in flight for the whole timed duration, then a wait for all of them, as
+OpenVINO's benchmark_app does; throughput is completed images over that wall time, and the
+latency statistics are the requests' own latencies under that load.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 
 from resnet_common.records import UNSTABLE_COV
 from resnet_common.stats import median, median_ci, median_ci_ranks, percentile
-from runtimes.base import Runner
+from runtimes.base import Burst, Runner
 
 PERCENTILES = (90, 95, 99)
 MIN_DURATION_ITERATIONS = 10  # trtexec's --iterations default: "at least" this many
@@ -138,6 +143,16 @@ class Measurement:
     clock: str
     peak_host_rss_mb: float
     peak_device_mb: float | None
+    mode: str = "latency"
+    completed: int | None = None  # throughput mode: inferences completed in timed_s
+    streams: int = 1
+
+    def throughput_ips(self, batch: int) -> float:
+        """Latency mode: batch / median latency; throughput mode: images completed over the
+        wall time they took."""
+        if self.mode == "throughput" and self.completed and self.timed_s > 0:
+            return self.completed * batch / self.timed_s
+        return throughput_ips(self.stats, batch)
 
 
 def bound_step(runner: Runner) -> Callable[[], float]:
@@ -195,11 +210,19 @@ def measure(
         runner.infer(feeds)
         first_ms = (time.perf_counter_ns() - start) * 1e-6
         runner.bind(feeds)
-        run_once = bound_step(runner)
-        warm = _loop(run_once, config.warmup, config.warmup_s, minimum=1)
-        t0 = time.perf_counter()
-        samples = _loop(run_once, config.iterations, config.duration_s, MIN_DURATION_ITERATIONS)
-        timed_s = time.perf_counter() - t0
+        completed: int | None = None
+        streams = runner.streams() if runner.mode == "throughput" else 1
+        if runner.mode == "throughput":
+            warmed = runner.burst(seconds=config.warmup_s, count=config.warmup)
+            warm: list[float] = warmed.latencies_ms
+            timed = runner.burst(seconds=config.duration_s, count=config.iterations)
+            samples, timed_s, completed = timed.latencies_ms, timed.wall_s, timed.completed
+        else:
+            run_once = bound_step(runner)
+            warm = _loop(run_once, config.warmup, config.warmup_s, minimum=1)
+            t0 = time.perf_counter()
+            samples = _loop(run_once, config.iterations, config.duration_s, MIN_DURATION_ITERATIONS)
+            timed_s = time.perf_counter() - t0
         runner.verify()  # e.g. onnxruntime did not switch providers while timing
         host_mb = peak_rss_mb()
         device_mb = peak_device_mb(runner)
@@ -218,7 +241,16 @@ def measure(
         clock=runner.clock,
         peak_host_rss_mb=host_mb,
         peak_device_mb=device_mb,
+        mode=runner.mode,
+        completed=completed,
+        streams=streams,
     )
+
+
+def burst_rate_ms(burst: Burst) -> float:
+    """A burst's wall time per completed inference, in ms: the throughput-mode figure that
+    pairs round by round like a latency (its inverse is the rate)."""
+    return burst.wall_s * 1e3 / max(burst.completed, 1)
 
 
 def throughput_ips(stats: LatencyStats, batch: int) -> float:
