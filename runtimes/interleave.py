@@ -60,10 +60,11 @@ class Slot:
     timed_s: float = 0.0
     completed: int = 0  # throughput mode: inferences completed over timed_s
     streams: int = 1
+    mode: str = "latency"  # the runner's: latency or throughput
 
     @property
     def throughput(self) -> bool:
-        return self.runner.mode == "throughput"
+        return self.mode == "throughput"
 
     def start(self, config: LoopConfig) -> None:
         """Load, time the first inference, bind and warm up (the same steps as `measure`)."""
@@ -120,7 +121,7 @@ class Slot:
             clock=runner.clock,
             peak_host_rss_mb=peak_host_rss_mb,
             peak_device_mb=peak_device_mb(runner),
-            mode=runner.mode,
+            mode=self.mode,
             completed=self.completed if self.throughput else None,
             streams=self.streams,
         )

@@ -155,7 +155,9 @@ class Sweep:
                 yield job, prepared
                 continue
             self.mark_inflight(inflight, [p.job for p, _ in group] + [job])
-            slot = Slot(self.recorder.key(job), prepared.runner, prepared.feeds)
+            slot = Slot(
+                self.recorder.key(job), prepared.runner, prepared.feeds, mode=prepared.runner.mode
+            )
             try:
                 slot.start(self.config.loop)
             except Exception as err:
