@@ -47,11 +47,25 @@ def error_line(err: BaseException) -> str:
 @dataclass
 class Burst:
     """What one throughput burst did: inferences (each of a whole batch) completed, the wall
-    time from the first submission to the last completion, and each request's own latency."""
+    time from the first submission to the last completion, each request's own latency, and
+    the steady part: the inferences completed before the last one was submitted, over the time
+    from the first submission to that moment. Every stream was busy all that time (a request
+    is submitted as soon as one completes), while the end of a burst waits for the last
+    requests with streams falling idle one by one; a short burst's rate is the steady one."""
 
     completed: int
     wall_s: float
     latencies_ms: list[float] = field(default_factory=list)
+    steady_completed: int = 0
+    steady_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Inferences per second with every stream busy (all of the burst when it was too
+        short to have a steady part)."""
+        if self.steady_completed > 0 and self.steady_s > 0:
+            return self.steady_completed / self.steady_s
+        return self.completed / self.wall_s if self.wall_s > 0 else 0.0
 
 
 def check_mode(mode: str) -> str:

@@ -35,12 +35,11 @@ from runtimes.timing import (
 
 MIN_AVAILABLE_FRACTION = 0.25  # load no more jobs together once less memory than this is free
 SLOT_S = 0.1  # about how long one job runs per round (a round of 5 jobs: half a second)
-# A throughput-mode job's round is one burst that ends by waiting for every request in flight;
-# that drain leaves streams idle for about half a request each, so a burst runs at least
-# BURST_REQUESTS requests per stream (the drain then costs a few percent at most) and
-# about THROUGHPUT_SLOT_S.
+# A throughput-mode job's round is one burst of about THROUGHPUT_SLOT_S, and of at least
+# BURST_REQUESTS requests per stream, so that it has a steady part (every stream busy) to
+# measure its rate on (runtimes.base.Burst).
 THROUGHPUT_SLOT_S = 0.3
-BURST_REQUESTS = 16
+BURST_REQUESTS = 3
 MIN_ROUNDS = 20  # enough rounds for a 95% interval of a paired ratio from order statistics
 
 
@@ -59,6 +58,8 @@ class Slot:
     round_medians_ms: list[float] = field(default_factory=list)
     timed_s: float = 0.0
     completed: int = 0  # throughput mode: inferences completed over timed_s
+    steady_completed: int = 0  # ... of which with every stream busy, over steady_s
+    steady_s: float = 0.0
     streams: int = 1
     mode: str = "latency"  # the runner's: latency or throughput
 
@@ -96,6 +97,8 @@ class Slot:
             burst = self.runner.burst(count=self.per_round)
             self.timed_s += time.perf_counter() - t0
             self.completed += burst.completed
+            self.steady_completed += burst.steady_completed
+            self.steady_s += burst.steady_s
             self.samples_ms.extend(burst.latencies_ms)
             self.round_medians_ms.append(burst_rate_ms(burst))
             return
@@ -124,6 +127,8 @@ class Slot:
             mode=self.mode,
             completed=self.completed if self.throughput else None,
             streams=self.streams,
+            steady_completed=self.steady_completed,
+            steady_s=self.steady_s,
         )
 
 

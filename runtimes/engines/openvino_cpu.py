@@ -164,7 +164,7 @@ class OpenVinoRunner(Runner):
         size = len(queue)
         started, seen = 0, set()
         latencies: list[float] = []
-        t0 = time.perf_counter()
+        t0 = last = time.perf_counter()
         deadline = t0 + (seconds or 0.0)
         while (
             (count is not None and started < count)
@@ -175,12 +175,14 @@ class OpenVinoRunner(Runner):
             if idle in seen:
                 latencies.append(float(queue[idle].latency))
             seen.add(idle)
+            last = time.perf_counter()
             queue.start_async()
             started += 1
         queue.wait_all()
         wall = time.perf_counter() - t0
         latencies += [float(queue[i].latency) for i in seen]
-        return Burst(completed=started, wall_s=wall, latencies_ms=latencies)
+        # every start after the first `size` waited for a completion: those came before `last`
+        return Burst(started, wall, latencies, max(0, started - size), last - t0)
 
     def deactivate_impl(self) -> None:
         self.queue = None

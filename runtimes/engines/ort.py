@@ -166,6 +166,8 @@ class OrtRunner(Runner):
         lock = threading.Lock()
         started = [0]
         latencies: list[list[float]] = [[] for _ in range(streams)]
+        ends: list[list[float]] = [[] for _ in range(streams)]
+        last = [0.0]  # when the last run was started
         errors: list[BaseException] = []
         t0 = time.perf_counter()
         deadline = t0 + (seconds or 0.0)
@@ -181,9 +183,11 @@ class OrtRunner(Runner):
                         if done or errors:
                             return
                         started[0] += 1
+                        last[0] = time.perf_counter()
                     begin = time.perf_counter_ns()
                     self.session.run(names, feeds)
                     mine.append((time.perf_counter_ns() - begin) * 1e-6)
+                    ends[index].append(time.perf_counter())
             except BaseException as err:  # re-raised in the caller's thread
                 errors.append(err)
 
@@ -198,7 +202,9 @@ class OrtRunner(Runner):
         wall = time.perf_counter() - t0
         if errors:
             raise errors[0]
-        return Burst(started[0], wall, [x for stream in latencies for x in stream])
+        steady = sum(1 for stream in ends for end in stream if end <= last[0])
+        flat = [x for stream in latencies for x in stream]
+        return Burst(started[0], wall, flat, steady, last[0] - t0)
 
     def _check_provider(self) -> None:
         used = self.session.get_providers()

@@ -367,7 +367,7 @@ class TensorRTRunner(Runner):
         rt = cuda_util.cudart()
         latencies: list[float] = []
         started = 0
-        t0 = time.perf_counter()
+        t0 = last = time.perf_counter()
         deadline = t0 + (seconds or 0.0)
 
         def harvest(lane: _Lane) -> None:
@@ -385,9 +385,11 @@ class TensorRTRunner(Runner):
                     for busy in self._lanes:
                         if busy.busy:
                             harvest(busy)
-                    return Burst(started, time.perf_counter() - t0, latencies)
+                    steady = max(0, started - len(self._lanes))  # harvested before `last`
+                    return Burst(started, time.perf_counter() - t0, latencies, steady, last - t0)
                 if lane.busy:
                     harvest(lane)
+                last = time.perf_counter()
                 cuda_util.call(rt.cudaEventRecord(lane.start, lane.stream.raw), "cudaEventRecord")
                 if not lane.context.execute_async_v3(lane.stream.handle):
                     raise RunnerError("TensorRT execute_async_v3 failed to enqueue")

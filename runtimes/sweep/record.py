@@ -208,8 +208,10 @@ class Recorder:
                 "completed": m.completed,
                 "images": (m.completed or 0) * job.batch,
                 "wall_s": m.timed_s,
+                "steady_completed": m.steady_completed,
+                "steady_s": m.steady_s,
                 "streams": m.streams,
-                "definition": "images completed / wall time, every stream busy",
+                "definition": "images completed with every stream busy / the time that took",
             }
         peak = peak_fraction(self.config.peaks, job.precision, gflops, device=self._device(job))
         if peak is not None:
