@@ -282,7 +282,8 @@ class Runner(ABC):
             "timing": self.timing_mode,
             "clock": self.clock,
             "mode": self.mode,
-            "streams": self.streams() if self.mode == "throughput" else 1,
+            # a throughput runner's streams are the engine's choice, known once it is loaded
+            "streams": self.streams() if self.is_active or self.mode == "latency" else None,
         }
 
     # -- subclass hooks -----------------------------------------------------------------------
