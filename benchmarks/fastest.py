@@ -47,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rel-l2", dest="max_rel_l2", type=float)
     p.add_argument("--min-top1", dest="min_top1", type=float)
     args = p.parse_args(argv)
-    print(f"CPU: {cpu_model()}; flags: {' '.join(cpu_flags()) or 'none of note'}")
+    flags = cpu_flags()
+    print(f"CPU: {cpu_model()}; flags: {' '.join(flags) or 'none of note'}")
+    if not {"amx_bf16", "amx_int8"} <= set(flags):
+        print(
+            "note: the goals below were set for an AMX Xeon; this CPU has no AMX, so they are "
+            "judged as they are and say what this CPU does, nothing more"
+        )
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     cmd = [str(BIN / "bench-runtimes"), "run", "--models", args.model, "--runtimes",
            args.runtimes, "--precision", args.precisions, "--batch", ",".join(map(str, GOALS)),

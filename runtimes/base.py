@@ -283,7 +283,7 @@ class Runner(ABC):
             "clock": self.clock,
             "mode": self.mode,
             # a throughput runner's streams are the engine's choice, known once it is loaded
-            "streams": self.streams() if self.is_active or self.mode == "latency" else None,
+            "streams": self.streams() if self.is_active else 1 if self.mode == "latency" else None,
         }
 
     # -- subclass hooks -----------------------------------------------------------------------

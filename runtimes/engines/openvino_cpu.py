@@ -126,6 +126,8 @@ class OpenVinoRunner(Runner):
     def streams(self) -> int:
         """OpenVINO's own number of requests for the hint (OPTIMAL_NUMBER_OF_INFER_REQUESTS):
         1 in latency mode, one per stream (or more) in throughput mode."""
+        if self.mode == "latency":
+            return 1
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
