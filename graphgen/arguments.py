@@ -12,7 +12,15 @@ from typing import Any
 from graphgen.blocks import BLOCK_KINDS
 from graphgen.errors import SpecError
 from graphgen.flavors import FLAVORS, apply_flavor
-from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
+from graphgen.onnx_emit import (
+    BF16_MIN_OPSET,
+    DEFAULT_OPSET,
+    DTYPES,
+    check_dtype,
+    check_dtype_opset,
+    check_opset,
+    default_opset,
+)
 from graphgen.spec import (
     DATASETS,
     LIMIT_KEY,
@@ -143,8 +151,9 @@ def add_graph_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument(
         "--opset",
         type=int,
-        default=DEFAULT_OPSET,
-        help=f"ONNX opset, 13 up to onnx's newest (default {DEFAULT_OPSET})",
+        default=None,
+        help=f"ONNX opset, 13 up to onnx's newest (default {DEFAULT_OPSET}; "
+        f"{BF16_MIN_OPSET} for --dtype bfloat16, the first whose Conv takes bfloat16)",
     )
     p.add_argument(
         "--dtype",
@@ -171,14 +180,16 @@ def add_graph_arguments(p: argparse._ActionsContainer) -> None:
 def graph_options(args: argparse.Namespace) -> dict[str, Any]:
     """The checked graph flags by their Python names: batch, dtype, io_dtype, opset, fold_bn."""
     batch = fixed_batch(args.batch)
-    check_opset(args.opset)
     check_dtype(args.dtype)
     check_dtype(args.io_dtype)
+    opset = default_opset(args.dtype) if args.opset is None else args.opset
+    check_opset(opset)
+    check_dtype_opset(args.dtype, opset)
     return dict(
         batch=batch,
         dtype=args.dtype,
         io_dtype=args.io_dtype,
-        opset=args.opset,
+        opset=opset,
         fold_bn=args.fold_bn,
     )
 

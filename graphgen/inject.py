@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from graphgen.errors import GraphError, StridePlacementError
-from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, NP_DTYPES, emit_model
+from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, emit_model, tensor_of
 from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import FLAVOUR_FIELDS, Spec
@@ -277,14 +276,12 @@ def inject(
         return _rebuild(model, fold_bn(base), new, props)
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    dtype = NP_DTYPES[props.get("graphgen.dtype", "float32")]
+    dtype = props.get("graphgen.dtype", "float32")
     by_name = {t.name: i for i, t in enumerate(out.graph.initializer)}
     for name, value in new.items():
         if name not in by_name:
             raise GraphError(f"{source}: the graph has no initializer {name!r}")
-        out.graph.initializer[by_name[name]].CopyFrom(
-            numpy_helper.from_array(value.astype(dtype), name)
-        )
+        out.graph.initializer[by_name[name]].CopyFrom(tensor_of(name, value, dtype))
     onnx.helper.set_model_props(out, props)
     return out
 

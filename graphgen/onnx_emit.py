@@ -2,6 +2,12 @@
 
 Node names are the plan's op names and initializer names are its parameter names, so a graph's
 initializers are exactly the torch module's `state_dict()` keys.
+
+bfloat16 graphs (`--dtype bfloat16`) hold BFLOAT16 weights and compute in BFLOAT16 between two
+Casts (float32 I/O), as float16 graphs do. numpy has no bfloat16, so weights are rounded to
+nearest-even on their float32 bits here (`bfloat16_bits`), with no dependency. ONNX admits
+bfloat16 in Conv, MaxPool and GlobalAveragePool only from opset 22 (their -22 versions), so such
+a graph defaults to opset 22 and refuses an older one.
 """
 
 from __future__ import annotations
@@ -35,7 +41,13 @@ from graphgen.weights import Weights
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
-DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
+BF16_MIN_OPSET = 22  # Conv-22, MaxPool-22, GlobalAveragePool-22: the first to take bfloat16
+DTYPES = {
+    "float32": TensorProto.FLOAT,
+    "float16": TensorProto.FLOAT16,
+    "bfloat16": TensorProto.BFLOAT16,
+}
+# numpy types of the dtypes numpy has; bfloat16 is stored as its uint16 bit patterns.
 NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -57,12 +69,49 @@ def check_dtype(dtype: str) -> None:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
 
 
-def _initializer(name: str, array: np.ndarray, *, embed: bool = True) -> TensorProto:
+def default_opset(dtype: str) -> int:
+    """The opset a graph of `dtype` gets when none is asked for."""
+    return BF16_MIN_OPSET if dtype == "bfloat16" else DEFAULT_OPSET
+
+
+def check_dtype_opset(dtype: str, opset: int) -> None:
+    """bfloat16 compute needs opset 22 (ONNX's Conv takes bfloat16 from Conv-22 on)."""
+    if dtype == "bfloat16" and opset < BF16_MIN_OPSET:
+        raise SpecError(
+            f"bfloat16 graphs need opset {BF16_MIN_OPSET} or newer (ONNX's Conv, MaxPool and "
+            f"GlobalAveragePool take bfloat16 from their version 22), got opset {opset}"
+        )
+
+
+def bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """The bfloat16 bit patterns (uint16) of `array`, rounded to nearest, ties to even (what
+    torch's and OpenVINO's conversions do). Finite inputs only: graphgen weights are finite,
+    and NaN would need its own case."""
+    if array.dtype == np.uint16:
+        return array  # already bit patterns
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    return rounded.astype(np.uint16)
+
+
+def tensor_of(name: str, array: np.ndarray, dtype: str) -> TensorProto:
+    """An initializer of `dtype` ("float32", "float16", "bfloat16") holding `array`."""
+    if dtype == "bfloat16":
+        return _initializer(name, bfloat16_bits(np.asarray(array, np.float32)), bf16=True)
+    return numpy_helper.from_array(np.asarray(array).astype(NP_DTYPES[dtype]), name)
+
+
+def _initializer(
+    name: str, array: np.ndarray, *, embed: bool = True, bf16: bool = False
+) -> TensorProto:
     """A raw-data TensorProto (one copy of the bytes), or without data when `embed` is False:
-    the streaming writer then appends the array's bytes itself."""
+    the streaming writer then appends the array's bytes itself. `bf16`: `array` holds bfloat16
+    bit patterns (uint16)."""
     tensor = TensorProto()
     tensor.name = name
-    tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.data_type = (
+        TensorProto.BFLOAT16 if bf16 else helper.np_dtype_to_tensor_dtype(array.dtype)
+    )
     tensor.dims.extend(array.shape)
     if embed:
         tensor.raw_data = array.tobytes()
@@ -73,7 +122,8 @@ class _Emitter:
     def __init__(self, plan: Plan, weights: Weights, dtype: str, opset: int, embed: bool) -> None:
         self.plan = plan
         self.weights = weights
-        self.np_dtype = NP_DTYPES[dtype]
+        self.bf16 = dtype == "bfloat16"
+        self.np_dtype = np.float32 if self.bf16 else NP_DTYPES[dtype]
         self.opset = opset
         self.embed = embed
         self.nodes: list[onnx.NodeProto] = []
@@ -84,9 +134,11 @@ class _Emitter:
         # Popped, not read: the caller hands its arrays over, so each weight lives once at a time
         # (array, then the initializer's bytes), which keeps peak memory near the model's size.
         array = self.weights.pop(name)
-        if array.dtype != self.np_dtype:
+        if self.bf16:
+            array = bfloat16_bits(np.asarray(array, np.float32))
+        elif array.dtype != self.np_dtype:
             array = array.astype(self.np_dtype)
-        self.initializers.append(_initializer(name, array, embed=self.embed))
+        self.initializers.append(_initializer(name, array, embed=self.embed, bf16=self.bf16))
         if not self.embed:
             self.arrays.append(np.ascontiguousarray(array))
         return name
@@ -100,7 +152,12 @@ class _Emitter:
         """A BN's fixed scale (ones) or shift (zeros) as a Constant: not a parameter."""
         name = f"{op.name}.{key}"
         fill = np.ones if key == "weight" else np.zeros
-        value = numpy_helper.from_array(fill(op.channels, self.np_dtype), name)
+        array = fill(op.channels, self.np_dtype)
+        value = (
+            _initializer(name, bfloat16_bits(array), bf16=True)
+            if self.bf16
+            else numpy_helper.from_array(array, name)
+        )
         self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=value))
         return name
 
@@ -183,7 +240,8 @@ def emit_model(plan: Plan, weights: Weights, **options: Any) -> onnx.ModelProto:
     """Build the ModelProto for a plan: input `input` [N,3,S,S], output `logits` [N,K].
 
     `weights` is consumed: each array is removed from the dict once its bytes are in the graph.
-    Options: batch (None = symbolic N), dtype, io_dtype, opset, metadata.
+    Options: batch (None = symbolic N), dtype, io_dtype, opset (None: `default_opset(dtype)`),
+    metadata.
     """
     return _emit(plan, weights, embed=True, **options)[0]
 
@@ -204,12 +262,15 @@ def _emit(
     batch: int | None = None,
     dtype: str = "float32",
     io_dtype: str = "float32",
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     metadata: dict[str, str] | None = None,
 ) -> tuple[onnx.ModelProto, list[np.ndarray]]:
-    check_opset(opset)
     check_dtype(dtype)
     check_dtype(io_dtype)
+    opset = default_opset(dtype) if opset is None else opset
+    check_opset(opset)
+    check_dtype_opset(dtype, opset)
+    check_dtype_opset(io_dtype, opset)
     em = _Emitter(plan, weights, dtype, opset, embed)
     cast_in = dtype != io_dtype
     renames = {INPUT: f"{INPUT}.{dtype}", OUTPUT: f"{OUTPUT}.{dtype}"} if cast_in else {}

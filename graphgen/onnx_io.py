@@ -21,7 +21,7 @@ import onnx
 from onnx import numpy_helper
 
 from graphgen.errors import GraphError, SpecError
-from graphgen.onnx_emit import DEFAULT_OPSET, emit_model, emit_skeleton
+from graphgen.onnx_emit import emit_model, emit_skeleton
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.sizes import checked_plan
 from graphgen.spec import Spec, spec_from_mapping
@@ -61,7 +61,7 @@ def build(
     batch: int | None = None,
     dtype: str = "float32",
     io_dtype: str = "float32",
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     fold: bool = False,
     weights: Weights | None = None,
     limits: SizeLimits | None = None,

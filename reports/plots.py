@@ -3,10 +3,13 @@
 Every plot is faceted by (precision, image size): a 32-pixel CIFAR net and a 224-pixel ImageNet
 net never share an axis, nor do fp32 and fp16. Within a facet each series is one engine (with
 its machine, in merged reports), drawn in a colour and marker of its own, with the legend
-beside the axes, never over the data. Latencies carry the median's 95% interval as error bars;
-throughput is batch / median latency, so its bars are the same interval. Log axes print plain
-numbers (2, 5, 10, not 2x10^0). Model files are labelled by file name, never by path. Plots
-without data are left out.
+beside the axes, never over the data; an engine in throughput mode is a series of its own.
+Latencies carry the median's 95% interval as error bars; latency-mode throughput is batch /
+median latency, so its bars are the same interval; throughput mode's is the measured rate
+(images completed over wall time), drawn without bars. The accuracy frontier puts every
+configuration on time per image against its error from fp32 and draws the Pareto front. Log
+axes print plain numbers (2, 5, 10, not 2x10^0). Model files are labelled by file name, never
+by path. Plots without data are left out.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.tables import parity_value
+from resnet_common.records import mode_of
 
 Record = Mapping[str, Any]
 MARKERS = "osD^v<>pPX*h"
@@ -49,7 +53,8 @@ def model_label(name: str) -> str:
 
 
 def _series(r: Record, multi_machine: bool) -> str:
-    return f"{r['runtime']} @ {r['machine']}" if multi_machine else str(r["runtime"])
+    engine = str(r["runtime"]) + (" (throughput)" if mode_of(r) == "throughput" else "")
+    return f"{engine} @ {r['machine']}" if multi_machine else engine
 
 
 def _facets(records: list[Record]) -> dict[tuple[str, Any], list[Record]]:
@@ -70,12 +75,12 @@ def _style(report: Record, records: list[Record]) -> dict[str, dict[str, Any]]:
     import matplotlib
 
     multi = len(report["machines"]) > 1
-    engines = sorted({str(r["runtime"]) for r in records})
+    engines = sorted({_series(r, False) for r in records})
     machines = list(report["machines"])
     cmap = matplotlib.colormaps["tab10" if len(engines) <= 10 else "tab20"]
     out: dict[str, dict[str, Any]] = {}
     for r in records:
-        e = engines.index(str(r["runtime"]))
+        e = engines.index(_series(r, False))
         m = machines.index(r["machine"]) if multi else 0
         out[_series(r, multi)] = {
             "color": cmap(e % cmap.N),
@@ -110,6 +115,8 @@ def _latency(r: Record) -> tuple[float, float, float]:
 
 
 def _throughput(r: Record) -> tuple[float, float, float]:
+    if mode_of(r) == "throughput" and isinstance(r.get("throughput_ips"), (int, float)):
+        return float(r["throughput_ips"]), 0.0, 0.0
     med, minus, plus = _latency(r)
     batch = float(r["batch"])
     value = batch / med * 1e3
@@ -353,6 +360,58 @@ def parity_heatmap(report: Record) -> bytes | None:
     return _png(fig)
 
 
+def accuracy_frontier(report: Record) -> bytes | None:
+    """Per (machine, model, image size): every configuration (engine, precision, batch, mode)
+    as a point of time per image against relative L2 error from fp32 (parity's), the Pareto
+    front (no point both faster and more exact) drawn through the points on it; points that
+    failed parity are hollow."""
+    from reports.fastest import accuracy, per_image_ms
+
+    panels: dict[tuple[str, str, Any], list[Record]] = {}
+    for r in _ok(report):
+        if accuracy(r)[0] is not None:
+            key = (str(r["machine"]), model_label(str(r["model"])), r.get("image_size"))
+            panels.setdefault(key, []).append(r)
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels), width=7.0, height=4.5)
+    multi = len(report["machines"]) > 1
+    for ax, ((machine, model, size), recs) in zip(axes, sorted(panels.items()), strict=True):
+        points = sorted(
+            (max(accuracy(r)[0] or 0.0, 1e-12), per_image_ms(r), r) for r in recs
+        )  # fmt: skip
+        front, best = [], math.inf
+        for x, y, _ in points:
+            if y < best:
+                front.append((x, y))
+                best = y
+        for x, y, r in points:
+            passed = (r.get("parity") or {}).get("passed") is True
+            ax.plot(
+                x, y, "o", markersize=6, color="#1f77b4",
+                markerfacecolor="#1f77b4" if passed else "none",
+            )  # fmt: skip
+            label = f"{r['runtime']} {r['precision']} b{r['batch']}"
+            label += " thr" if mode_of(r) == "throughput" else ""
+            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.step(
+            [p[0] for p in front], [p[1] for p in front], where="post", color="#d62728",
+            linewidth=1.5, label="Pareto front",
+        )  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
+        title = f"{model}, {size}px" + (f" @ {machine}" if multi else "")
+        ax.set(
+            title=title,
+            xlabel="relative L2 error vs torch fp64 on the fp32 graph",
+            ylabel="ms per image (latency / batch; 1 / throughput)",
+        )
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle("Time per image against accuracy (hollow: parity failed; line: Pareto front)")
+    return _png(fig)
+
+
 PLOTS: dict[str, Callable[[Record], bytes | None]] = {
     "latency_per_engine": latency_bars,
     "paired_ratios": paired_ratio_plot,
@@ -360,6 +419,7 @@ PLOTS: dict[str, Callable[[Record], bytes | None]] = {
     "throughput_vs_batch": throughput_vs_batch,
     "latency_vs_macs": latency_vs_macs,
     "parity_heatmap": parity_heatmap,
+    "accuracy_frontier": accuracy_frontier,
 }
 
 

@@ -1,11 +1,14 @@
 """Paired latency ratios between records timed together (an interleaved group of
 `bench-runtimes run`), with a distribution-free 95% interval from the rounds.
 
-Round i gives each job of a group the median of its iterations there; two jobs' medians pair up
-round by round, and the ratios' median and its order-statistics interval say how much slower A
-is than B, and whether the difference is real: an interval that excludes 1. Pairs are made
-between engines (same model, precision, batch and image size) and between models (same engine,
-precision, batch and image size). Records from different groups or machines are never paired:
+Round i gives each job of a group the median of its iterations there (a throughput-mode job:
+its burst's wall time per inference); two jobs' figures pair up round by round, and the
+ratios' median and its order-statistics interval say how much slower A is than B, and whether
+the difference is real: an interval that excludes 1. Pairs are made between engines (same
+model, precision, batch, image size and mode), between models (same engine, precision, batch,
+image size and mode), between precisions of one engine (int8 / fp32, bf16 / fp32: same model,
+batch, image size and mode; the lower precision is A, fp32 is B) and between the modes of one
+engine (throughput / latency). Records from different groups or machines are never paired:
 their rounds are not the same moments.
 """
 
@@ -16,13 +19,24 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
+from resnet_common.records import mode_of
 from resnet_common.stats import paired_ratio
+
+# The pairs the report makes: (kind, fields the pair shares, the field that differs).
+PAIR_KINDS = (
+    ("engines", ("model", "precision", "batch", "image_size", "mode"), "runtime"),
+    ("models", ("runtime", "precision", "batch", "image_size", "mode"), "model"),
+    ("precisions", ("model", "runtime", "batch", "image_size", "mode"), "precision"),
+    ("modes", ("model", "runtime", "precision", "batch", "image_size"), "mode"),
+)
+# Precisions from the most to the least exact: in a precision pair the less exact one is A.
+PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8", "int8-bf16")
 
 
 @dataclass(frozen=True)
 class Ratio:
     machine: str
-    kind: str  # "engines" or "models"
+    kind: str  # "engines", "models", "precisions" or "modes"
     context: str  # what the pair shares, e.g. "resnet50 fp32 b1 224px"
     a: str
     b: str
@@ -66,6 +80,31 @@ def _group(record: Mapping[str, Any]) -> tuple[str, Any]:
     return str(record.get("machine", "")), inter.get("group")
 
 
+def _field(record: Mapping[str, Any], name: str) -> Any:
+    return mode_of(record) if name == "mode" else record.get(name)
+
+
+def _context(same: tuple[str, ...], values: tuple[Any, ...]) -> str:
+    """What a pair shares, e.g. "resnet50 fp32 b1 224px" (", throughput" when it is)."""
+    shared = dict(zip(same, values, strict=True))
+    words = [str(shared[k]) for k in ("model", "runtime", "precision") if k in shared]
+    words += [f"b{shared['batch']}", f"{shared['image_size']}px"]
+    text = " ".join(words)
+    return f"{text} {shared['mode']}" if shared.get("mode", "latency") != "latency" else text
+
+
+def _ordered(kind: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[Any, Any]:
+    """A precision pair puts the less exact precision first (int8 / fp32), a mode pair
+    throughput first; other pairs keep the records' order."""
+    if kind == "precisions":
+        rank = {p: i for i, p in enumerate(PRECISION_ORDER)}
+        if rank.get(str(a["precision"]), 99) < rank.get(str(b["precision"]), 99):
+            return b, a
+    if kind == "modes" and mode_of(a) == "latency":
+        return b, a
+    return a, b
+
+
 def paired_ratios(report: Mapping[str, Any]) -> list[Ratio]:
     """Every engine pair and model pair timed in the same interleaved group."""
     groups: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
@@ -74,30 +113,32 @@ def paired_ratios(report: Mapping[str, Any]) -> list[Ratio]:
             groups.setdefault(_group(record), []).append(record)
     out: list[Ratio] = []
     for (machine, _), records in groups.items():
-        for kind, same, differ in (
-            ("engines", ("model", "precision", "batch", "image_size"), "runtime"),
-            ("models", ("runtime", "precision", "batch", "image_size"), "model"),
-        ):
+        for kind, same, differ in PAIR_KINDS:
             by_context: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
             for r in records:
-                by_context.setdefault(tuple(r.get(k) for k in same), []).append(r)
+                by_context.setdefault(tuple(_field(r, k) for k in same), []).append(r)
             for context, members in by_context.items():
-                for ra, rb in combinations(members, 2):
-                    a, b = _rounds(ra), _rounds(rb)
-                    if a is None or b is None:
-                        continue
-                    n = min(len(a), len(b))
-                    found = paired_ratio(a[:n], b[:n])
+                for first, second in combinations(members, 2):
+                    ra, rb = _ordered(kind, first, second)
+                    found = pair(ra, rb)
                     if found is None:
                         continue
-                    ratio, lo, hi = found
-                    label = f"{context[0]} {context[1]} b{context[2]} {context[3]}px"
-                    out.append(
-                        Ratio(
-                            machine, kind, label, str(ra[differ]), str(rb[differ]), ratio, lo, hi, n
-                        )
-                    )
+                    ratio, lo, hi, n = found
+                    a, b = str(_field(ra, differ)), str(_field(rb, differ))
+                    label = _context(same, context)
+                    out.append(Ratio(machine, kind, label, a, b, ratio, lo, hi, n))
     return out
+
+
+def pair(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, float, float, int] | None:
+    """(ratio, lo, hi, rounds) of a over b from their round figures, or None when they were not
+    timed in the same interleaved group (or too few rounds)."""
+    ra, rb = _rounds(a), _rounds(b)
+    if ra is None or rb is None or _group(a) != _group(b):
+        return None
+    n = min(len(ra), len(rb))
+    found = paired_ratio(ra[:n], rb[:n])
+    return None if found is None else (*found, n)
 
 
 def ratio_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:

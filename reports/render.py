@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reports import tables
+from reports.fastest import Budget, fastest_rows, load_caveat
 from reports.plots import all_plots
 from reports.ratios import ratio_rows
 from reports.results import ResultFolder, read_folder
@@ -44,18 +45,31 @@ def merge(folders: Sequence[ResultFolder]) -> dict[str, Any]:
 
 
 def verdict_caveat(report: Mapping[str, Any]) -> str:
-    """What the verdict rests on when the machine was noisy: said beside it, not only in the
-    Warnings at the bottom of the page."""
+    """What the verdict rests on when the machine was noisy or busy: said beside it, not only
+    in the Warnings at the bottom of the page."""
     ok = [r for r in report["records"] if r["status"] == "ok"]
     unstable = tables.unstable_records(report)
-    if not unstable:
-        return ""
-    return (
-        f"{len(unstable)} of {len(ok)} results are unstable (CoV > 2.5%, see Warnings): their "
-        'medians may move between runs. "real?" comes from the paired ratios of rounds timed '
-        "together, which a drifting machine affects alike; without them it needs the medians' "
-        "intervals to separate."
-    )
+    parts = []
+    if unstable:
+        parts.append(
+            f"{len(unstable)} of {len(ok)} results are unstable (CoV > 2.5%, see Warnings): "
+            'their medians may move between runs. "real?" comes from the paired ratios of '
+            "rounds timed together, which a drifting machine affects alike; without them it "
+            "needs the medians' intervals to separate."
+        )
+    busy = load_caveat(report)
+    if busy:
+        parts.append(busy)
+    return " ".join(parts)
+
+
+FASTEST_INTRO = (
+    "For each model: the configuration (engine, precision, batch, mode) with the lowest "
+    "batch-1 latency and the one with the highest throughput whose accuracy is within the "
+    "budget: {budget}. Speedups are over ort-cpu fp32 in latency mode at the same batch, "
+    "paired round by round when both were timed together. The frontier plot shows every "
+    "configuration's time per image against its error."
+)
 
 
 def _write_atomic(path: Path, data: str | bytes) -> None:
@@ -63,6 +77,9 @@ def _write_atomic(path: Path, data: str | bytes) -> None:
 
 
 # -- markdown -----------------------------------------------------------------------------------
+FRONT_PLOTS = ("latency_per_engine", "accuracy_frontier")  # shown beside their verdicts
+
+
 def _md_cell(text: str) -> str:
     return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
@@ -83,12 +100,17 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
     parts = [
         "# bench-runtimes report",
         f"Schema version {SCHEMA_VERSION}; generated {report['generated_at']}. Latencies in ms "
-        "(median, nearest-rank percentiles); throughput = batch / median latency; GFLOP/s = "
-        "2 x MACs x batch / median; % peak is against the machine's measured fp32 matmul peak; "
-        "unstable: the coefficient of variation (CoV) is above 2.5%.",
+        "(median, nearest-rank percentiles); throughput = batch / median latency in latency "
+        "mode, images completed / wall time in throughput mode; GFLOP/s = 2 x MACs x images/s; "
+        "% peak is against the machine's measured matmul peak of the record's precision (fp32, "
+        "bf16 or int8); unstable: the coefficient of variation (CoV) is above 2.5%.",
+        "## Fastest within the accuracy budget",
+        FASTEST_INTRO.format(budget=Budget().describe()),
+        _md_table(fastest_rows(report)),
+        *(["![Accuracy frontier](accuracy_frontier.png)"] if "accuracy_frontier" in plots else []),
         "## Verdict",
-        "The fastest engine per model, precision, batch and image size, its speedup over the "
-        "next, and whether the difference is real (see Paired ratios).",
+        "The fastest engine per model, precision, batch, mode and image size, its speedup over "
+        "the next, and whether the difference is real (see Paired ratios).",
         _md_table(tables.verdict_rows(report)),
         *([caveat] if (caveat := verdict_caveat(report)) else []),
         *(
@@ -123,7 +145,7 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
     loadgen = tables.loadgen_rows(report)
     if loadgen:
         parts += ["## MLPerf LoadGen", _md_table(loadgen)]
-    others = [name for name in plots if name != "latency_per_engine"]
+    others = [name for name in plots if name not in FRONT_PLOTS]
     if others:
         parts += ["## Plots", *(f"![{n.replace('_', ' ')}]({n}.png)" for n in others)]
     unstable = tables.unstable_records(report)
@@ -195,17 +217,24 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         if "latency_per_engine" in plots
         else ""
     )
-    images = "".join(img(n, png) for n, png in plots.items() if n != "latency_per_engine")
+    frontier = (
+        img("accuracy_frontier", plots["accuracy_frontier"]) if "accuracy_frontier" in plots else ""
+    )
+    images = "".join(img(n, png) for n, png in plots.items() if n not in FRONT_PLOTS)
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         "<title>bench-runtimes report</title>"
         f"<style>{_CSS}</style></head><body>"
         "<h1>bench-runtimes report</h1>"
         f"<p>Schema version {SCHEMA_VERSION}; generated {e(report['generated_at'])}. "
-        "Latencies in ms; throughput = batch / median latency; GFLOP/s = 2 × MACs × batch / "
-        "median; % peak is against the machine's measured fp32 matmul peak; unstable: the "
-        "coefficient of variation (CoV) is above 2.5%.</p>"
-        f"<h2>Verdict</h2>{_html_table(tables.verdict_rows(report))}"
+        "Latencies in ms; throughput = batch / median latency in latency mode, images "
+        "completed / wall time in throughput mode; GFLOP/s = 2 × MACs × images/s; % peak is "
+        "against the machine's measured matmul peak of the record's precision (fp32, bf16 or "
+        "int8); unstable: the coefficient of variation (CoV) is above 2.5%.</p>"
+        "<h2>Fastest within the accuracy budget</h2>"
+        f"<p>{e(FASTEST_INTRO.format(budget=Budget().describe()))}</p>"
+        f"{_html_table(fastest_rows(report))}" + frontier + "<h2>Verdict</h2>"
+        f"{_html_table(tables.verdict_rows(report))}"
         + (f'<p class="warn">{e(caveat)}</p>' if (caveat := verdict_caveat(report)) else "")
         + verdict_plot
         + f"<h2>Reproduce</h2>{_html_table(tables.reproduce_rows(report))}"

@@ -13,6 +13,7 @@ SUMMARY_COLUMNS = (
     "runtime",
     "precision",
     "batch",
+    "mode",
     "image",
     "median ms",
     "p90 ms",
@@ -23,7 +24,7 @@ SUMMARY_COLUMNS = (
     "note",
 )
 # Dropped from the terminal table when every row has the same value (said once in the title).
-CONSTANT_COLUMNS = ("precision", "batch", "image")
+CONSTANT_COLUMNS = ("precision", "batch", "mode", "image")
 
 
 def _compact(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -107,6 +108,15 @@ def print_summary(report: Mapping[str, Any], *, console: Any) -> None:
     if ratios:
         cols = tuple(c for c in ratios[0] if multi or c != "machine")
         console.print(_table("paired ratios (interleaved rounds, 95% CI)", ratios, cols))
+    from reports.fastest import fastest_rows, load_caveat
+
+    fastest = fastest_rows(report)
+    if fastest:
+        cols = tuple(c for c in fastest[0] if (multi or c != "machine") and c != "load")
+        console.print(_table("fastest within the accuracy budget (parity passed)", fastest, cols))
+    busy = load_caveat(report)
+    if busy:
+        console.print(f"warning: {busy}", markup=False, highlight=False)
     unstable = [
         f"{r['model']} {r['runtime']} b{r['batch']} ({r['stability']['cov']:.0%})"
         for r in tables.unstable_records(report)

@@ -5,8 +5,10 @@ side by side. The max-batch view is our own sequential loop's p90 latency at bat
 throughput at the largest batch run: not MLPerf's scenarios, which `bench-runtimes loadgen` runs
 with LoadGen itself (`loadgen_rows`).
 The image size is a dimension everywhere (a column, and part of every grouping key): the same
-model at 224 and 64 pixels is two results. "% peak" is shown for CPU records only: the peak is
-the host CPU's fp32 matmul rate.
+model at 224 and 64 pixels is two results, and so is a job in latency and in throughput mode.
+"% peak" is shown for CPU records only, against the peak of the unit the record's precision runs
+on (fp32, bf16 or int8 matmul, each measured on this machine: `record["peak"]`); a record of
+before version 2 has only the fp32 peak, which is then used for fp32 and fp16 alone.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from resnet_common.records import UNSTABLE_COV
+from resnet_common.records import UNSTABLE_COV, mode_of
 
 RESULT_COLUMNS = (
     "machine",
@@ -22,6 +24,7 @@ RESULT_COLUMNS = (
     "runtime",
     "precision",
     "batch",
+    "mode",
     "image",
     "status",
     "median ms",
@@ -43,6 +46,7 @@ MAX_BATCH_COLUMNS = (
     "model",
     "runtime",
     "precision",
+    "mode",
     "image",
     "p90 ms at batch 1",
     "img/s at max batch",
@@ -103,8 +107,9 @@ def parity_value(parity: Mapping[str, Any] | None) -> float | None:
 
 
 ABOVE_PEAK_NOTE = (
-    "* above the measured fp32 GEMM peak: the peak is the best numpy/torch/onnxruntime matmul "
-    "rate measured before the sweep, an estimate, and an engine's conv kernels can beat it"
+    "* above the measured GEMM peak of the record's precision: the peak is the best matmul rate "
+    "the engines' own kernels reached before the sweep, an estimate, and an engine's conv "
+    "kernels can beat it"
 )
 
 
@@ -130,12 +135,41 @@ def record_device(record: Mapping[str, Any]) -> str | None:
     return None if device is None else str(device)
 
 
+def record_peak(record: Mapping[str, Any], env: Mapping[str, Any]) -> float | None:
+    """The CPU matmul peak the record's precision runs on: its own `peak` (version 2), else the
+    machine's fp32 peak for an fp32 or fp16 record; None for GPU records (a GPU's GFLOP/s over
+    the host CPU's peak means nothing) and for other precisions without a peak of their own
+    (dividing int8 by the fp32 peak overstated it ten-fold on AMX)."""
+    if record_device(record) != "cpu":
+        return None
+    own = (record.get("peak") or {}).get("gflops")
+    if isinstance(own, (int, float)) and own > 0:
+        return float(own)
+    if record.get("precision") in ("fp32", "fp16"):
+        value = env.get("matmul_peak_gflops")
+        return float(value) if isinstance(value, (int, float)) else None
+    return None
+
+
+def note_cell(record: Mapping[str, Any]) -> str:
+    """What a reader must know beside the numbers: unstable, another precision ran than the
+    one asked, the machine oversubscribed."""
+    notes = []
+    if record.get("stability", {}).get("cov", 0) > UNSTABLE_COV:
+        notes.append("unstable")
+    ran = (record.get("runner") or {}).get("precision_note")
+    if ran:
+        notes.append(str(ran))
+    if (record.get("load") or {}).get("oversubscribed"):
+        notes.append("oversubscribed")
+    return "; ".join(notes)
+
+
 def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
     for r in report["records"]:
         env = report["machines"].get(r["machine"], {})
-        # The peak is the host CPU's fp32 matmul rate: a GPU's GFLOP/s over it means nothing.
-        peak = env.get("matmul_peak_gflops") if record_device(r) == "cpu" else None
+        peak = record_peak(r, env)
         row = {k: "-" for k in RESULT_COLUMNS}
         row.update(
             machine=r["machine"],
@@ -143,6 +177,7 @@ def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
             runtime=r["runtime"],
             precision=r["precision"],
             batch=str(r["batch"]),
+            mode=mode_of(r),
             image=image_cell(r),
             status=r["status"],
         )
@@ -164,7 +199,7 @@ def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                     "first ms": _f(r.get("first_inference_ms"), 1),
                     "RSS MB": _f(r.get("peak_host_rss_mb"), 0),
                     "parity": parity_cell(r.get("parity")),
-                    "note": "unstable" if stab.get("cov", 0) > UNSTABLE_COV else "",
+                    "note": note_cell(r),
                 }
             )
         else:
@@ -177,10 +212,10 @@ def max_batch_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in report["records"]:
         if r["status"] == "ok":
-            key = (r["machine"], r["model"], r["runtime"], r["precision"], image_cell(r))
-            groups.setdefault(key, []).append(r)
+            key = (r["machine"], r["model"], r["runtime"], r["precision"], mode_of(r))
+            groups.setdefault((*key, image_cell(r)), []).append(r)
     rows = []
-    for (machine, model, runtime, precision, image), records in groups.items():
+    for (machine, model, runtime, precision, mode, image), records in groups.items():
         single = [r for r in records if r["batch"] == 1]
         largest = max(records, key=lambda r: r["batch"])
         rows.append(
@@ -192,6 +227,7 @@ def max_batch_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                         model,
                         runtime,
                         precision,
+                        mode,
                         image,
                         _f(single[0]["latency_ms"]["p90"], 3) if single else "-",
                         _f(largest.get("throughput_ips"), 1),
@@ -255,13 +291,21 @@ def environment_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
         cpu = env.get("cpu", {})
         gpus = ", ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", []))
         pkgs = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
+        peaks = env.get("matmul_peaks") or {}
+        shown = (
+            ", ".join(f"{unit} {_f((peaks[unit] or {}).get('gflops'), 0)}" for unit in peaks)
+            if peaks
+            else f"fp32 {_f(env.get('matmul_peak_gflops'), 1)}"
+        )
+        flags = cpu.get("flags")
         rows.append(
             {
                 "machine": machine,
                 "CPU": f"{cpu.get('model', '?')} ({cpu.get('usable', '?')} cores)",
+                "CPU flags": " ".join(flags) if flags else "not recorded",
                 "GPU": gpus or "none",
                 "OS / Python": f"{env.get('os', '?')} / {env.get('python', '?')}",
-                "fp32 matmul peak GFLOP/s": _f(env.get("matmul_peak_gflops"), 1),
+                "matmul peaks G(FL)OP/s": shown,
                 "packages": pkgs,
             }
         )
@@ -273,6 +317,7 @@ VERDICT_COLUMNS = (
     "model",
     "precision",
     "batch",
+    "mode",
     "image",
     "fastest",
     "median ms",
@@ -287,6 +332,7 @@ def verdict_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     how much faster than the next one, and whether that difference is real: by the paired
     ratio of an interleaved run when there is one (its 95% interval excludes 1), else by the
     two medians' 95% intervals separating."""
+    from reports.fastest import per_image_ms
     from reports.ratios import paired_ratios
 
     pairs = {
@@ -296,15 +342,15 @@ def verdict_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     for r in report["records"]:
         if r["status"] == "ok":
             key = (r["machine"], r["model"], r["precision"], r["batch"], r.get("image_size"))
-            groups.setdefault(key, []).append(r)
+            groups.setdefault((*key, mode_of(r)), []).append(r)
     rows = []
-    for (machine, model, precision, batch, size), records in groups.items():
-        ranked = sorted(records, key=lambda r: r["latency_ms"]["median"])
+    for (machine, model, precision, batch, size, mode), records in groups.items():
+        ranked = sorted(records, key=per_image_ms)
         best = ranked[0]
         row = dict.fromkeys(VERDICT_COLUMNS, "-")
         row.update(
             machine=str(machine), model=str(model), precision=str(precision), batch=str(batch),
-            image=image_cell(best), fastest=str(best["runtime"]),
+            mode=mode, image=image_cell(best), fastest=str(best["runtime"]),
             **{"median ms": _f(best["latency_ms"]["median"], 3)},
         )  # fmt: skip
         if len(ranked) == 1:
@@ -312,8 +358,10 @@ def verdict_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
         else:
             nxt = ranked[1]
             row["next"] = str(nxt["runtime"])
-            row["speedup"] = f"{nxt['latency_ms']['median'] / best['latency_ms']['median']:.2f}x"
-            context = f"{model} {precision} b{batch} {size}px"
+            row["speedup"] = f"{per_image_ms(nxt) / per_image_ms(best):.2f}x"
+            context = f"{model} {precision} b{batch} {size}px" + (
+                f" {mode}" if mode != "latency" else ""
+            )
             paired = pairs.get((machine, context, best["runtime"], nxt["runtime"])) or pairs.get(
                 (machine, context, nxt["runtime"], best["runtime"])
             )
@@ -322,6 +370,8 @@ def verdict_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 row["real?"] = (
                     f"{'yes' if real else 'no'} (paired 95% CI [{paired.lo:.3f}, {paired.hi:.3f}])"
                 )
+            elif mode == "throughput":  # request latencies' intervals say nothing of the rate
+                row["real?"] = "not shown (throughput timed apart: no paired rounds)"
             else:
                 a = (best.get("stability") or {}).get("median_ci95_ms")
                 b = (nxt.get("stability") or {}).get("median_ci95_ms")

@@ -219,7 +219,7 @@ def print_json(data: Any) -> None:
 
 # The two spellings of a float type, both accepted wherever either is taken: `--dtype` shows
 # ONNX's element type names (float16), `--precision` the records' short names (fp16).
-FLOAT_SPELLINGS = {"fp32": "float32", "fp16": "float16"}
+FLOAT_SPELLINGS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def dtype_name(text: str) -> str:

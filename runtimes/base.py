@@ -12,6 +12,7 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict
 
@@ -19,9 +20,13 @@ import numpy as np
 
 from resnet_common.errors import UserError, first_line, typed_line
 
-PRECISIONS = ("fp32", "fp16", "int8")
+# int8-bf16: an int8 QDQ graph whose float parts (between the integer ops) run in bfloat16.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-bf16")
 Timing = Literal["device", "end-to-end"]
 TIMING_MODES: tuple[Timing, ...] = ("device", "end-to-end")  # GPU: device events, or host I/O
+# latency: one synchronous stream, one inference at a time (what a batch-1 user waits for);
+# throughput: the engine run as its own tool runs it at its best, several requests in flight.
+MODES = ("latency", "throughput")
 Feeds = dict[str, np.ndarray]
 
 
@@ -37,6 +42,36 @@ def error_line(err: BaseException) -> str:
     """One line for an engine's failure: its own message for a RunnerError or UserError (ours
     are already one line), with the exception's type for anything else (KeyError: 'x')."""
     return first_line(err) if isinstance(err, (RunnerError, UserError)) else typed_line(err)
+
+
+@dataclass
+class Burst:
+    """What one throughput burst did: inferences (each of a whole batch) completed, the wall
+    time from the first submission to the last completion, each request's own latency, and
+    the steady part: the inferences completed before the last one was submitted, over the time
+    from the first submission to that moment. Every stream was busy all that time (a request
+    is submitted as soon as one completes), while the end of a burst waits for the last
+    requests with streams falling idle one by one; a short burst's rate is the steady one."""
+
+    completed: int
+    wall_s: float
+    latencies_ms: list[float] = field(default_factory=list)
+    steady_completed: int = 0
+    steady_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Inferences per second with every stream busy (all of the burst when it was too
+        short to have a steady part)."""
+        if self.steady_completed > 0 and self.steady_s > 0:
+            return self.steady_completed / self.steady_s
+        return self.completed / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise UnsupportedError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
 
 
 def check_timing(timing: str) -> Timing:
@@ -56,6 +91,7 @@ class RunnerArgs(TypedDict, total=False):
     threads: int | None
     timing: str
     macs: int | None
+    mode: str
 
 
 class Runner(ABC):
@@ -79,6 +115,9 @@ class Runner(ABC):
     # The distributions whose version names the engine (the first one installed), read from
     # package metadata without importing the engine: `bench-runtimes list` shows it.
     packages: ClassVar[tuple[str, ...]] = ()
+    # "throughput" where the runner implements `burst` (requests in flight, as the engine's own
+    # benchmark tool runs it); the others run one synchronous stream only.
+    modes: ClassVar[tuple[str, ...]] = ("latency",)
 
     def __init__(
         self,
@@ -89,6 +128,7 @@ class Runner(ABC):
         threads: int | None = None,
         timing: str = "device",
         macs: int | None = None,
+        mode: str = "latency",
     ) -> None:
         if precision not in self.precisions:
             raise UnsupportedError(
@@ -100,6 +140,9 @@ class Runner(ABC):
         self.batch_sizes = tuple(int(b) for b in batch_sizes)
         self.threads = threads
         self.timing: Timing = check_timing(timing)
+        self.mode = check_mode(mode)
+        if self.mode not in self.modes:
+            raise UnsupportedError(self.mode_refusal())
         self.macs = macs
         self.is_active = False
         self.load_time_s: float | None = None
@@ -122,6 +165,20 @@ class Runner(ABC):
             except metadata.PackageNotFoundError:
                 continue
         return None
+
+    @classmethod
+    def refusal_for(cls, precision: str) -> str | None:
+        """Why this engine cannot run `precision` here though it lists it, in the engine's own
+        words where it has them (onnxruntime's CPU provider has no bfloat16 Conv); None when
+        nothing stands in the way. Asked before anything is loaded."""
+        return None
+
+    @classmethod
+    def mode_refusal(cls) -> str:
+        return (
+            f"{cls.name} has no throughput mode (it runs one synchronous stream: its throughput "
+            "is latency mode's at a larger batch)"
+        )
 
     @classmethod
     def profile_batches(
@@ -194,6 +251,17 @@ class Runner(ABC):
         self.infer_impl(self._bound)
         return (time.perf_counter_ns() - start) * 1e-9
 
+    def streams(self) -> int:
+        """How many inferences this runner keeps in flight in throughput mode."""
+        return 1
+
+    def burst(self, *, seconds: float | None = None, count: int | None = None) -> Burst:
+        """Throughput mode: keep `streams()` requests in flight on the bound inputs for
+        `seconds`, or until `count` inferences were submitted (at least one round of every
+        stream), then wait for all of them. Runners that list "throughput" in `modes`
+        implement it."""
+        raise UnsupportedError(self.mode_refusal())
+
     def verify(self) -> None:
         """Raise RunnerError when the engine is no longer running what was asked for (an
         onnxruntime provider that fell back to the CPU mid-run). The harness calls it after
@@ -213,6 +281,9 @@ class Runner(ABC):
             "threads": self.threads,
             "timing": self.timing_mode,
             "clock": self.clock,
+            "mode": self.mode,
+            # a throughput runner's streams are the engine's choice, known once it is loaded
+            "streams": self.streams() if self.is_active else 1 if self.mode == "latency" else None,
         }
 
     # -- subclass hooks -----------------------------------------------------------------------

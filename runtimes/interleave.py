@@ -27,6 +27,7 @@ from runtimes.timing import (
     LoopConfig,
     Measurement,
     bound_step,
+    burst_rate_ms,
     peak_device_mb,
     summarize,
     timed_loop,
@@ -34,6 +35,11 @@ from runtimes.timing import (
 
 MIN_AVAILABLE_FRACTION = 0.25  # load no more jobs together once less memory than this is free
 SLOT_S = 0.1  # about how long one job runs per round (a round of 5 jobs: half a second)
+# A throughput-mode job's round is one burst of about THROUGHPUT_SLOT_S, and of at least
+# BURST_REQUESTS requests per stream, so that it has a steady part (every stream busy) to
+# measure its rate on (runtimes.base.Burst).
+THROUGHPUT_SLOT_S = 0.3
+BURST_REQUESTS = 3
 MIN_ROUNDS = 20  # enough rounds for a 95% interval of a paired ratio from order statistics
 
 
@@ -51,6 +57,15 @@ class Slot:
     samples_ms: list[float] = field(default_factory=list)
     round_medians_ms: list[float] = field(default_factory=list)
     timed_s: float = 0.0
+    completed: int = 0  # throughput mode: inferences completed over timed_s
+    steady_completed: int = 0  # ... of which with every stream busy, over steady_s
+    steady_s: float = 0.0
+    streams: int = 1
+    mode: str = "latency"  # the runner's: latency or throughput
+
+    @property
+    def throughput(self) -> bool:
+        return self.mode == "throughput"
 
     def start(self, config: LoopConfig) -> None:
         """Load, time the first inference, bind and warm up (the same steps as `measure`)."""
@@ -60,10 +75,39 @@ class Slot:
         self.first_inference_ms = (time.perf_counter_ns() - t0) * 1e-6
         self.runner.bind(self.feeds)
         self.step = bound_step(self.runner)
+        if self.throughput:
+            self.streams = self.runner.streams()
+            warmed = self.runner.burst(seconds=config.warmup_s, count=config.warmup)
+            self.warmup_iterations = warmed.completed
+            typical_s = burst_rate_ms(warmed) * 1e-3
+            wanted = round(THROUGHPUT_SLOT_S / typical_s) if typical_s > 0 else 1
+            self.per_round = max(BURST_REQUESTS * self.streams, wanted)
+            return
         warm = timed_loop(self.step, config.warmup, config.warmup_s, minimum=1)
         self.warmup_iterations = len(warm)
         typical_s = median(sorted(warm)) * 1e-3
         self.per_round = max(1, round(SLOT_S / typical_s)) if typical_s > 0 else 1
+
+    def run_round(self) -> None:
+        """This job's share of one round: `per_round` timed inferences (latency mode), or one
+        burst of `per_round` inferences with every stream busy (throughput mode, whose round
+        figure is the burst's wall time per inference)."""
+        if self.throughput:
+            t0 = time.perf_counter()
+            burst = self.runner.burst(count=self.per_round)
+            self.timed_s += time.perf_counter() - t0
+            self.completed += burst.completed
+            self.steady_completed += burst.steady_completed
+            self.steady_s += burst.steady_s
+            self.samples_ms.extend(burst.latencies_ms)
+            self.round_medians_ms.append(burst_rate_ms(burst))
+            return
+        step, n = self.step, self.per_round
+        t0 = time.perf_counter()
+        here = [step() for _ in range(n)]
+        self.timed_s += time.perf_counter() - t0
+        self.samples_ms.extend(here)
+        self.round_medians_ms.append(median(sorted(here)))
 
     def measurement(self, *, peak_host_rss_mb: float) -> Measurement:
         """What `measure` gives a job timed alone, from this slot's samples; the host peak is
@@ -80,6 +124,11 @@ class Slot:
             clock=runner.clock,
             peak_host_rss_mb=peak_host_rss_mb,
             peak_device_mb=peak_device_mb(runner),
+            mode=self.mode,
+            completed=self.completed if self.throughput else None,
+            streams=self.streams,
+            steady_completed=self.steady_completed,
+            steady_s=self.steady_s,
         )
 
 
@@ -107,7 +156,8 @@ def plan_rounds(slots: Sequence[Slot], config: LoopConfig) -> int:
     if config.iterations is not None:
         cap = max(1, config.iterations // MIN_ROUNDS)  # at least MIN_ROUNDS rounds when possible
         for slot in slots:
-            slot.per_round = min(slot.per_round, cap)
+            if not slot.throughput:  # a burst keeps its floor: its drain must stay small
+                slot.per_round = min(slot.per_round, cap)
         return max(1, -(-config.iterations // min(s.per_round for s in slots)))
     return max(MIN_ROUNDS, MIN_DURATION_ITERATIONS, round((config.duration_s or 0.0) / SLOT_S))
 
@@ -121,15 +171,9 @@ def run_rounds(slots: Sequence[Slot], rounds: int, *, seed: int) -> dict[str, Ex
     for _ in range(rounds):
         rng.shuffle(order)
         for slot in list(order):
-            step, n = slot.step, slot.per_round
-            t0 = time.perf_counter()
             try:
-                here = [step() for _ in range(n)]
+                slot.run_round()
             except Exception as err:  # that engine's failure, recorded as its result
                 errors[slot.key] = err
                 order.remove(slot)
-                continue
-            slot.timed_s += time.perf_counter() - t0
-            slot.samples_ms.extend(here)
-            slot.round_medians_ms.append(median(sorted(here)))
     return errors

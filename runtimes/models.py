@@ -3,9 +3,13 @@
 Variants are built once per (spec, precision, fold, seed, opset, graphgen version) into a cache
 folder and reused, so a sweep over engines and batch sizes builds each graph once. Graphs have a
 dynamic batch dimension: one file serves every batch size. fp16 means graphgen's float16 graph
-with float32 I/O (precision comes from the graph for TensorRT 11 and the onnxruntime CPU EP).
-int8 means the QDQ graph `graphgen quantize` makes from the BN-folded fp32 graph (both cached);
-the fp32 graph stays the int8 model's reference (`ResolvedModel.reference_path`).
+with float32 I/O (precision comes from the graph for TensorRT 11 and the onnxruntime CPU EP);
+bf16 graphgen's bfloat16 graph (opset 22), whose reference is the fp32 graph of the same
+weights, so its parity includes the weights' rounding. int8 means the QDQ graph `graphgen
+quantize` makes from the BN-folded fp32 graph (both cached); the fp32 graph stays the int8
+model's reference (`ResolvedModel.reference_path`). int8-bf16 is the same QDQ graph run with
+its float parts (the ops between the integer ones) in bfloat16, where an engine offers that
+(OpenVINO's default on CPUs with AMX or AVX-512 BF16).
 """
 
 from __future__ import annotations
@@ -22,16 +26,29 @@ import onnx
 from graphgen import __version__ as graphgen_version
 from graphgen.cost import graph_cost
 from graphgen.errors import GraphError
-from graphgen.onnx_emit import DEFAULT_OPSET
+from graphgen.onnx_emit import default_opset
 from graphgen.onnx_io import build_file, fixed_batch, load, metadata, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, variant
 from resnet_common.errors import UserError
 from runtimes.model_cache import build_cached
 
-DTYPE_OF = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
+DTYPE_OF = {
+    "fp32": "float32",
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "int8": "int8",
+    "int8-bf16": "int8",
+}
 DEFAULT_MODELS = ("resnet18", "resnet50")
-PRECISION_OF = {v: k for k, v in DTYPE_OF.items()}
+PRECISION_OF = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8"}
+# The precisions that run an int8 QDQ graph: int8-bf16 is the same file, its float parts in bf16.
+INT8_PRECISIONS = ("int8", "int8-bf16")
+
+
+def file_precision_of(precision: str) -> str:
+    """The precision of the file a precision runs ("int8" for int8-bf16)."""
+    return PRECISION_OF[DTYPE_OF[precision]]
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,9 @@ class ResolvedModel:
     input_name: str = "input"
     fixed_batch: int | None = None  # the batch a file fixes (graphgen --batch N, most exports)
     # int8: the fp32 graph it was quantized from, which parity compares against (None when the
-    # file's source cannot be found: then there is nothing honest to compare with)
+    # file's source cannot be found: then there is nothing honest to compare with); bf16: the
+    # fp32 graph of the same weights (None for a bf16 file given as it is: its own weights,
+    # upcast, are the reference then)
     reference_path: Path | None = None
 
     @property
@@ -136,12 +155,12 @@ def _from_spec(
         "image_size": spec.image_size,
         "fold": fold,
         "seed": seed,
-        "opset": DEFAULT_OPSET,
+        "opset": default_opset(DTYPE_OF[precision]),
         "graphgen": graphgen_version,
     }
-    if precision == "int8":
+    if precision in INT8_PRECISIONS:
         source = _from_spec(spec, "fp32", None, True, seed, cache)
-        return _quantized(source, spec.name, cache)
+        return _quantized(source, spec.name, cache, precision)
     path = _cache_path(cache, spec.name, key)
     if not path.is_file():
         _ensure_cache(cache)
@@ -152,10 +171,63 @@ def _from_spec(
             ),
         )
     plan = fold_bn(expand(spec)) if fold else expand(spec)
-    return ResolvedModel(path, spec.name, plan, plan.macs, precision, spec.image_size)
+    reference = None
+    if precision == "bf16":  # judged against the fp32 graph of the same seed: rounding included
+        reference = _from_spec(spec, "fp32", None, fold, seed, cache).path
+    return ResolvedModel(
+        path, spec.name, plan, plan.macs, precision, spec.image_size, reference_path=reference
+    )
 
 
-def _quantized(source: ResolvedModel, name: str, cache: Path) -> ResolvedModel:
+def _bf16_of(source: ResolvedModel, name: str, cache: Path) -> ResolvedModel:
+    """The bfloat16 graph of a graphgen fp32 file (its own weights, rounded to nearest even),
+    made into the cache once per source file; the source stays its reference."""
+    from graphgen.onnx_emit import emit_skeleton
+    from graphgen.onnx_io import write_streamed
+    from graphgen.quantize import digest
+
+    key = {
+        "source": digest(source.path),
+        "precision": "bf16",
+        "image_size": source.image_size,
+        "fold": bool(source.plan and source.plan.folded),
+        "graphgen": graphgen_version,
+    }
+    path = _cache_path(cache, Path(name).stem if name.endswith(".onnx") else name, key)
+    if not path.is_file():
+        _ensure_cache(cache)
+        model = load(source.path)
+        plan = plan_of(model, source=str(source.path))
+        seed = metadata(model).get("graphgen.seed")
+        extra = {
+            "graphgen.bf16.source": json.dumps({"file": source.path.name, "sha256": key["source"]})
+        }
+        if seed is not None:
+            extra["graphgen.seed"] = seed
+        weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+
+        def write(target: Path) -> Path:
+            skeleton, arrays = emit_skeleton(
+                plan, dict(weights), batch=source.fixed_batch, dtype="bfloat16", metadata=extra
+            )
+            return write_streamed(skeleton, arrays, target)
+
+        build_cached(path, write)
+    return ResolvedModel(
+        path,
+        name,
+        source.plan,
+        source.macs,
+        "bf16",
+        source.image_size,
+        fixed_batch=source.fixed_batch,
+        reference_path=source.path,
+    )
+
+
+def _quantized(
+    source: ResolvedModel, name: str, cache: Path, precision: str = "int8"
+) -> ResolvedModel:
     """The int8 graph of a graphgen fp32 file, quantized into the cache once per source file
     (by digest), quantizer version and weight range (7-bit where this CPU saturates 8-bit)."""
     from graphgen.quantize import digest
@@ -180,7 +252,7 @@ def _quantized(source: ResolvedModel, name: str, cache: Path) -> ResolvedModel:
         name,
         plan,
         source.macs,
-        "int8",
+        precision,
         source.image_size,
         fixed_batch=source.fixed_batch,
         reference_path=source.path,
@@ -200,22 +272,25 @@ def _from_path(
     size = plan.spec.image_size
     file_precision = PRECISION_OF.get(meta.get("graphgen.dtype", "float32"), "fp32")
     rebuild = "build the variant you want with `graphgen build` (this file is run as it is)"
-    if image_size is not None and image_size != size and precision == "int8":
+    derived = precision in (*INT8_PRECISIONS, "bf16") and file_precision == "fp32"
+    if image_size is not None and image_size != size and derived:
         raise UserError(f"{path} takes {size}x{size} images, not {image_size}: {rebuild}")
-    if precision == "int8" and file_precision == "fp32":
+    if derived:
         source = ResolvedModel(
             path, str(path), plan, plan.macs, "fp32", size, fixed_batch=fixed_batch(model)
         )
-        return _quantized(source, str(path), cache)
+        if precision == "bf16":
+            return _bf16_of(source, str(path), cache)
+        return _quantized(source, str(path), cache, precision)
     if file_precision == "int8":
-        if precision != "int8":
-            raise UserError(f"{path} is an int8 graph: pass --precision int8")
+        if precision not in INT8_PRECISIONS:
+            raise UserError(f"{path} is an int8 graph: pass --precision int8 (or int8-bf16)")
         return ResolvedModel(
             path,
             str(path),
             plan,
             plan.macs,
-            "int8",
+            precision,
             size,
             fixed_batch=fixed_batch(model),
             reference_path=int8_source(path, meta),
@@ -223,6 +298,17 @@ def _from_path(
     if precision != file_precision:
         raise UserError(
             f"{path} is an {file_precision} graph: pass --precision {file_precision}, or {rebuild}"
+        )
+    if precision == "bf16":
+        return ResolvedModel(
+            path,
+            str(path),
+            plan,
+            plan.macs,
+            precision,
+            size,
+            fixed_batch=fixed_batch(model),
+            reference_path=bf16_source(path, meta),
         )
     if image_size is not None and image_size != size:
         raise UserError(f"{path} takes {size}x{size} images, not {image_size}: {rebuild}")
@@ -250,6 +336,21 @@ def int8_source(path: Path, meta: dict[str, str]) -> Path | None:
     return candidate
 
 
+def bf16_source(path: Path, meta: dict[str, str]) -> Path | None:
+    """The fp32 graph a bf16 file was made from, when it lies beside it with the digest the
+    file records (`graphgen.bf16.source`); else None."""
+    from graphgen.quantize import digest
+
+    try:
+        source = json.loads(meta["graphgen.bf16.source"])
+        candidate = path.parent / str(source["file"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        return None
+    if not candidate.is_file() or candidate.resolve() == path.resolve():
+        return None
+    return candidate if digest(candidate) == source.get("sha256") else None
+
+
 def check_batch(model: ResolvedModel, batch: int) -> None:
     if model.fixed_batch is not None and batch != model.fixed_batch:
         raise UserError(
@@ -275,8 +376,11 @@ def _foreign(
         raise UserError(f"{path} takes {size}x{size} images, not {image_size}")
     if size is None and image_size is None:
         raise UserError(f"{path} has a dynamic image size: pass --image-size")
-    half = sum(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    file_precision = "fp16" if half * 2 > len(model.graph.initializer) else "fp32"
+    kinds = [t.data_type for t in model.graph.initializer]
+    file_precision = "fp32"
+    for kind, name in ((onnx.TensorProto.FLOAT16, "fp16"), (onnx.TensorProto.BFLOAT16, "bf16")):
+        if kinds.count(kind) * 2 > len(kinds):
+            file_precision = name
     if precision != file_precision:
         raise UserError(
             f"{path} is an {file_precision} graph not made by graphgen, which cannot convert it "

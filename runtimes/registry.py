@@ -159,11 +159,14 @@ def availability(name: str) -> str | None:
     return reason if cls is None else cls.availability()
 
 
-def refusal(name: str, precision: str, model: ResolvedModel | None = None) -> str | None:
-    """Why engine `name` cannot run `model` at `precision`, known before anything is loaded:
-    it is not usable here, it lacks the precision, or it rebuilds networks from graphgen
-    metadata that the file does not have. None when nothing stands in the way; without
-    `model`, only the engine and the precision are judged. The one answer the sweep (a skipped
+def refusal(
+    name: str, precision: str, model: ResolvedModel | None = None, *, mode: str = "latency"
+) -> str | None:
+    """Why engine `name` cannot run `model` at `precision` in `mode`, known before anything is
+    loaded: it is not usable here, it lacks the precision or the mode (or the engine itself
+    says it cannot run that precision here), or it rebuilds networks from graphgen metadata
+    that the file does not have. None when nothing stands in the way; without `model`, only
+    the engine, the precision and the mode are judged. The one answer the sweep (a skipped
     record) and parity (a skipped engine) both give."""
     why = availability(name)  # unknown names raise UnknownRuntimeError
     if why is not None:
@@ -172,6 +175,11 @@ def refusal(name: str, precision: str, model: ResolvedModel | None = None) -> st
     if precision not in cls.precisions:
         runs = ", ".join(p for p in cls.precisions if p != "fp64")  # fp64 is the reference's
         return f"{name} does not support {precision} (it runs {runs})"
+    if mode not in cls.modes:
+        return cls.mode_refusal()
+    engine_says = cls.refusal_for(precision)
+    if engine_says is not None:
+        return engine_says
     if model is not None and cls.needs_graphgen and not model.is_graphgen:
         return (
             f"cannot rebuild a non-graphgen file: {model.path.name} has no graphgen.spec metadata"

@@ -5,6 +5,13 @@ median averages the two middle samples, and the median's 95% confidence interval
 statistics (binomial ranks), so it needs no distributional assumption. CPU runners are timed with
 `perf_counter_ns` inside `Runner.timed_run`; GPU runners time themselves in `timed_run` too, with
 device events ("device" mode) or with host arrays in and out ("end-to-end" mode).
+
+Throughput mode (`Runner.burst`) runs the engine as its own benchmark tool does at its best:
+several requests in flight for the whole timed duration, then a wait for all of them, as
+OpenVINO's benchmark_app does; throughput is the images completed while every stream was busy
+over the time that took (`Burst.rate`: the final drain, when streams fall idle one by one,
+is left out, which a long run makes negligible and a short interleaved round would not), and
+the latency statistics are the requests' own latencies under that load.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import numpy as np
 
 from resnet_common.records import UNSTABLE_COV
 from resnet_common.stats import median, median_ci, median_ci_ranks, percentile
-from runtimes.base import Runner
+from runtimes.base import Burst, Runner
 
 PERCENTILES = (90, 95, 99)
 MIN_DURATION_ITERATIONS = 10  # trtexec's --iterations default: "at least" this many
@@ -138,6 +145,22 @@ class Measurement:
     clock: str
     peak_host_rss_mb: float
     peak_device_mb: float | None
+    mode: str = "latency"
+    completed: int | None = None  # throughput mode: inferences completed in timed_s
+    streams: int = 1
+    steady_completed: int = 0  # throughput mode: completed with every stream busy ...
+    steady_s: float = 0.0  # ... in this time (runtimes.base.Burst)
+
+    def throughput_ips(self, batch: int) -> float:
+        """Latency mode: batch / median latency; throughput mode: images completed with every
+        stream busy over the time that took (all of them over the wall time when no burst had
+        a steady part)."""
+        if self.mode == "throughput":
+            if self.steady_completed and self.steady_s > 0:
+                return self.steady_completed * batch / self.steady_s
+            if self.completed and self.timed_s > 0:
+                return self.completed * batch / self.timed_s
+        return throughput_ips(self.stats, batch)
 
 
 def bound_step(runner: Runner) -> Callable[[], float]:
@@ -195,11 +218,21 @@ def measure(
         runner.infer(feeds)
         first_ms = (time.perf_counter_ns() - start) * 1e-6
         runner.bind(feeds)
-        run_once = bound_step(runner)
-        warm = _loop(run_once, config.warmup, config.warmup_s, minimum=1)
-        t0 = time.perf_counter()
-        samples = _loop(run_once, config.iterations, config.duration_s, MIN_DURATION_ITERATIONS)
-        timed_s = time.perf_counter() - t0
+        completed: int | None = None
+        steady = (0, 0.0)
+        streams = runner.streams() if runner.mode == "throughput" else 1
+        if runner.mode == "throughput":
+            warmed = runner.burst(seconds=config.warmup_s, count=config.warmup)
+            warm: list[float] = warmed.latencies_ms
+            timed = runner.burst(seconds=config.duration_s, count=config.iterations)
+            samples, timed_s, completed = timed.latencies_ms, timed.wall_s, timed.completed
+            steady = (timed.steady_completed, timed.steady_s)
+        else:
+            run_once = bound_step(runner)
+            warm = _loop(run_once, config.warmup, config.warmup_s, minimum=1)
+            t0 = time.perf_counter()
+            samples = _loop(run_once, config.iterations, config.duration_s, MIN_DURATION_ITERATIONS)
+            timed_s = time.perf_counter() - t0
         runner.verify()  # e.g. onnxruntime did not switch providers while timing
         host_mb = peak_rss_mb()
         device_mb = peak_device_mb(runner)
@@ -218,7 +251,19 @@ def measure(
         clock=runner.clock,
         peak_host_rss_mb=host_mb,
         peak_device_mb=device_mb,
+        mode=runner.mode,
+        completed=completed,
+        streams=streams,
+        steady_completed=steady[0],
+        steady_s=steady[1],
     )
+
+
+def burst_rate_ms(burst: Burst) -> float:
+    """A burst's time per inference with every stream busy, in ms (1 / `Burst.rate`): the
+    throughput-mode figure that pairs round by round like a latency."""
+    rate = burst.rate
+    return 1e3 / rate if rate > 0 else float("inf")
 
 
 def throughput_ips(stats: LatencyStats, batch: int) -> float:

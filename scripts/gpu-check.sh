@@ -25,8 +25,10 @@
 #   2. one `bench-runtimes run` over ResNet-18 and ResNet-50, fp32 and fp16, batch 1 and 32, on
 #      trt, ort-cuda, ort-trt, torch-cuda and ort-cpu, each record with its parity check against
 #      torch float64 (missing engines become "skipped" records with their reason)
-#   3. torch-cuda parity in bf16 (the fp32 graph's module in bfloat16), and the place of the
-#      bf16 routes of the other engines (not in bench-runtimes yet: a skipped row)
+#   3. torch-cuda parity in bf16 (the fp32 graph's module in bfloat16), then the bf16 routes
+#      through bench-runtimes (trt on graphgen's bfloat16 graph, strongly typed; ort-trt with
+#      trt_bf16_enable; torch-cuda) in latency and throughput mode (trt's execution contexts on
+#      streams of their own; the others record "no throughput mode" as a skip)
 #   4. resnet-train a few hundred steps on CUDA (mixed precision and channels-last are what the
 #      loop uses on CUDA), with --export (the exported graph is verified against the module);
 #      then the exported graph through `bench-runtimes parity` (torch-cuda vs ort-cpu)
@@ -71,7 +73,7 @@ export GRAPHGEN_CACHE="${GRAPHGEN_CACHE:-$WORK/models}"
 SIMULATE="${SIMULATE:-0}"
 mkdir -p "$OUT" "$WORK" "$BENCH_RUNTIMES_CACHE" "$GRAPHGEN_CACHE" || exit 2
 # This run's results only: the last run's go (caches, models and the offline site stay in WORK).
-rm -rf "$WORK/bench" "$WORK/train" "$WORK/ddp" "$OUT/bench-results.jsonl" "$OUT"/parity-*.json
+rm -rf "$WORK/bench" "$WORK/bench-bf16" "$WORK/train" "$WORK/ddp" "$OUT/bench-results.jsonl" "$OUT"/parity-*.json
 exec > >(tee "$OUT/gpu-check.log") 2>&1
 log_writer=$!
 finish() {  # let tee write the whole log before the caller collects OUT
@@ -443,11 +445,27 @@ if [ -n "$torch_cuda" ]; then
 else
   step "torch-cuda parity bf16 (resnet18, resnet50)" bf16_parity
 fi
-# The bf16 routes of the other engines (TensorRT from a bfloat16 graph, the TensorRT provider's
-# trt_bf16_enable, torch-cuda through bench-runtimes) go here, as one `bench-runtimes run
-# --precision bf16` over $RUNTIMES, once bench-runtimes has a bf16 precision (issue 22).
-skip "bf16 routes (bench-runtimes run --precision bf16: trt, ort-trt, torch-cuda)" \
-  "bench-runtimes has no bf16 precision yet (issue 22); this row is where its run goes"
+# The bf16 routes (TensorRT on graphgen's bfloat16 graph, the TensorRT provider's
+# trt_bf16_enable, torch-cuda), each judged against torch float64 on the fp32 graph, in latency
+# and throughput mode; run when at least one of their engines can run here.
+bf16_usable=0
+bf16_why=""
+for check in tensorrt onnxruntime-gpu torch-cuda; do
+  reason=$(why_not "$check")
+  if [ -z "$reason" ]; then
+    bf16_usable=1
+  else
+    bf16_why="${bf16_why:+$bf16_why; }$reason"
+  fi
+done
+BF16_RUNTIMES="trt,ort-trt,torch-cuda"
+if [ "$bf16_usable" = 1 ]; then
+  step "bf16 routes, latency and throughput: batch 1 and 32 ($BF16_RUNTIMES)" "${BR[@]}" run \
+    --models resnet18,resnet50 --runtimes "$BF16_RUNTIMES" --batch 1,32 --precision bf16 \
+    --mode latency,throughput --warmup-s 0.3 --duration-s 1 --out "$WORK/bench-bf16"
+else
+  skip "bf16 routes, latency and throughput: batch 1 and 32 ($BF16_RUNTIMES)" "$bf16_why"
+fi
 
 TR=("$PY" -m train)
 if [ -n "$torch_cuda" ]; then
@@ -498,9 +516,11 @@ else
 fi
 
 [ -f "$WORK/bench/results.jsonl" ] && cp "$WORK/bench/results.jsonl" "$OUT/bench-results.jsonl"
+[ -f "$WORK/bench-bf16/results.jsonl" ] &&
+  cat "$WORK/bench-bf16/results.jsonl" >> "$OUT/bench-results.jsonl"
 
 table() {
-  "$PY" - "$OUT" "$WORK/bench/results.jsonl" "$SIMULATE" "$MODE" "$PY" <<'EOF'
+  "$PY" - "$OUT" "$OUT/bench-results.jsonl" "$SIMULATE" "$MODE" "$PY" <<'EOF'
 """One table, printed and written to OUT/gpu-check.md: every step with its status, time and
 note, then every benchmark record with its parity verdict (the record's own check against torch
 float64; the parity CLI's verdict beside it when PARITY_CLI=1 ran it). Exit 1 when a record
@@ -558,6 +578,7 @@ bad = 0
 for r in records:
     lat = r.get("latency_ms") or {}
     model, prec, rt = str(r.get("model", "")), r.get("precision", ""), r.get("runtime", "")
+    rt += " (throughput)" if r.get("mode") == "throughput" else ""
     status = str(r.get("status", ""))
     pv = verdict(r) if status == "ok" else "-"
     rel = (r.get("parity") or {}).get("rel_l2") if isinstance(r.get("parity"), dict) else None

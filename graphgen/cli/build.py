@@ -81,7 +81,7 @@ def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:
             suffix += f"-{spec.classes}cls"
     if args.batch != "dynamic":
         suffix += f"-b{args.batch}"
-    suffix += "-fp16" if args.dtype == "float16" else ""
+    suffix += {"float16": "-fp16", "bfloat16": "-bf16"}.get(args.dtype, "")
     return suffix + ("-folded" if args.fold_bn else "")
 
 

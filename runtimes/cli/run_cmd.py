@@ -27,7 +27,7 @@ from resnet_common.cli import (
 )
 from resnet_common.errors import UserError
 from runtimes import footprint, models, registry
-from runtimes.base import TIMING_MODES
+from runtimes.base import MODES, TIMING_MODES
 from runtimes.sweep import Sweep, SweepConfig, output_lock, prepare_out, refuse_if_in_use
 from runtimes.timing import LoopConfig
 
@@ -73,8 +73,19 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "--precision",
         type=csv_list("precision", precision_name),
         default=["fp32"],
-        help="comma list of fp32, fp16, int8 (default fp32; fp16 runs graphgen's float16 graph, "
-        "int8 a QDQ graph quantized from the fp32 one: docs/int8.md)",
+        help="comma list of fp32, fp16, bf16, int8, int8-bf16 (default fp32; fp16 and bf16 run "
+        "graphgen's float16 and bfloat16 graphs, int8 a QDQ graph quantized from the fp32 one "
+        "(docs/int8.md), int8-bf16 that graph with its float parts in bf16 where the engine "
+        "offers it (docs/fastest.md))",
+    )
+    p.add_argument(
+        "--mode",
+        dest="modes",
+        type=csv_list("mode"),
+        default=["latency"],
+        help="comma list of latency (one synchronous stream, default) and throughput (several "
+        "requests in flight, as the engine's own benchmark tool runs it: images completed per "
+        "second of wall time); recorded in each record",
     )
     p.add_argument(
         "--image-size",
@@ -103,7 +114,8 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         default=None,
         help="load the jobs that fit in memory together and time them in shuffled rounds, so a "
         "slow phase of the machine falls on all of them alike; the report then gives paired "
-        "ratios with 95%% intervals (default: on when more than one engine or model is timed)",
+        "ratios with 95%% intervals (default: on when more than one engine, model, precision or "
+        "mode is timed)",
     )
     p.add_argument("--timing", choices=TIMING_MODES, default="device", help="GPU engines only")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
@@ -171,6 +183,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
             args.models, precisions=args.precision, batches=args.batch, image_size=args.image_size
         )
     models.check_precisions(args.precision)
+    bad_modes = [m for m in args.modes if m not in MODES]
+    if bad_modes:
+        raise UserError(f"unknown mode {bad_modes[0]!r}; choose from {', '.join(MODES)}")
     skipped: dict[str, str] = {}
     if args.runtimes is not None:
         runtimes = list(dict.fromkeys(args.runtimes))
@@ -201,7 +216,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
     )
     interleave = args.interleave
     if interleave is None:
-        interleave = len(chosen_models) > 1 or len(runtimes) > 1
+        interleave = (
+            len(chosen_models) > 1
+            or len(runtimes) > 1
+            or len(set(args.precision)) > 1
+            or len(set(args.modes)) > 1
+        )
     config = SweepConfig(
         models=chosen_models,
         runtimes=runtimes,
@@ -216,6 +236,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         parity=args.parity,
         seed=args.seed,
         interleave=interleave,
+        modes=list(dict.fromkeys(args.modes)),
     )
     return config, skipped
 
@@ -267,8 +288,11 @@ def sweep_and_render(
     with output_lock(config.out):  # one writer for the sweep and its report
         for name, why in skipped.items():
             console.print(f"[yellow]skipped[/] {escape(f'{name}: {why}')}")
-        env = environment.collect(machine=args.machine, threads=args.threads)
+        env = environment.collect(
+            machine=args.machine, threads=args.threads, precisions=config.precisions
+        )
         env["command"] = shlex.join(getattr(args, "command_line", ["bench-runtimes", "run"]))
+        config.peaks = env.get("matmul_peaks")
         sweep = Sweep(config)
         records = _run_with_progress(sweep, env, console)
         for warning in sweep.warnings:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from runtimes.base import Runner, RunnerError
+from runtimes.base import Burst, Runner, RunnerError
 
 CPU = "CPUExecutionProvider"
 
@@ -85,7 +87,13 @@ def load_failure(provider: str, err: BaseException) -> str:
 
 
 class OrtRunner(Runner):
-    """One InferenceSession on one execution provider."""
+    """One InferenceSession on one execution provider.
+
+    Throughput mode (CPU provider) runs `streams()` concurrent `run` calls on the one session
+    from as many Python threads (onnxruntime releases the GIL inside `run` and its sessions
+    are thread-safe), the intra-op threads split between them: with 2 threads, 2 streams of
+    1 thread each, as OpenVINO's THROUGHPUT hint splits a 2-core machine.
+    """
 
     provider: ClassVar[str] = CPU
     packages: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu")
@@ -106,8 +114,8 @@ class OrtRunner(Runner):
         opts.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, self.graph_optimization_level
         )
-        if self.threads is not None:
-            opts.intra_op_num_threads = self.threads
+        if self.threads is not None or self.mode == "throughput":
+            opts.intra_op_num_threads = self.intra_op_threads()
         opts.log_severity_level = 3
         if self.provider != CPU:
             opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
@@ -133,6 +141,70 @@ class OrtRunner(Runner):
         self.session.disable_fallback()  # the same for run(), on versions without the keyword
         self._check_provider()
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def intra_op_threads(self) -> int:
+        """Each stream's intra-op threads: all of them in latency mode, split in throughput."""
+        from runtimes.machine_load import usable_cores
+
+        total = self.threads or usable_cores()
+        return max(1, total // self.streams()) if self.mode == "throughput" else total
+
+    def streams(self) -> int:
+        if self.mode != "throughput":
+            return 1
+        from runtimes.machine_load import usable_cores
+
+        return max(1, self.threads or usable_cores())
+
+    def burst(self, *, seconds: float | None = None, count: int | None = None) -> Burst:
+        """`streams()` threads calling `run` on the bound inputs, each starting its next run
+        as soon as its last returns, until `seconds` passed or `count` runs were started."""
+        feeds, names = self._bound, self.output_names
+        if feeds is None:
+            raise RuntimeError(f"{self.name}: burst() called before bind()")
+        streams = self.streams()
+        lock = threading.Lock()
+        started = [0]
+        latencies: list[list[float]] = [[] for _ in range(streams)]
+        ends: list[list[float]] = [[] for _ in range(streams)]
+        last = [0.0]  # when the last run was started
+        errors: list[BaseException] = []
+        t0 = time.perf_counter()
+        deadline = t0 + (seconds or 0.0)
+
+        def work(index: int) -> None:
+            mine = latencies[index]
+            try:
+                while True:
+                    with lock:
+                        done = started[0] >= count if count is not None else False
+                        if count is None and started[0] >= streams:
+                            done = time.perf_counter() >= deadline
+                        if done or errors:
+                            return
+                        started[0] += 1
+                        last[0] = time.perf_counter()
+                    begin = time.perf_counter_ns()
+                    self.session.run(names, feeds)
+                    mine.append((time.perf_counter_ns() - begin) * 1e-6)
+                    ends[index].append(time.perf_counter())
+            except BaseException as err:  # re-raised in the caller's thread
+                errors.append(err)
+
+        workers = [
+            threading.Thread(target=work, args=(i,), name=f"{self.name}-stream-{i}")
+            for i in range(streams)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        wall = time.perf_counter() - t0
+        if errors:
+            raise errors[0]
+        steady = sum(1 for stream in ends for end in stream if end <= last[0])
+        flat = [x for stream in latencies for x in stream]
+        return Burst(started[0], wall, flat, steady, last[0] - t0)
 
     def _check_provider(self) -> None:
         used = self.session.get_providers()
@@ -168,6 +240,7 @@ class OrtRunner(Runner):
             providers=self.session.get_providers() if self.is_active else None,
             graph_optimization_level=self.graph_optimization_level,
             intra_op_threads=opts.intra_op_num_threads if opts is not None else self.threads,
+            concurrent_runs=self.streams(),
             version=f"onnxruntime {ort.__version__}",
         )
         return info

@@ -16,7 +16,9 @@ on onnxruntime-gpu 1.31.1's option names), so without `trt_fp16_enable` a float1
 fp32 kernels. fp16 therefore sets `trt_fp16_enable` (TensorRT 10: each layer in fp16 or fp32, as
 TensorRT finds fastest), and the built engines are read back with TensorRT's engine inspector:
 the record carries the layers' precisions when the engine holds them, "unknown" when it was
-built with names only, and an fp16 run whose engines have no fp16 layer is refused.
+built with names only, and an fp16 run whose engines have no fp16 layer is refused. bf16 is
+the same on graphgen's bfloat16 graph with `trt_bf16_enable` (the provider's bf16 switch, next
+to `trt_fp16_enable` in its options since onnxruntime 1.20), its layers read back the same way.
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ class OrtTrtRunner(OrtGpuRunner):
 
     name = "ort-trt"
     provider = TRT_EP
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "int8")
     builds_for_batches: ClassVar[bool] = True
 
     def __init__(
@@ -253,6 +255,9 @@ class OrtTrtRunner(OrtGpuRunner):
             # Weakly typed, with no strongly typed switch in the provider: without the flag a
             # float16 graph runs in fp32 kernels. The engine inspection records what ran.
             return f"weakly typed, trt_fp16_enable: fp16 or fp32 per layer (TensorRT {major})"
+        if self.precision == "bf16":
+            # The same for a bfloat16 graph, with the provider's bf16 switch.
+            return f"weakly typed, trt_bf16_enable: bf16 or fp32 per layer (TensorRT {major})"
         if self.precision == "int8":
             # TensorRT 10 through the provider is weakly typed: a QDQ network builds with
             # explicit quantization once int8 is enabled; no calibration table is read.
@@ -305,6 +310,8 @@ class OrtTrtRunner(OrtGpuRunner):
         }
         if "trt_fp16_enable:" in path:
             opts["trt_fp16_enable"] = "True"
+        if "trt_bf16_enable:" in path:
+            opts["trt_bf16_enable"] = "True"
         if "trt_int8_enable" in path:
             opts["trt_int8_enable"] = "True"
         if self._stream is not None:

@@ -4,7 +4,10 @@ on the CPU.
 The module is rebuilt from the spec in the file's metadata, not from the graph, so it is an
 independent check of the graph's structure (a rewired shortcut in the file does not follow).
 Precision "fp64" exists for the parity reference: float64 arithmetic makes the reference's own
-rounding error (~1e-15) negligible next to any engine's.
+rounding error (~1e-15) negligible next to any engine's. bf16 is the module in bfloat16 (from
+graphgen's bfloat16 graph, whose weights are the fp32 ones rounded to nearest even, so it is the
+fp32 module cast): oneDNN runs its convolutions on AMX or AVX-512 BF16 where the CPU has them,
+and emulates them elsewhere (slower, the same numbers); the record says which.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ import numpy as np
 from graphgen.errors import GraphError
 from runtimes.base import Runner, RunnerError
 
-# bf16: the fp32 graph's module in bfloat16 (graphs have no bf16 weights; the Python API
-# and scripts/gpu-check.sh use it, `bench-runtimes --precision` knows the graphs' precisions).
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
 
 
@@ -114,4 +115,23 @@ class TorchRunner(Runner):
             dtype=DTYPES[self.precision],
             version=f"torch {torch.__version__}",
         )
+        if self.precision == "bf16" and self.device == "cpu":
+            from runtimes.environment import BF16_FLAGS, cpu_flags
+
+            info["onednn_bf16"] = onednn_bf16()
+            info["bf16_units"] = [f for f in cpu_flags() if f in BF16_FLAGS]  # empty: emulated
         return info
+
+
+def onednn_bf16() -> bool | None:
+    """Whether torch's oneDNN has bf16 kernels here (AVX-512 and newer; native on AMX or
+    AVX-512 BF16, emulated on plain AVX-512); None where this torch cannot say."""
+    import torch
+
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is None or not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
+        return None
+    try:
+        return bool(check())
+    except RuntimeError:
+        return None

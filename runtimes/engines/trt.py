@@ -5,6 +5,12 @@ Building (parse, builder config, profile, timing and engine caches) lives in
 `set_tensor_address`, `execute_async_v3`) on our own CUDA stream, with `timed_run` bracketing
 the work with CUDA events. References: NVIDIA/TensorRT `samples/python/common_runtime.py`,
 `python/docstrings/infer/pyCoreDoc.h`.
+
+bf16 is graphgen's bfloat16 graph parsed into a strongly typed network (TensorRT 10 and 11 both
+take the types from the graph; Ampere or newer runs bf16). Throughput mode runs `streams`
+execution contexts of the one engine, each on its own CUDA stream with its own buffers, as
+trtexec's `--infStreams` does: a context is given its next inference as soon as its last one
+completed, and each inference is timed with CUDA events on its stream.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from runtimes.base import Runner, RunnerError, UnsupportedError
+from runtimes.base import Burst, Runner, RunnerError, UnsupportedError
 from runtimes.engines.trt_build import BuildOptions, load_or_build, make_logger
 from runtimes.engines.trt_profiles import (
     DEFAULT_WORKSPACE_BYTES,
@@ -32,6 +40,36 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from runtimes.base import RunnerArgs
+
+
+DEFAULT_STREAMS = 2  # throughput mode's execution contexts (trtexec --infStreams)
+
+
+@dataclass
+class _Lane:
+    """One execution context of throughput mode: its stream, buffers and timing events."""
+
+    context: Any
+    stream: Any  # cuda_util.Stream
+    buffers: dict[str, Any] = field(default_factory=dict)
+    start: Any = None  # cudaEvent_t
+    end: Any = None
+    busy: bool = False
+
+    def close(self) -> None:
+        from runtimes.engines import cuda_util
+
+        with contextlib.suppress(Exception):
+            self.stream.synchronize()
+        rt = cuda_util.cudart()
+        for event in (self.start, self.end):
+            if event is not None:
+                with contextlib.suppress(Exception):
+                    cuda_util.call(rt.cudaEventDestroy(event), "cudaEventDestroy")
+        for buffer in self.buffers.values():
+            buffer.close()
+        self.stream.destroy()
+        self.context = None
 
 
 def _import_trt() -> Any:
@@ -52,7 +90,8 @@ class TensorRTRunner(Runner):
     # int8: explicit quantization, the QDQ graph parsed as it is into a strongly typed network
     # (no builder flag on TensorRT 10 either: NVIDIA's "Explicit Quantization" says to use
     # strong typing and specify no precision flags).
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "int8")
+    modes: ClassVar[tuple[str, ...]] = ("latency", "throughput")
     builds_for_batches: ClassVar[bool] = True
 
     def __init__(
@@ -66,9 +105,11 @@ class TensorRTRunner(Runner):
         builder_optimization_level: int | None = None,
         cache_dir: str | Path | None = None,
         device_id: int = 0,
+        streams: int = DEFAULT_STREAMS,
         **common: Unpack[RunnerArgs],
     ) -> None:
         super().__init__(model_path, **common)
+        self._streams = max(1, int(streams))
         self.options = BuildOptions(
             precision=self.precision,
             tf32=bool(tf32),
@@ -105,6 +146,7 @@ class TensorRTRunner(Runner):
         self._memory: Any = None  # cuda_util.MemoryMeter, from activate on
         self._logger: Any = None
         self._runtime_obj: Any = None
+        self._lanes: list[_Lane] = []
 
     # -- availability ---------------------------------------------------------------------------
     @classmethod
@@ -205,6 +247,8 @@ class TensorRTRunner(Runner):
     def deactivate_impl(self) -> None:
         """Free everything; safe on partial state (an `activate` that failed halfway) and when
         called twice."""
+        for lane in self._lanes:
+            lane.close()
         if self._stream is not None:
             # A failed kernel leaves a sticky error; free the rest anyway.
             with contextlib.suppress(Exception):
@@ -275,6 +319,83 @@ class TensorRTRunner(Runner):
         self._stage(feeds, shapes)
         self._stream.synchronize()
         self._bound_shapes = shapes
+        if self.mode == "throughput":
+            self._bind_lanes(shapes)
+
+    # -- throughput mode --------------------------------------------------------------------------
+    def streams(self) -> int:
+        return self._streams if self.mode == "throughput" else 1
+
+    def _bind_lanes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """One execution context per stream, each with the bound inputs in its own device
+        buffers (copied from the pinned host copy `_stage` filled) and its own outputs."""
+        from runtimes.engines import cuda_util
+
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
+        rt = cuda_util.cudart()
+        for _ in range(self.streams()):
+            context = self._engine.create_execution_context()
+            if context is None:
+                raise RunnerError("TensorRT could not create another execution context")
+            lane = _Lane(context, cuda_util.Stream())
+            self._lanes.append(lane)  # closed by deactivate even if the rest fails
+            lane.start = cuda_util.call(rt.cudaEventCreate(), "cudaEventCreate")
+            lane.end = cuda_util.call(rt.cudaEventCreate(), "cudaEventCreate")
+            for name in self._inputs:
+                if not context.set_input_shape(name, shapes[name]):
+                    raise RunnerError(f"TensorRT rejected input shape {shapes[name]} for {name!r}")
+            for name in self._inputs + self._outputs:
+                lane.buffers[name] = cuda_util.DeviceBuffer(self._buffers[name].nbytes)
+                if not context.set_tensor_address(name, lane.buffers[name].ptr):
+                    raise RunnerError(f"TensorRT rejected the device address for {name!r}")
+            for name in self._inputs:
+                host = self._pinned[name].view(shapes[name])
+                lane.buffers[name].copy_from_host(host, lane.stream)
+            lane.stream.synchronize()
+        self._sample_memory()
+
+    def burst(self, *, seconds: float | None = None, count: int | None = None) -> Burst:
+        """Every context kept busy (each given its next inference as soon as its last one
+        completed, in turn) until `seconds` passed or `count` were started; then all are
+        waited for. Each inference's latency is its device time between two CUDA events."""
+        from runtimes.engines import cuda_util
+
+        if not self._lanes:
+            raise RuntimeError("trt: burst() needs throughput mode and bind()")
+        rt = cuda_util.cudart()
+        latencies: list[float] = []
+        started = 0
+        t0 = last = time.perf_counter()
+        deadline = t0 + (seconds or 0.0)
+
+        def harvest(lane: _Lane) -> None:
+            cuda_util.call(rt.cudaEventSynchronize(lane.end), "cudaEventSynchronize")
+            ms = cuda_util.call(
+                rt.cudaEventElapsedTime(lane.start, lane.end), "cudaEventElapsedTime"
+            )
+            latencies.append(float(ms))
+            lane.busy = False
+
+        while True:
+            for lane in self._lanes:
+                more = started < count if count is not None else time.perf_counter() < deadline
+                if not more and started >= len(self._lanes):
+                    for busy in self._lanes:
+                        if busy.busy:
+                            harvest(busy)
+                    steady = max(0, started - len(self._lanes))  # harvested before `last`
+                    return Burst(started, time.perf_counter() - t0, latencies, steady, last - t0)
+                if lane.busy:
+                    harvest(lane)
+                last = time.perf_counter()
+                cuda_util.call(rt.cudaEventRecord(lane.start, lane.stream.raw), "cudaEventRecord")
+                if not lane.context.execute_async_v3(lane.stream.handle):
+                    raise RunnerError("TensorRT execute_async_v3 failed to enqueue")
+                cuda_util.call(rt.cudaEventRecord(lane.end, lane.stream.raw), "cudaEventRecord")
+                lane.busy = True
+                started += 1
 
     def timed_run(self) -> float:
         if self._bound is None:

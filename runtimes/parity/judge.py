@@ -48,7 +48,9 @@ INT8_DECISIVE_GAP = 0.1  # a sample is decisive when its top-2 logit gap >= 10% 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(rtol=1e-4, atol=1e-5),
     "fp16": Tolerance(rtol=2e-2, atol=1e-3),
+    "bf16": Tolerance(rtol=0.1, atol=0.0, min_top1=0.95),
     "int8": Tolerance(rtol=0.2, atol=0.0, min_top1=0.95),
+    "int8-bf16": Tolerance(rtol=0.2, atol=0.0, min_top1=0.95),
 }
 
 

@@ -2,7 +2,9 @@
 
 Its own rounding (~1e-15) is negligible, so each engine's numbers are that engine's error alone.
 The torch module is rebuilt from the spec in the file's metadata, not from the graph. An int8
-graph approximates the fp32 graph it was quantized from, so that graph is its reference.
+graph approximates the fp32 graph it was quantized from, so that graph is its reference; a bf16
+graph's reference is the fp32 graph of the same weights when it is known (the rounding of the
+weights to bfloat16 is then part of the error judged, as a user who leaves fp32 pays it).
 `bench-runtimes parity` and the sweep's per-record parity build the very same `Reference`.
 """
 
@@ -16,7 +18,7 @@ import numpy as np
 from runtimes import registry
 from runtimes.base import Runner, error_line
 from runtimes.inputs import DEFAULT_SEED, feeds
-from runtimes.models import ResolvedModel
+from runtimes.models import INT8_PRECISIONS, ResolvedModel
 from runtimes.parity.judge import DEFAULT_TOLERANCES, Tolerance, compare
 from runtimes.parity.results import EngineResult
 from runtimes.parity.structure import check_structure
@@ -92,16 +94,17 @@ def reference_for(
         return ref
     path = model.path
     ref.name = f"{REFERENCE} ({REFERENCE_PRECISION})"
-    if precision == "int8":
-        # int8 approximates the fp32 graph it was quantized from: that graph is the reference.
+    if model.reference_path is not None:
+        # int8 approximates the fp32 graph it was quantized from, bf16 the fp32 graph it was
+        # rounded from: that graph is the reference.
         ref.name = f"{REFERENCE} ({REFERENCE_PRECISION}) on the fp32 graph"
-        if model.reference_path is None:
-            ref.error = (
-                f"no fp32 graph to compare {model.path.name} with: keep the file it was "
-                "quantized from beside it (its name and digest are in graphgen.quant.source)"
-            )
-            return ref
         path = model.reference_path
+    elif precision in INT8_PRECISIONS:
+        ref.error = (
+            f"no fp32 graph to compare {model.path.name} with: keep the file it was "
+            "quantized from beside it (its name and digest are in graphgen.quant.source)"
+        )
+        return ref
     try:
         runner = registry.create(REFERENCE, path, precision=REFERENCE_PRECISION)
         ref.outputs, _ = run_once(runner, inputs)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from graphgen.onnx_io import load
 from graphgen.structure import int8_structure_diff, structure_diff
-from runtimes.models import ResolvedModel
+from runtimes.models import INT8_PRECISIONS, ResolvedModel
 
 
 def structure_check(path: str | Path) -> str | None:
@@ -18,10 +18,11 @@ def structure_check(path: str | Path) -> str | None:
 
 def check_structure(model: ResolvedModel, precision: str) -> str | None:
     """The structure check; an int8 graph must be, Q/DQ bypassed, the folded graph of its spec,
-    and its fp32 reference must pass the fp32 check."""
-    if precision != "int8":
-        return structure_check(model.path)
-    problem = int8_structure_diff(load(model.path), source=str(model.path))
+    and its fp32 reference (int8's, bf16's) must pass the fp32 check."""
+    if precision in INT8_PRECISIONS:
+        problem = int8_structure_diff(load(model.path), source=str(model.path))
+    else:
+        problem = structure_check(model.path)
     if problem is None and model.reference_path is not None:
         problem = structure_check(model.reference_path)
     return problem

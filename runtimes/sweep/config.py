@@ -1,4 +1,5 @@
-"""What a sweep runs: its configuration and the jobs (model x precision x runtime x batch)."""
+"""What a sweep runs: its configuration and the jobs (model x precision x runtime x batch x
+mode)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runtimes.timing import LoopConfig
 
@@ -28,6 +30,12 @@ class SweepConfig:
     # the machine's slow phases fall on all of them alike; False times one job after another.
     interleave: bool = False
     retry_failed: bool = False  # with resume: measure failed jobs again
+    # latency: one synchronous stream; throughput: the engine's own way at its best
+    # (runtimes.base.MODES); both time every job in each mode asked for.
+    modes: list[str] = field(default_factory=lambda: ["latency"])
+    # The machine's measured matmul peaks per precision (environment.matmul_peaks), so each
+    # record carries its fraction of its own precision's peak; None: not measured.
+    peaks: dict[str, Any] | None = None
 
     def cpu_threads(self) -> int:
         """The intra-op threads every CPU engine gets: `threads`, else every usable core, the
@@ -45,10 +53,12 @@ class Job:
     runtime: str
     precision: str
     batch: int
+    mode: str = "latency"
 
     @property
     def label(self) -> str:
-        return f"{self.model} · {self.runtime} · {self.precision} · batch {self.batch}"
+        label = f"{self.model} · {self.runtime} · {self.precision} · batch {self.batch}"
+        return label if self.mode == "latency" else f"{label} · {self.mode}"
 
 
 def jobs(config: SweepConfig) -> Iterator[Job]:
@@ -56,4 +66,5 @@ def jobs(config: SweepConfig) -> Iterator[Job]:
         for precision in config.precisions:
             for runtime in config.runtimes:
                 for batch in config.batches:
-                    yield Job(model, runtime, precision, batch)
+                    for mode in config.modes:
+                        yield Job(model, runtime, precision, batch, mode)

@@ -15,9 +15,11 @@ from resnet_common.errors import first_line, typed_line
 from resnet_common.records import new_record, record_key
 from runtimes import parity, registry
 from runtimes.base import Runner, UnsupportedError
+from runtimes.environment import PEAK_OF
+from runtimes.machine_load import monitored
 from runtimes.models import ResolvedModel, resolve
 from runtimes.sweep.config import Job, SweepConfig
-from runtimes.timing import Measurement, achieved_gflops, measure, throughput_ips
+from runtimes.timing import Measurement, achieved_gflops, measure
 
 
 @dataclass
@@ -45,7 +47,23 @@ def make_runner(job: Job, model: ResolvedModel, config: SweepConfig) -> Runner:
         threads=config.cpu_threads() if cls.device == "cpu" else config.threads,
         timing=config.loop.timing,
         macs=model.macs,
+        mode=job.mode,
     )
+
+
+def peak_fraction(
+    peaks: dict[str, Any] | None, precision: str, gflops: float | None, *, device: str | None
+) -> dict[str, Any] | None:
+    """The record's `peak`: its precision's measured CPU matmul peak and the fraction of it
+    reached (2 x MACs per image); None on a GPU, without a peak or without a rate."""
+    if device != "cpu" or not peaks or not gflops:
+        return None
+    unit = PEAK_OF.get(precision, "fp32")
+    entry = peaks.get(unit) or {}
+    value = entry.get("gflops")
+    if not value:
+        return None
+    return {"precision": unit, "gflops": value, "by": entry.get("by"), "fraction": gflops / value}
 
 
 def _reason(err: BaseException) -> str:
@@ -101,10 +119,20 @@ class Recorder:
             box.update(self.checked(prepared))
 
         try:
-            m = measure(prepared.runner, prepared.feeds, self.config.loop, on_active=check)
+            with monitored(threads=self.busy_threads(prepared)) as load:
+                m = measure(prepared.runner, prepared.feeds, self.config.loop, on_active=check)
         except Exception as err:
             return self.failed(prepared, err)
-        return self.ok(prepared, m, box)
+        record = self.ok(prepared, m, box)
+        record["load"] = {**load.result(), "scope": "this job"}
+        return record
+
+    def busy_threads(self, prepared: Prepared) -> int | None:
+        """The CPU threads a job keeps busy: its intra-op threads (throughput mode's streams
+        split them, so the total is the same); None for GPU engines."""
+        if prepared.base["device"] != "cpu":
+            return None
+        return int(prepared.info.get("threads") or self.config.cpu_threads())
 
     def prepare(self, job: Job) -> Prepared | dict[str, Any]:
         """The job ready to time, or its record when it cannot run (a failed model, an engine
@@ -115,6 +143,7 @@ class Recorder:
             "runtime": job.runtime,
             "precision": job.precision,
             "batch": job.batch,
+            "mode": job.mode,
             "device": registry.device_of(job.runtime),  # reports need no registry to place it
         }
         if isinstance(model, Exception):
@@ -122,7 +151,7 @@ class Recorder:
             return new_record(**base, image_size=size, status="failed", reason=_reason(model))
         base |= {"image_size": model.image_size}
         info: dict[str, Any] = {"depth": model.depth, "macs": model.macs, "params": model.params}
-        skip = registry.refusal(job.runtime, job.precision, model)
+        skip = registry.refusal(job.runtime, job.precision, model, mode=job.mode)
         if skip is not None:
             return new_record(**base, status="skipped", reason=skip, **info)
         if base["device"] == "cpu":
@@ -167,6 +196,26 @@ class Recorder:
 
     def _measurement_fields(self, m: Measurement, model: ResolvedModel, job: Job) -> dict[str, Any]:
         s = m.stats
+        ips = m.throughput_ips(job.batch)
+        gflops = (
+            2 * model.macs * ips / 1e9
+            if m.mode == "throughput" and model.macs
+            else achieved_gflops(model.macs, job.batch, s.median)
+        )
+        extra: dict[str, Any] = {}
+        if m.mode == "throughput":
+            extra["throughput"] = {
+                "completed": m.completed,
+                "images": (m.completed or 0) * job.batch,
+                "wall_s": m.timed_s,
+                "steady_completed": m.steady_completed,
+                "steady_s": m.steady_s,
+                "streams": m.streams,
+                "definition": "images completed with every stream busy / the time that took",
+            }
+        peak = peak_fraction(self.config.peaks, job.precision, gflops, device=self._device(job))
+        if peak is not None:
+            extra["peak"] = peak
         return {
             "latency_ms": s.latency_dict(),
             "stability": {
@@ -175,8 +224,8 @@ class Recorder:
                 "median_ci_exact": s.median_ci_exact,
                 "unstable": s.unstable,
             },
-            "throughput_ips": throughput_ips(s, job.batch),
-            "gflops": achieved_gflops(model.macs, job.batch, s.median),
+            "throughput_ips": ips,
+            "gflops": gflops,
             "load_time_s": m.load_time_s,
             "first_inference_ms": m.first_inference_ms,
             "peak_host_rss_mb": m.peak_host_rss_mb,
@@ -189,7 +238,12 @@ class Recorder:
                 "timed_s": m.timed_s,
                 "config": self.config.loop.to_dict(),
             },
+            **extra,
         }
+
+    @staticmethod
+    def _device(job: Job) -> str | None:
+        return registry.device_of(job.runtime)
 
     # -- inputs and reference ---------------------------------------------------------------
     def _feeds(self, model: ResolvedModel, job: Job) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_common.fileio import write_error
-from resnet_common.records import KEY_FIELDS, new_record, record_key
+from resnet_common.records import key_fields, new_record, record_key
 from runtimes.sweep.outdir import write_json_atomic
 
 CRASHED_REASON = (
@@ -91,7 +91,7 @@ def died_records(
     try:
         started = json.loads(inflight.read_text())
         listed = started.get("jobs") or [started]
-        bases = [{k: one[k] for k in KEY_FIELDS} for one in listed]
+        bases = [key_fields(one) for one in listed]
         pid = int(started.get("pid") or 0)
     except FileNotFoundError:
         return []

@@ -155,7 +155,9 @@ class Sweep:
                 yield job, prepared
                 continue
             self.mark_inflight(inflight, [p.job for p, _ in group] + [job])
-            slot = Slot(self.recorder.key(job), prepared.runner, prepared.feeds)
+            slot = Slot(
+                self.recorder.key(job), prepared.runner, prepared.feeds, mode=prepared.runner.mode
+            )
             try:
                 slot.start(self.config.loop)
             except Exception as err:
@@ -174,11 +176,15 @@ class Sweep:
 
     def _time_group(self, group: list[tuple[Prepared, Any]], number: int) -> Stream:
         from runtimes.interleave import plan_rounds, run_rounds
+        from runtimes.machine_load import monitored
         from runtimes.timing import peak_rss_mb
 
         slots = [slot for _, slot in group]
         rounds = plan_rounds(slots, self.config.loop)
-        errors = run_rounds(slots, rounds, seed=self.config.seed + number)
+        busy = [t for p, _ in group if (t := self.recorder.busy_threads(p)) is not None]
+        with monitored(threads=max(busy) if busy else None) as monitor:
+            errors = run_rounds(slots, rounds, seed=self.config.seed + number)
+        load = {**monitor.result(), "scope": "interleaved group"}
         host_mb = peak_rss_mb()  # the group's: every job of it was loaded at once
         for prepared, slot in group:
             runner = prepared.runner
@@ -202,4 +208,5 @@ class Sweep:
                 "round_medians_ms": slot.round_medians_ms,
             }
             record["peak_host_rss_mb_scope"] = "interleaved group"
+            record["load"] = load
             yield prepared.job, record
