@@ -1,16 +1,20 @@
 """The command-line flags that describe a network, shared by every command that builds one
-(`graphgen build`, `resnet-train`), and the spec they give. A library module, not a CLI: the
-commands import it, and nothing here parses argv."""
+(`graphgen build`, `resnet-train`), and the spec they give; the flags that describe a graph file
+(batch, opset, dtype, folding), shared by `graphgen build` and `graphgen import`. A library
+module, not a CLI: the commands import it, and nothing here parses argv."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from graphgen.blocks import BLOCK_KINDS
 from graphgen.errors import SpecError
 from graphgen.flavors import FLAVORS, apply_flavor
+from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.spec import (
+    DATASETS,
     LIMIT_KEY,
     SHORTCUTS,
     STRIDE_PLACEMENTS,
@@ -20,6 +24,8 @@ from graphgen.spec import (
     read_spec_data,
     spec_for_depth,
 )
+from resnet_common.cli import dtype_name, positive_int
+from resnet_common.errors import UserError
 
 OVERRIDES = ("shortcut", "block", "stride_at", "zero_pad", "classes", "image_size")
 
@@ -69,39 +75,140 @@ def add_architecture_arguments(
     )
 
 
+def add_family_argument(group: argparse._ActionsContainer, *, default: str = "") -> argparse.Action:
+    """`--family imagenet|cifar10`: which depth table a depth reads. graphgen build also
+    accepts its older spelling `--dataset` (in resnet-train, --dataset is the training data)."""
+    return group.add_argument(
+        "--family",
+        choices=DATASETS,
+        help="depth table: imagenet (Table 1) or cifar10 (6n+2)"
+        + (f" (default: {default})" if default else ""),
+    )
+
+
 def spec_from_args(args: argparse.Namespace) -> Spec:
-    spec = _base_spec(args)
-    flavor = getattr(args, "flavor", None)
-    if flavor is None:
-        return spec
-    # The flavour sets block details; a flag given beside it (--stride-at, --block) still wins.
-    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    return apply_flavor(spec, flavor).replace(**overrides)
+    """The spec the network flags give: `--depth` (with `--family`) or `--spec`, then the
+    overrides (`--shortcut`, `--block`, ...) and `--flavor`."""
+    overrides = {k: getattr(args, k) for k in OVERRIDES}
+    return spec_from_options(
+        depth=args.depth,
+        spec=args.spec,
+        family=args.family,
+        flavor=getattr(args, "flavor", None),
+        **overrides,
+    )
 
 
-def _base_spec(args: argparse.Namespace) -> Spec:
-    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    if args.spec is not None:
-        spec = load_spec_file(args.spec)
-        if args.dataset is not None:
+def spec_from_options(
+    *,
+    depth: int | None = None,
+    spec: str | Path | Spec | None = None,
+    family: str | None = None,
+    flavor: str | None = None,
+    **overrides: Any,
+) -> Spec:
+    """A depth (of `family`) or a spec (a file or a Spec), with overrides and a flavour: what
+    `graphgen build` and `graphgen.build` both read. Overrides that are None are not given."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(overrides) - set(OVERRIDES)
+    if unknown:
+        raise TypeError(
+            f"unknown spec override {sorted(unknown)[0]!r}; the overrides are {OVERRIDES}"
+        )
+    if (depth is None) == (spec is None):
+        raise UserError("give a depth or a spec, one of them")
+    if spec is not None:
+        base = spec if isinstance(spec, Spec) else load_spec_file(Path(spec))
+        if family is not None:
             raise SpecError("--family goes with --depth; put `dataset:` in the spec file")
-        return spec.replace(**overrides) if overrides else spec
-    if args.depth < 1:
-        raise SpecError(f"unknown depth {args.depth}: depths are positive")
-    return spec_for_depth(args.depth, args.dataset, **overrides)
+        base = base.replace(**overrides) if overrides else base
+    else:
+        assert depth is not None
+        if depth < 1:
+            raise SpecError(f"unknown depth {depth}: depths are positive")
+        base = spec_for_depth(depth, family, **overrides)
+    if flavor is None:
+        return base
+    # The flavour sets block details; a flag given beside it (--stride-at, --block) still wins.
+    return apply_flavor(base, flavor).replace(**overrides)
+
+
+def add_graph_arguments(p: argparse._ActionsContainer) -> None:
+    """The flags that say how a graph file is written (`graphgen build`, `graphgen import`)."""
+    p.add_argument(
+        "--batch",
+        default="dynamic",
+        help="fixed batch size, or 'dynamic' (default) for a symbolic N",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, 13 up to onnx's newest (default {DEFAULT_OPSET})",
+    )
+    p.add_argument(
+        "--dtype",
+        type=dtype_name,
+        default="float32",
+        help=f"weights and compute: {', '.join(DTYPES)} (default float32)",
+    )
+    p.add_argument(
+        "--io-dtype",
+        dest="io_dtype",
+        type=dtype_name,
+        default="float32",
+        help="dtype of `input` and `logits` (default float32; with --dtype float16 "
+        "the graph casts at both ends)",
+    )
+    p.add_argument(
+        "--fold-bn",
+        dest="fold_bn",
+        action="store_true",
+        help="fold BatchNorm into conv weights and biases (inference graph)",
+    )
+
+
+def graph_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The checked graph flags by their Python names: batch, dtype, io_dtype, opset, fold_bn."""
+    batch = fixed_batch(args.batch)
+    check_opset(args.opset)
+    check_dtype(args.dtype)
+    check_dtype(args.io_dtype)
+    return dict(
+        batch=batch,
+        dtype=args.dtype,
+        io_dtype=args.io_dtype,
+        opset=args.opset,
+        fold_bn=args.fold_bn,
+    )
+
+
+def fixed_batch(text: str) -> int | None:
+    """`--batch`: a positive integer, or 'dynamic' (None: a symbolic N)."""
+    if text == "dynamic":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise UserError(f"--batch must be a positive integer or 'dynamic', got {text!r}") from None
 
 
 def size_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
     """The size limits raised by the spec file's `size_limit` key, then by `--size-limit`
     (where the command has that flag)."""
+    return size_limits_for(getattr(args, "spec", None), getattr(args, "size_limits", None))
+
+
+def size_limits_for(spec: object, given: dict[str, int] | None) -> dict[str, int]:
+    """The limits a spec file raises (when `spec` is a path), then those `given`."""
     from graphgen.sizes import limits_from_spec
 
     limits: dict[str, int] = {}
-    if getattr(args, "spec", None) is not None:
-        data = read_spec_data(args.spec)
+    if isinstance(spec, (str, Path)):
+        data = read_spec_data(Path(spec))
         if isinstance(data, dict) and LIMIT_KEY in data:
-            limits = limits_from_spec(data[LIMIT_KEY], source=str(args.spec))
-    return limits | (getattr(args, "size_limits", None) or {})
+            limits = limits_from_spec(data[LIMIT_KEY], source=str(spec))
+    return limits | (given or {})
 
 
 def add_size_limit_argument(p: Any) -> None:

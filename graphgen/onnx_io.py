@@ -26,7 +26,7 @@ from graphgen.plan import Plan, expand, fold_bn
 from graphgen.sizes import checked_plan
 from graphgen.spec import Spec, spec_from_mapping
 from graphgen.weights import Weights, fold_weights, init_weights
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, first_line
 from resnet_common.fileio import (
     check_replaceable,
     make_temp_dir,
@@ -281,10 +281,6 @@ def _remove_old_data(folder: Path, name: str, replaced: set[str], *, keep: str |
                 target.unlink()
 
 
-def initializer_bytes(model: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) for t in model.graph.initializer)
-
-
 def save(model: onnx.ModelProto, path: str | Path, *, check: bool = True) -> Path:
     """Validate and write an in-memory model atomically, through the same writer as
     `build_file` (external data past 2 GB); the caller's model is left untouched."""
@@ -334,8 +330,7 @@ def load(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto:
         try:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
         except Exception as err:  # a short, moved or outside-the-folder data file
-            first = (str(err).splitlines() or [type(err).__name__])[0]
-            raise GraphError(f"{path}: cannot read its external data: {first}") from None
+            raise GraphError(f"{path}: cannot read its external data: {first_line(err)}") from None
     return model
 
 

@@ -1,4 +1,10 @@
-"""What every command line of the project shares: one-line errors and exit codes.
+"""What every command line of the project shares: one style, one-line errors and exit codes.
+
+Each CLI's top level is a registration list of command modules (`command_parser`); a command
+module has `register(subparsers) -> its parser` (which sets `func=run`) and `run(args) -> exit
+code`, so it can be imported and tested alone. A module may name the optional packages it needs
+(`REQUIRES`, `INSTALL`): it is listed in --help all the same, saying what to install, and running
+it without them is a one-line error. `run_main` parses, runs and turns user errors into one line.
 
 Exit codes: 0 success, 1 a check failed (parity, regression), 2 bad input. A user mistake never
 prints a traceback.
@@ -7,20 +13,71 @@ prints a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
+import importlib.util
+import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+from typing import Any, TextIO
 
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, first_line
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+Subparsers = argparse._SubParsersAction  # what `register(subparsers)` receives
+HELP_FLAGS = ("-h", "--help", "--version")
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
+    """argparse, but a usage error is one line on stderr and exit code 2. `default_command` is
+    the command run when the first argument names none (resnet-train's flat form is `fit`)."""
+
+    default_command: str | None = None
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, but a description or epilog keeps its indented lines as written (the
+    examples) and its paragraphs apart, filling only the prose."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        prose: list[str] = []
+
+        def flush() -> None:
+            if prose:
+                out.append(textwrap.fill(" ".join(prose), width, initial_indent=indent,
+                                         subsequent_indent=indent))  # fmt: skip
+                prose.clear()
+
+        for line in text.splitlines():
+            if line.startswith(" ") or not line.strip():
+                flush()
+                out.append(indent + line if line.strip() else "")
+            else:
+                prose.append(line.strip())
+        flush()
+        return "\n".join(out)
+
+
+def add_alias(p: argparse._ActionsContainer, flag: str, action: argparse.Action) -> None:
+    """An older spelling of `action`'s flag: accepted as it always was, not shown in --help
+    (which teaches one spelling)."""
+    extra: dict[str, Any] = {} if action.type is None else {"type": action.type}
+    p.add_argument(
+        flag,
+        dest=action.dest,
+        choices=action.choices,
+        metavar=action.metavar,
+        default=argparse.SUPPRESS,  # the canonical flag's default stands
+        help=argparse.SUPPRESS,
+        **extra,
+    )
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -28,23 +85,151 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+def missing_requirements(module: ModuleType) -> list[str]:
+    """The packages a command module names in `REQUIRES` that are not installed here."""
+    return [name for name in getattr(module, "REQUIRES", ()) if not _installed(name)]
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken one
+        return False
+
+
+def command_parser(
+    prog: str,
+    *,
+    description: str,
+    epilog: str,
+    commands: Sequence[ModuleType],
+    version: str | None = None,
+    default: str | None = None,
+) -> OneLineParser:
+    """A CLI's top-level parser: one subcommand per module of `commands`, in that order."""
+    parser = OneLineParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter
+    )
+    if version is not None:
+        parser.add_argument("--version", action="version", version=f"{prog} {version}")
+    metavar = "COMMAND" if default is None else "[COMMAND]"
+    subparsers = parser.add_subparsers(title="commands", metavar=metavar)
+    for module in commands:
+        before = len(subparsers._choices_actions)
+        sub = module.register(subparsers)
+        if sub.formatter_class is argparse.HelpFormatter:  # one look for every command's help
+            sub.formatter_class = HelpFormatter
+        name = sub.prog.split()[-1]
+        listed = subparsers._choices_actions[before:]  # the line `prog --help` lists for it
+        if name == default:
+            for action in listed:
+                action.help = f"{action.help}; the default (`{prog} ARGS` is `{prog} {name} ARGS`)"
+        missing = missing_requirements(module)
+        if missing:
+            needs = f"needs {' and '.join(missing)} (not installed here): {module.INSTALL}"
+            for action in listed:
+                action.help = f"{action.help} [{needs}]"
+            sub.description = f"{needs[0].upper()}{needs[1:]}. {sub.description or ''}".rstrip()
+            sub.set_defaults(unavailable=f"{prog} {name} {needs}")
+    parser.default_command = default
+    return parser
+
+
+def with_default_command(parser: OneLineParser, argv: Sequence[str]) -> list[str]:
+    """argv with the parser's default command in front when its first word names no command
+    (`resnet-train --depth 20 ...` is `resnet-train fit --depth 20 ...`)."""
+    argv = list(argv)
+    default = parser.default_command
+    if default is None or (argv and (argv[0] in HELP_FLAGS or argv[0] in _commands(parser))):
+        return argv
+    return [default, *argv]
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    return {
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
+
+
 def run_main(
     build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None = None
 ) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if isinstance(parser, OneLineParser):
+        args = parser.parse_args(with_default_command(parser, given))
+    else:
+        args = parser.parse_args(given)
     # The command line as given, for the "reproduce" line of what the command writes.
-    args.command_line = [parser.prog, *(sys.argv[1:] if argv is None else argv)]
+    args.command_line = [parser.prog, *given]
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    unavailable = getattr(args, "unavailable", None)
+    if unavailable:
+        return fail(unavailable)
     try:
-        return int(func(args) or 0)
+        with json_stdout() if getattr(args, "json", False) else contextlib.nullcontext():
+            return int(func(args) or 0)
     except UserError as err:
-        return fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return fail(first_line(err))
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+
+
+# --- --json: one JSON document on stdout, and nothing else there -----------------------------
+
+_JSON_STREAM: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
+    "json_stream", default=None
+)
+
+
+def add_json_flag(p: argparse._ActionsContainer, what: str = "one JSON object") -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=f"print {what} on stdout instead of the text (progress and warnings go to stderr)",
+    )
+
+
+@contextlib.contextmanager
+def json_stdout() -> Iterator[None]:
+    """While a `--json` command runs, whatever it prints goes to stderr; `print_json` alone
+    writes to stdout, so stdout holds one JSON document that a script can read."""
+    token = _JSON_STREAM.set(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_STREAM.reset(token)
+
+
+def print_json(data: Any) -> None:
+    """Print `data` as JSON on the command's stdout (the real one under `json_stdout`)."""
+    stream = _JSON_STREAM.get() or sys.stdout
+    stream.write(json.dumps(data, indent=2) + "\n")
+    stream.flush()
+
+
+# --- argparse types ----------------------------------------------------------------------------
+
+# The two spellings of a float type, both accepted wherever either is taken: `--dtype` shows
+# ONNX's element type names (float16), `--precision` the records' short names (fp16).
+FLOAT_SPELLINGS = {"fp32": "float32", "fp16": "float16"}
+
+
+def dtype_name(text: str) -> str:
+    """An argparse type for `--dtype`: fp16 is float16; other names are checked where used."""
+    return FLOAT_SPELLINGS.get(text, text)
+
+
+def precision_name(text: str) -> str:
+    """An argparse type for `--precision`: float16 is fp16; other names are checked where used."""
+    return {long: short for short, long in FLOAT_SPELLINGS.items()}.get(text, text)
 
 
 def csv_list(kind: str, convert: Callable[[str], object] = str) -> Callable[[str], list[object]]:

@@ -45,7 +45,6 @@ class ResolvedModel:
     precision: str
     image_size: int
     input_name: str = "input"
-    output_name: str = "logits"
     fixed_batch: int | None = None  # the batch a file fixes (graphgen --batch N, most exports)
     # int8: the fp32 graph it was quantized from, which parity compares against (None when the
     # file's source cannot be found: then there is nothing honest to compare with)
@@ -295,7 +294,6 @@ def _foreign(
         precision,
         image_size or int(size or 0),
         inputs[0].name,
-        model.graph.output[0].name,
         fixed_batch(model),
     )
 

@@ -78,10 +78,10 @@ def cifar_folder(corrupt: str | None = None) -> Callable[[Path], None]:
 
 
 def _tiny_config(out: Path) -> dict[str, object]:
-    from train import cli
+    from train.cli import fit
 
-    args = cli.make_parser().parse_args([*TINY, "--out", str(out)])
-    return cli.config_from_args(args).to_dict()
+    args = fit.make_parser().parse_args([*TINY, "--out", str(out)])
+    return fit.config_from_args(args).to_dict()
 
 
 def run_folder(

@@ -19,7 +19,7 @@ from train import cli, metrics
 from train.experiments import findings
 
 TINY = [
-    "--epochs", "1", "--image-size", "8", "--train-size", "64", "--val-size", "32",
+    "--epochs", "1", "--image-size", "8", "--synthetic-train", "64", "--synthetic-val", "32",
     "--batch-size", "32", "--workers", "0", "--quiet",
 ]  # fmt: skip
 
@@ -70,6 +70,10 @@ def test_tiny_degradation_report_matches_metrics(tmp_path, capsys):
         == doc["runs"][0]["curves"]
     )
     assert "reusing" in capsys.readouterr().out
+    # --json: one object on stdout (the "reusing" lines go to stderr)
+    assert cli.main([*args, "--json"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["findings"] == doc["findings"] and "reusing" in printed.err
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,9 @@ BAD = [
     (["build", "--all", "--shortcut", "C"], "--all builds the standard variants"),
     (["build", "--all", "-o", "x.onnx"], "--all builds the standard variants"),
     (["build", "--depth", "20", "--out-dir", "."], "--out-dir goes with --all"),
-    (["build", "--depth", "20", "--seed", "-1"], "expected an integer >= 0"),
+    (["build", "--depth", "20", "--seed", "-1"], "seed must be in 0 .. 2**63-1"),
+    (["build", "--depth", "20", "--seed", str(2**63)], "seed must be in 0 .. 2**63-1"),
+    (["build", "--depth", "20", "--dtype", "fp8"], "unknown dtype 'fp8'"),
     (["build", "--depth", "20", "-o", "/proc/graphgen-test.onnx"], "cannot write"),
 ]
 

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 from train import cli
+from train.cli import fit
 from train.data import step_seed
 from train.recipe import Recipe, cifar_recipe, scaled_to_epochs
 
@@ -45,10 +46,10 @@ def test_user_milestones_are_not_rescaled():
 
 
 def test_cli_keeps_user_milestones_with_epochs(tmp_path):
-    args = cli.make_parser().parse_args(
+    args = fit.make_parser().parse_args(
         [*TINY_ARGS, "--epochs", "10", "--milestones", "100,200", "--out", str(tmp_path / "r")]
     )
-    recipe = cli.config_from_args(args).recipe
+    recipe = fit.config_from_args(args).recipe
     assert recipe.milestones == (100, 200) and not recipe.scale_milestones
     assert scaled_to_epochs(recipe, epochs=10, iters_per_epoch=15).milestones == (100, 200)
 
@@ -61,8 +62,8 @@ def test_epochs_with_max_iters_is_refused(tmp_path, capsys):
 
 
 def test_max_iters_alone_counts_iterations(tmp_path):
-    args = cli.make_parser().parse_args([*TINY_ARGS, "--max-iters", "5", "--out", str(tmp_path)])
-    recipe = cli.config_from_args(args).recipe
+    args = fit.make_parser().parse_args([*TINY_ARGS, "--max-iters", "5", "--out", str(tmp_path)])
+    recipe = fit.config_from_args(args).recipe
     assert recipe.max_iters == 5 and recipe.epochs is None
 
 
@@ -149,13 +150,26 @@ def test_imagenet_depth_with_cifar_family_suggests_family(tmp_path, capsys):
 
 def test_help_documents_every_flag_and_resume(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["--help"])
+        cli.main(["fit", "--help"])
     text = capsys.readouterr().out
-    parser = cli.make_parser()
+    parser = fit.make_parser()
     for action in parser._actions:
         assert action.help, action.option_strings
     assert "(default: 2)" in text  # --workers
     assert "honours only --epochs" in text and "Examples:" in text
+    with pytest.raises(SystemExit):  # the flat form's help is fit's
+        cli.main(["--depth", "20", "--help"])
+    assert capsys.readouterr().out == text
+
+
+def test_help_lists_the_commands_and_the_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps help lines at the terminal's width
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "fit" in text and "experiment" in text and "Examples:" in text
+    assert "the default (`resnet-train ARGS` is `resnet-train fit ARGS`)" in text
 
 
 def test_export_folder_is_checked_before_training(tmp_path, capsys):

@@ -13,6 +13,8 @@ from resnet_common.limits import SizeLimits
 from train.recipe import Recipe
 
 CONFIG = "config.json"
+# What `dataset` names (resnet-train --dataset): the training data, not the spec family.
+DATASETS = ("synthetic", "cifar10", "imagefolder")
 
 
 @dataclass
@@ -65,7 +67,7 @@ class TrainConfig:
 def _export_entry(export: Path | None, out: Path) -> str | None:
     """config.json's export: relative to the run folder when inside it, else absolute.
 
-    `--resume` follows only the relative form (see `train.cli.resume_config`), so a moved or
+    `--resume` follows only the relative form (see `train.cli.fit.resume_config`), so a moved or
     crafted run folder never writes outside itself unless the user names the file again.
     """
     if export is None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, first_line, typed_line
+from train.config import DATASETS
 
-DATASETS = ("synthetic", "cifar10", "imagefolder")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # AlexNet's "standard colour augmentation": PCA of ImageNet RGB pixels (Krizhevsky et al. 2012).
@@ -302,7 +302,7 @@ def _open_image(path: Path) -> object:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (OSError, ValueError) as err:
-        raise DataError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
+        raise DataError(f"{path} is not a readable image ({typed_line(err)})") from None
 
 
 def _to_tensor(image: object) -> torch.Tensor:
@@ -399,13 +399,13 @@ def iterate_batches(
     try:
         yield from loader
     except DataError as err:  # from a worker: "Caught DataError in DataLoader worker ..." + trace
-        raise DataError(_original_message(str(err))) from None
+        raise DataError(_original_message(err)) from None
 
 
-def _original_message(text: str) -> str:
+def _original_message(err: DataError) -> str:
     """The worker's own message, from the last line of torch's re-raised traceback text."""
-    for line in reversed(text.strip().splitlines()):
+    for line in reversed(str(err).strip().splitlines()):
         _, sep, message = line.partition("DataError: ")
         if sep and message.strip():
             return message.strip()
-    return text.strip().splitlines()[0] if text.strip() else "unreadable image"
+    return first_line(err)

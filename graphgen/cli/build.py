@@ -9,26 +9,23 @@ from typing import Any
 from graphgen.arguments import (
     OVERRIDES,
     add_architecture_arguments,
+    add_family_argument,
+    add_graph_arguments,
     add_size_limit_argument,
+    graph_options,
     size_limits_from_args,
     spec_from_args,
 )
-from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
 from graphgen.onnx_io import build_file, check_target
 from graphgen.plan import expand, fold_bn
-from graphgen.spec import (
-    DATASETS,
-    STANDARD_VARIANTS,
-    Spec,
-    spec_for_depth,
-)
-from resnet_common.cli import non_negative_int, positive_int
+from graphgen.spec import STANDARD_VARIANTS, Spec, spec_for_depth
+from resnet_common.cli import Subparsers, add_alias, add_json_flag, print_json, seed_int
 from resnet_common.errors import UserError
 from resnet_common.fileio import write_error
 from resnet_common.limits import SizeLimits
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "build",
         help="write an ONNX graph for a ResNet depth, a spec file, or every standard variant",
@@ -36,51 +33,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "output `logits` [N,K]) from the paper's depth tables or your own spec.",
         epilog="--depth alone means ImageNet for 18/34/50/101/152 and CIFAR-10 for any other "
         "6n+2 depth (20, 32, 44, 56, 110, 1202, ...). Shortcut defaults follow the paper: B for "
-        "ImageNet, A for CIFAR; 'none' gives the plain baselines.",
+        "ImageNet, A for CIFAR; 'none' gives the plain baselines.\n\n"
+        "Examples:\n"
+        "  graphgen build --depth 152                          # resnet152.onnx\n"
+        "  graphgen build --depth 56 --family cifar10 --shortcut A\n"
+        "  graphgen build --depth 50 --stride-at 3x3 --fold-bn # torchvision's v1.5, BN folded\n"
+        "  graphgen build --depth 18 --dtype float16 -o r18-fp16.onnx\n"
+        "  graphgen build --spec my-net.yaml --json            # what was built, as JSON\n"
+        "  graphgen build --all --out-dir models/",
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
     what.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
     what.add_argument("--all", action="store_true", help="every standard variant (see `list`)")
-    p.add_argument(
-        "--family",
-        "--dataset",
-        dest="dataset",
-        choices=DATASETS,
-        help="depth table: ImageNet (Table 1) or CIFAR (6n+2); resnet-train's flag has this name "
-        "(--dataset is the older spelling)",
-    )
+    add_alias(p, "--dataset", add_family_argument(p))  # --dataset: the older spelling
     add_architecture_arguments(p)
-    p.add_argument(
-        "--batch",
-        default="dynamic",
-        help="fixed batch size, or 'dynamic' (default) for a symbolic N",
-    )
-    p.add_argument(
-        "--opset",
-        type=int,
-        default=DEFAULT_OPSET,
-        help=f"ONNX opset, 13 up to onnx's newest (default {DEFAULT_OPSET})",
-    )
-    p.add_argument("--dtype", default="float32", help=f"weights and compute: {', '.join(DTYPES)}")
-    p.add_argument(
-        "--io-dtype",
-        dest="io_dtype",
-        default="float32",
-        help="dtype of `input` and `logits` (default float32; with --dtype float16 "
-        "the graph casts at both ends)",
-    )
-    p.add_argument(
-        "--fold-bn",
-        dest="fold_bn",
-        action="store_true",
-        help="fold BatchNorm into conv weights and biases (inference graph)",
-    )
+    add_graph_arguments(p)
     p.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_int,
         default=0,
-        help="weight seed (default 0); same seed, same bytes",
+        help="weight seed, 0 .. 2**63-1 (default 0); same seed, same bytes",
     )
     p.add_argument("-o", "--output", type=Path, help="output file (default NAME.onnx here)")
     p.add_argument(
@@ -91,16 +64,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="folder for --all (default .; made if missing)",
     )
     add_size_limit_argument(p)
+    add_json_flag(p)
     p.set_defaults(func=run)
-
-
-def _batch(text: str) -> int | None:
-    if text == "dynamic":
-        return None
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise UserError(f"--batch must be a positive integer or 'dynamic', got {text!r}") from None
+    return p
 
 
 def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:
@@ -120,23 +86,11 @@ def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    batch = _batch(args.batch)
-    check_opset(args.opset)
-    check_dtype(args.dtype)
-    check_dtype(args.io_dtype)
-    options = dict(
-        seed=args.seed,
-        batch=batch,
-        dtype=args.dtype,
-        io_dtype=args.io_dtype,
-        opset=args.opset,
-        fold=args.fold_bn,
-    )
+    options = graph_options(args)
+    options.update(seed=args.seed, fold=options.pop("fold_bn"))  # the emitters' names
     if args.all:
         given = [
-            f"--{k.replace('_', '-')}"
-            for k in (*OVERRIDES, "dataset", "flavor")
-            if getattr(args, k)
+            f"--{k.replace('_', '-')}" for k in (*OVERRIDES, "family", "flavor") if getattr(args, k)
         ]
         if args.output is not None:
             given.append("-o")
@@ -153,6 +107,20 @@ def run(args: argparse.Namespace) -> int:
     check_target(out)
     build_file(spec, out, limits=SizeLimits().raised(limits), **options)
     plan = fold_bn(expand(spec)) if args.fold_bn else expand(spec)
+    if args.json:
+        print_json(
+            {
+                "path": str(out),
+                "name": spec.name,
+                "depth": spec.depth,
+                "params": plan.params,
+                "macs": plan.macs,
+                "dtype": args.dtype,
+                "fold_bn": args.fold_bn,
+                "spec": spec.to_dict(),
+            }
+        )
+        return 0
     # Say what was built: a depth with --block or layers is a different stage table.
     stages = "x".join(map(str, spec.layers))
     print(
@@ -163,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build_all(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from rich.console import Console
     from rich.progress import Progress
 
     if args.size_limits:
@@ -177,12 +146,17 @@ def _build_all(args: argparse.Namespace, options: dict[str, Any]) -> int:
         args.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise write_error(err, args.out_dir) from None
-    with Progress(transient=True) as progress:
+    written = {}
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
         task = progress.add_task("building", total=len(STANDARD_VARIANTS))
         for name, spec in STANDARD_VARIANTS.items():
             progress.update(task, description=f"building {name}")
             out = args.out_dir / f"{name}{_suffix(args)}.onnx"
             build_file(spec, out, **options)
+            written[name] = str(out)
             progress.advance(task)
+    if args.json:
+        print_json({"out_dir": str(args.out_dir), "models": written})
+        return 0
     print(f"wrote {len(STANDARD_VARIANTS)} models to {args.out_dir}")
     return 0

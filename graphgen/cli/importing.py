@@ -1,59 +1,31 @@
 """`graphgen import`: a trained ResNet from MXNet Gluon, any ONNX exporter or a state_dict.
 
-What the new graph is checked against depends on what the source holds. An ONNX file holds its
-computation: the new graph must agree with it on seeded inputs. A state_dict or a `.params` holds
-names and arrays only: it is checked against the network `--arch` names (built by its own
-library) or stored outputs (`--expect`); without either the output line says plainly that the
-computation was NOT checked, and never "verified". The written file records what was checked
-(`graphgen.import.checked`).
+The work is graphgen.importing.import_model (also `graphgen.import_model`); this module is its
+command line: what the new graph is checked against, and the exit code 1 when it disagrees.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import onnx
-
-from graphgen.cli.build import _batch
-from graphgen.errors import StridePlacementError
-from graphgen.importers.common import (
-    CHECK_KEY,
-    CHECKED_KEY,
-    NAMES_AND_SHAPES,
-    Check,
-    Options,
-    VerifyError,
-    check,
-    emit_imported,
-    import_metadata,
-    run_float64,
-    seeded_input,
-    write,
+from graphgen.arguments import add_graph_arguments, graph_options
+from graphgen.importers.common import VerifyError
+from graphgen.importing import STATE_DICT_SUFFIXES, import_model
+from graphgen.inject import STRIDE_HINT
+from graphgen.spec import STRIDE_PLACEMENTS
+from resnet_common.cli import (
+    EXIT_CHECK_FAILED,
+    Subparsers,
+    add_json_flag,
+    fail,
+    positive_int,
+    print_json,
 )
-from graphgen.importers.source_nets import (
-    Arch,
-    parse_arch,
-    require_library,
-    source_label,
-    source_outputs,
-)
-from graphgen.inject import STRIDE_HINT, read_normalisation, stride_matters
-from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, check_dtype, check_opset
-from graphgen.onnx_io import load, metadata
-from graphgen.spec import STRIDE_PLACEMENTS, Spec
-from graphgen.weights import Weights
-from resnet_common.cli import EXIT_CHECK_FAILED, fail, positive_int
-from resnet_common.errors import UserError
-
-STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
-# What a source check yields once the new graph exists: (metadata tag, the comparison).
-Pending = Callable[[onnx.ModelProto], tuple[str, Check]]
+from resnet_common.errors import first_line
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "import",
         help="a trained ResNet (Gluon .params, any ONNX ResNet, a state_dict) as a graphgen graph",
@@ -65,8 +37,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(read without MXNet) holds no computation: --arch runs the source network itself, "
         "--expect compares with stored outputs; with neither, only names and shapes are checked "
         "and the output says so.",
-        epilog="Examples: graphgen import resnet50.pth --arch torchvision:resnet50 -o r50.onnx; "
-        "graphgen import resnet50_v1-0000.params --stride-at 1x1 -o r50-gluon.onnx",
+        epilog="Examples:\n"
+        "  graphgen import resnet50_v1.onnx --fold-bn -o resnet50.onnx   # checked against it\n"
+        "  graphgen import resnet50.pth --arch torchvision:resnet50 -o r50.onnx\n"
+        "  graphgen import resnet50_v1-0000.params --stride-at 1x1 -o r50-gluon.onnx",
     )
     p.add_argument("source", type=Path, metavar="SOURCE")
     p.add_argument("-o", "--output", type=Path, required=True, help="output ONNX file")
@@ -97,193 +71,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="weights files of bottleneck nets (names and shapes do not show it): where a "
         f"bottleneck strides, required unless --arch implies it ({STRIDE_HINT})",
     )
-    p.add_argument("--batch", default="dynamic", help="fixed batch size, or 'dynamic' (default)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
-    p.add_argument("--dtype", default="float32", help=f"weights and compute: {', '.join(DTYPES)}")
-    p.add_argument("--io-dtype", dest="io_dtype", default="float32", help="dtype of input/logits")
-    p.add_argument("--fold-bn", dest="fold_bn", action="store_true", help="fold BN into convs")
+    add_graph_arguments(p)
+    add_json_flag(p)
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    check_opset(args.opset)
-    check_dtype(args.dtype)
-    check_dtype(args.io_dtype)
-    options = Options(
-        fold=args.fold_bn,
-        dtype=args.dtype,
-        io_dtype=args.io_dtype,
-        opset=args.opset,
-        batch=_batch(args.batch),
-    )
-    source: Path = args.source
-    if not source.is_file():
-        raise UserError(f"no such file: {source}")
-    suffix = source.suffix.lower()
-    arch = parse_arch(args.arch) if args.arch is not None else None
-    _check_arch_fits(arch, suffix)
-    stride_at, stride_from = _stride(args.stride_at, arch)
-    expect = _read_expect(args.expect) if args.expect is not None else None
-    image_size = args.image_size or (expect[0].shape[-1] if expect is not None else None)
-    carried: dict[str, str] = {}
-    found: object = None
-    batch: int | None = None
     try:
-        if suffix == ".params":
-            spec, weights, summary = _from_params(
-                source, image_size or 224, stride_at=stride_at, stride_from=stride_from
-            )
-        elif suffix == ".onnx":
-            from graphgen.importers.onnx_graph import import_onnx
-
-            found = import_onnx(source, image_size=image_size)
-            spec, weights, summary = found.spec, found.weights, found.summary
-            _check_onnx_stride(spec, args.stride_at, source)
-            carried = found.metadata
-            if found.batch is not None and options.batch not in (None, found.batch):
-                raise UserError(
-                    f"{source} has a fixed batch of {found.batch}; import it with --batch "
-                    f"{found.batch} or 'dynamic'"
-                )
-            batch = found.batch
-        elif suffix in STATE_DICT_SUFFIXES:
-            from graphgen.importers.state_dict import import_state_dict
-
-            spec, weights, summary = import_state_dict(
-                source, image_size=image_size or 224, stride_at=stride_at, stride_from=stride_from
-            )
-            carried = read_normalisation(source)
-        else:
-            raise UserError(
-                f"unknown source {source.name!r}: import reads .params (MXNet Gluon), .onnx, "
-                f"or a state_dict ({', '.join(STATE_DICT_SUFFIXES)})"
-            )
-        print(f"found {summary}")
-        # The source runs first and is dropped before the graph is emitted: the source's
-        # weights, the new graph and onnxruntime's copy of it are never all held at once.
-        x = seeded_input(spec, options.batch or batch or 2)
-        pending = _source_check(found, arch, source, spec, x, dtype=args.dtype)
-        found = None
-        meta = import_metadata(spec, str(source), summary)
-        meta.update(carried)
-        plan, model = emit_imported(spec, weights, options, meta)  # takes the weights' arrays
-        checks = [] if pending is None else [pending(model)]
-        if expect is not None:
-            x, y = expect
-            if options.batch not in (None, x.shape[0]):
-                raise UserError(f"--expect holds batch {x.shape[0]}, the graph's is fixed")
-            name = args.expect.name
-            against = f"{name} (stored outputs)"
-            checks.append(
-                (f"expect:{name}", check(model, x, expected=y, against=against, dtype=args.dtype))
-            )
+        done = import_model(
+            args.source,
+            args.output,
+            arch=args.arch,
+            stride_at=args.stride_at,
+            expect=args.expect,
+            image_size=args.image_size,
+            on_found=lambda summary: print(f"found {summary}"),
+            **graph_options(args),
+        )
     except VerifyError as err:
-        return fail(str(err), EXIT_CHECK_FAILED)
-    line = _checked_line(checks, suffix, spec)
-    tags = ",".join(tag for tag, _ in checks) or NAMES_AND_SHAPES
-    onnx.helper.set_model_props(model, {**metadata(model), CHECKED_KEY: tags, CHECK_KEY: line})
-    write(model, args.output)
-    print(line)
-    print(f"wrote {args.output}  ({spec.name}: {plan.params:,} params, {plan.macs:,} MACs)")
+        return fail(first_line(err), EXIT_CHECK_FAILED)
+    if args.json:
+        print_json(done.to_dict())
+        return 0
+    print(done.line)
+    print(f"wrote {done.path}  ({done.spec.name}: {done.params:,} params, {done.macs:,} MACs)")
     return 0
-
-
-def _source_check(
-    found: object, arch: Arch | None, source: Path, spec: Spec, x: np.ndarray, *, dtype: str
-) -> Pending | None:
-    """The comparison with the source, whose outputs are computed now, before the new graph
-    exists; None where the source holds no computation and no --arch names one."""
-    from graphgen.importers.onnx_graph import OnnxImport
-
-    if isinstance(found, OnnxImport):
-        expected = found.reference(x)
-
-        def exact() -> np.ndarray:  # read the source again only if float32 cannot decide
-            return run_float64(load(source), x)
-
-        return lambda model: (
-            "onnx-source",
-            check(model, x, expected=expected, against=source.name, exact=exact, dtype=dtype),
-        )
-    if arch is None:
-        return None
-    truth = source_outputs(arch, source, classes=spec.classes, x=x)  # float64
-    label = source_label(arch)
-    return lambda model: (
-        str(arch),
-        check(model, x, expected=truth, against=label, exact=lambda: truth, dtype=dtype),
-    )
-
-
-def _checked_line(checks: list[tuple[str, Check]], suffix: str, spec: Spec) -> str:
-    """The one line that says what was checked: "verified" only after a comparison with a
-    computation (the source graph, the --arch network, stored outputs)."""
-    if checks:
-        return "verified: rel. L2 " + ", ".join(str(c) for _, c in checks)
-    why = (
-        "no MXNet here: --arch gluon:MODEL where MXNet is installed, or --expect with MXNet's "
-        "stored outputs, checks it"
-        if suffix == ".params"
-        else "a state_dict holds no computation: --arch torchvision:MODEL or timm:MODEL checks "
-        "it against the source network"
-    )
-    return f"NOT checked: names and shapes fit {spec.name}; the computation was not checked ({why})"
-
-
-def _check_arch_fits(arch: Arch | None, suffix: str) -> None:
-    if arch is None:
-        return
-    if suffix == ".onnx":
-        raise UserError(
-            "--arch is for weights files; an ONNX source holds its computation and is checked "
-            "against itself"
-        )
-    if arch.reads_params != (suffix == ".params"):
-        wanted = "Gluon .params files" if arch.reads_params else "torch state_dicts"
-        raise UserError(f"--arch {arch} checks {wanted}, not a {suffix} file")
-    require_library(arch)  # before reading the weights
-
-
-def _stride(given: str | None, arch: Arch | None) -> tuple[str | None, str]:
-    """Where a bottleneck strides, and who said so: --stride-at, else what --arch implies (the
-    check against the --arch network then tests it)."""
-    if given is not None:
-        return given, "--stride-at"
-    if arch is not None:
-        return arch.stride_at, f"implied by --arch {arch}"
-    return None, ""
-
-
-def _check_onnx_stride(spec: Spec, given: str | None, source: Path) -> None:
-    if given is not None and stride_matters(spec) and given != spec.stride_at:
-        raise StridePlacementError(
-            f"{source} strides on the {spec.stride_at} (the graph shows it), not on the {given} "
-            "that --stride-at says"
-        )
-
-
-def _from_params(
-    source: Path, image_size: int, *, stride_at: str | None, stride_from: str
-) -> tuple[Spec, Weights, str]:
-    from graphgen.importers.gluon import import_gluon
-    from graphgen.importers.mxnet_params import read_params
-
-    found = import_gluon(
-        read_params(source),
-        image_size=image_size,
-        source=str(source),
-        stride_at=stride_at,
-        stride_from=stride_from,
-    )
-    return found.spec, found.weights, found.summary
-
-
-def _read_expect(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            x, y = data["input"].astype(np.float32), data["output"].astype(np.float32)
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"--expect {path}: not an .npz with `input` and `output` ({err})") from None
-    if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
-        raise UserError(f"--expect {path}: input has shape {x.shape}, expected [N,3,S,S]")
-    return x, y

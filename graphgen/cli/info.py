@@ -5,52 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from graphgen.cost import graph_cost
-from graphgen.errors import GraphError
-from graphgen.onnx_io import load, metadata, opset_of
+from graphgen.api import info as describe
+from resnet_common.cli import Subparsers, add_json_flag, print_json
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "info",
         help="params, MACs, op counts and shapes of any ONNX classifier",
         description="Walk an ONNX graph (graphgen's or anyone's) and count params and MACs. "
         "For graphgen files the plan's own counts are shown beside the graph walk.",
+        epilog="Examples:\n  graphgen info resnet50.onnx\n  graphgen info model.onnx --json",
     )
     p.add_argument("model", type=Path, help="an .onnx file")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p)
     p.set_defaults(func=run)
-
-
-def describe(path: Path) -> dict[str, Any]:
-    model = load(path, load_weights=False)
-    cost = graph_cost(model, name=path.stem).to_dict()
-    meta = metadata(model)
-    info = {
-        **cost,
-        "opset": opset_of(model),
-    }
-    if "graphgen.spec" in meta:
-        try:
-            info["graphgen"] = {
-                "spec": json.loads(meta["graphgen.spec"]),
-                "version": meta.get("graphgen.version"),
-                "plan_params": int(meta["graphgen.params"]),
-                "plan_macs": int(meta["graphgen.macs"]),
-                "dtype": meta.get("graphgen.dtype"),
-                "fold_bn": json.loads(meta.get("graphgen.fold_bn", "false")),
-            }
-        except (KeyError, ValueError) as err:  # JSONDecodeError is a ValueError
-            raise GraphError(f"{path}: corrupt graphgen metadata ({err})") from None
-    return info
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
     info = describe(args.model)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return 0
     from rich.console import Console
     from rich.markup import escape

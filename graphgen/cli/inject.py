@@ -15,17 +15,19 @@ from graphgen.inject import (
 )
 from graphgen.onnx_io import check_target, load, save
 from graphgen.spec import STRIDE_PLACEMENTS
+from resnet_common.cli import Subparsers, add_json_flag, print_json
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "inject",
         help="write trained weights into a graph built from the same spec",
         description="Replace a graphgen graph's initializers with trained weights, by name "
         "(the names are torchvision's state_dict keys). A mismatch is refused with the missing, "
         "unexpected and wrongly-shaped names, and nothing is written.",
-        epilog="Example: graphgen inject cifar-resnet56.onnx --weights runs/r56/best.safetensors "
-        "-o trained.onnx",
+        epilog="Examples:\n"
+        "  graphgen inject cifar-resnet56.onnx --weights runs/r56/best.safetensors -o trained.onnx\n"
+        "  graphgen inject r50-v1.5.onnx --weights resnet50.pth --stride-at 3x3 -o r50-trained.onnx",
     )
     p.add_argument("model", type=Path, metavar="MODEL.onnx", help="a graph from `graphgen build`")
     p.add_argument(
@@ -42,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--fold-bn", dest="fold_bn", action="store_true", help="fold BatchNorm into the convs"
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output ONNX file")
+    add_json_flag(p)
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,5 +65,11 @@ def run(args: argparse.Namespace) -> int:
     )
     save(out, args.output)
     used = sum(not name.endswith(IGNORED_SUFFIXES) for name in weights)
+    if args.json:
+        print_json(
+            {"path": str(args.output), "weights": str(args.weights), "tensors": used,
+             "fold_bn": args.fold_bn}
+        )  # fmt: skip
+        return 0
     print(f"wrote {args.output}  ({used} tensors from {args.weights})")
     return 0

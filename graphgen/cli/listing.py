@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from graphgen.cost import plan_cost, plan_memory
 from graphgen.plan import expand
 from graphgen.spec import STANDARD_VARIANTS
+from resnet_common.cli import Subparsers, add_json_flag, print_json
 from resnet_common.limits import format_bytes
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "list",
         help="every standard variant with params and MACs",
@@ -20,9 +20,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "plain baselines). MACs are conv+fc multiply-accumulates at batch 1; flops = 2 x MACs. "
         "file is the fp32 weights (the .onnx adds its graph, tens of KB); memory is the weights plus "
         "the peak of live activations at batch 1 in fp32, an engine's floor.",
+        epilog="Examples:\n  graphgen list\n  graphgen list --json",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_json_flag(p, "a JSON list of the variants")
     p.set_defaults(func=run)
+    return p
 
 
 def rows() -> list[dict[str, Any]]:
@@ -50,7 +52,7 @@ def rows() -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     data = rows()
     if args.json:
-        print(json.dumps(data, indent=2))
+        print_json(data)
         return 0
     from rich import box
     from rich.console import Console

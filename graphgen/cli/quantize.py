@@ -26,7 +26,7 @@ from graphgen.quantize import (
     quantize,
     seeded_calibration,
 )
-from resnet_common.cli import non_negative_int, positive_int
+from resnet_common.cli import Subparsers, add_json_flag, positive_int, print_json, seed_int
 from resnet_common.errors import UserError
 
 
@@ -37,7 +37,7 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "quantize",
         help="write the QDQ int8 graph of a graphgen float32 file (BN folded, calibrated)",
@@ -48,7 +48,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="Examples:\n"
         "  graphgen quantize resnet50-folded.onnx -o resnet50-int8.onnx\n"
         "  graphgen quantize trained.onnx --calibration-data val-images/ --method max -o q.onnx",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", type=Path, metavar="MODEL.onnx", help="a float32 graphgen graph")
     p.add_argument("-o", "--output", type=Path, help="output file (default MODEL-int8.onnx)")
@@ -89,9 +88,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="7-bit weights, for x86 CPUs without VNNI (onnxruntime's int16 sums saturate)",
     )
     p.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed of the default calibration images"
+        "--seed",
+        type=seed_int,
+        default=0,
+        help="seed of the default calibration images, 0 .. 2**63-1 (default 0)",
     )
+    add_json_flag(p)
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
         source_digest=digest(args.model),
     )
     save(quantized, out)
+    if args.json:
+        print_json(
+            {"path": str(out), "source": str(args.model), "placement": options.placement,
+             "method": options.method_label, "calibration_images": len(calibration.images)}
+        )  # fmt: skip
+        return 0
     print(
         f"wrote {out}  (int8 QDQ, {options.placement} placement, {options.method_label}, "
         f"{len(calibration.images)} calibration images)"

@@ -1,30 +1,22 @@
-"""`bench-runtimes`: engines, parity and benchmarks. The top level only registers commands.
-
-Each command lives in its own module with `register(subparsers)` and a `run(args)`; a command
-module can be imported and tested alone.
-"""
+"""`bench-runtimes`: engines, parity and benchmarks. The top level only registers commands:
+each module of `COMMANDS` has `register(subparsers)` and `run(args)` (see resnet_common.cli),
+and can be imported and tested alone."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Sequence
 
-from resnet_common.cli import OneLineParser, run_main
+from graphgen import __version__
+from resnet_common.cli import command_parser, run_main
+from runtimes.cli import compare_cmd, list_cmd, loadgen_cmd, parity_cmd, render_cmd, run_cmd
 
-COMMAND_MODULES = [
-    "runtimes.cli.list_cmd",
-    "runtimes.cli.parity_cmd",
-    "runtimes.cli.run_cmd",
-    "runtimes.cli.render_cmd",
-    "runtimes.cli.compare_cmd",
-    "runtimes.cli.loadgen_cmd",
-]
+COMMANDS = [list_cmd, parity_cmd, run_cmd, render_cmd, compare_cmd, loadgen_cmd]
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="bench-runtimes",
+    return command_parser(
+        "bench-runtimes",
         description="Run graphgen ResNets on every engine found here: parity and latency.",
         epilog="Examples:\n"
         "  bench-runtimes list\n"
@@ -33,18 +25,9 @@ def make_parser() -> argparse.ArgumentParser:
         "  bench-runtimes run --models resnet50 --runtimes ort-cpu --batch 1,8\n"
         "  bench-runtimes compare old/report.json new/report.json\n"
         "  bench-runtimes loadgen --models resnet18 --runtimes ort-cpu --scenario Server",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        commands=COMMANDS,
+        version=__version__,
     )
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a missing dependency inside the module is a real error
-                raise
-            continue  # a command module not written yet
-        module.register(subparsers)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

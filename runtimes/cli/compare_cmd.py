@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, Subparsers, add_json_flag, print_json
 from resnet_common.errors import UserError
+
+if TYPE_CHECKING:
+    from reports.compare import Change, Lost
 
 
 def _threshold(text: str) -> float:
@@ -30,16 +35,18 @@ def _threshold(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "compare",
         help="compare two reports; exit 1 when NEW is slower than OLD beyond the threshold",
         description="Compare median latencies of two report.json files (or folders holding "
-        "one). A slowdown past the threshold is a regression only when the two medians' 95%% "
+        "one). A slowdown past the threshold is a regression only when the two medians' 95% "
         "intervals separate, so noise alone does not fail (it is listed as 'within noise'). "
         "A result that was ok in OLD and is failed, skipped or missing in NEW also fails "
         "the comparison. Exit 0: no regression; 1: a regression or a lost result; 2: bad input "
         "or another schema version.",
+        epilog="Examples:\n  bench-runtimes compare old/report.json new/report.json\n"
+        "  bench-runtimes compare baseline/ bench-results/ --threshold 10% --json",
     )
     p.add_argument(
         "old", type=Path, metavar="OLD", help="the baseline: report.json or its result folder"
@@ -54,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="allowed slowdown of the median, as a percentage (5%%) or a fraction (0.05); "
         "default 5%%",
     )
+    add_json_flag(p, "one JSON object (every change, its verdict, and the lost results)")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +81,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.old} and {args.new} share no successful result to compare")
     slow = regressions(changes, args.threshold)
     noisy = within_noise(changes, args.threshold)
+    failed = bool(slow or gone)
+
+    def verdict(c: Change) -> str:
+        return "regression" if c in slow else ("within noise" if c in noisy else "ok")
+
+    if args.json:
+        print_json(
+            {
+                "threshold": args.threshold,
+                "passed": not failed,
+                "changes": [{**_change_dict(c), "verdict": verdict(c)} for c in changes],
+                "lost": [_lost_dict(g) for g in gone],
+            }
+        )
+        return EXIT_CHECK_FAILED if failed else EXIT_OK
     table = Table(title=f"median latency, NEW vs OLD (threshold {args.threshold:.1%})")
     for col in ("machine", "result", "old ms [95% CI]", "new ms [95% CI]", "change", ""):
         table.add_column(col)
@@ -80,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return f"{ms:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
     for c in changes:
-        flag = "REGRESSION" if c in slow else ("within noise" if c in noisy else "")
+        flag = {"regression": "REGRESSION", "ok": ""}.get(verdict(c), verdict(c))
         style = "red" if c in slow else ("yellow" if flag else None)
         table.add_row(
             escape(c.machine), escape(c.key), cell(c.old_ms, c.old_ci), cell(c.new_ms, c.new_ci),
@@ -103,4 +127,20 @@ def run(args: argparse.Namespace) -> int:
         f"({len(noisy)} slower within noise); "
         f"{len(gone)} result(s) ok in OLD but failed, skipped or missing in NEW"
     )
-    return 1 if slow or gone else 0
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _change_dict(c: Change) -> dict[str, Any]:
+    return {
+        "machine": c.machine,
+        "result": c.key,
+        "old_ms": c.old_ms,
+        "new_ms": c.new_ms,
+        "old_ci95_ms": c.old_ci,
+        "new_ci95_ms": c.new_ci,
+        "change": c.ratio - 1,
+    }
+
+
+def _lost_dict(g: Lost) -> dict[str, Any]:
+    return {"machine": g.machine, "result": g.key, "now": g.new_status, "reason": g.reason}

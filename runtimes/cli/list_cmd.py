@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from resnet_common.cli import Subparsers, add_json_flag, print_json
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "list",
         help="every engine, whether it can run here and why not",
         description="List the registered engines with their device and precisions; an engine "
         'that cannot run here says why ("tensorrt not installed", "no CUDA device").',
+        epilog="Examples:\n  bench-runtimes list\n  bench-runtimes list --json",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_json_flag(p, "a JSON list of the engines")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     infos = engines()
     if args.json:
-        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        print_json([i.to_dict() for i in infos])
         return 0
     from rich.console import Console
     from rich.markup import escape

@@ -8,14 +8,23 @@ import re
 from pathlib import Path
 from typing import Any
 
-from resnet_common.cli import csv_list, positive_float, positive_int, seed_int
+from resnet_common.cli import (
+    Subparsers,
+    add_json_flag,
+    csv_list,
+    positive_float,
+    positive_int,
+    precision_name,
+    print_json,
+    seed_int,
+)
 from resnet_common.errors import UserError, typed_line
 from runtimes.base import PRECISIONS
 from runtimes.cli.run_cmd import DEFAULT_OUT, add_size_limit
 from runtimes.loadgen import INSTALL_HINT, SCENARIOS
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "loadgen",
         help="MLPerf LoadGen scenarios (SingleStream, MultiStream, Offline, Server) on an engine",
@@ -29,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Server the completed samples/s at --target-qps and whether the p99 stayed within "
         "--target-latency-ms. LoadGen's early-stopping rule wants a few hundred queries: short "
         "--min-duration-ms runs are often INVALID, honestly. Exit 0: the tests ran (INVALID is "
-        "a result, not an error); 2: bad input or LoadGen missing.",
+        "a result, not an error); 2: bad input or LoadGen missing.\n\n"
+        "Examples:\n"
+        "  bench-runtimes loadgen --models resnet18 --runtimes ort-cpu --scenario Server\n"
+        "  bench-runtimes loadgen --models resnet50 --runtimes ort-cpu,openvino --json",
     )
     p.add_argument(
         "--models", type=csv_list("model"), default=["resnet18"], help="(default resnet18)"
@@ -45,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--precision",
+        type=precision_name,
         choices=PRECISIONS,
         default="fp32",
         help="fp16: graphgen's float16 graph; int8: a QDQ graph quantized from the fp32 one",
@@ -63,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
     add_size_limit(p)
     p.add_argument("--seed", type=seed_int, default=1, help="sample seed, 0 .. 2**63-1 (default 1)")
+    add_json_flag(p, "one JSON object (the LoadGen results and the report's paths)")
     p.set_defaults(func=run)
+    return p
 
 
 def _slug(text: str) -> str:
@@ -184,6 +199,15 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
     from reports.summary import print_summary
 
     written = render([args.out], out=args.out)
+    if args.json:
+        print_json(
+            {
+                "results": results,
+                "logs": str(args.out / "loadgen"),
+                "report": {kind: str(path) for kind, path in written.items()},
+            }
+        )
+        return 0
     print_summary(load_report(written["json"]), console=Console(width=180))
     print(f"{len(results)} LoadGen test(s); logs under {args.out / 'loadgen'}")
     print(f"report: {written['md']}, {written['html']}")

@@ -4,10 +4,19 @@ float64; exit 1 when any engine disagrees beyond its precision's tolerance (made
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
-from resnet_common.cli import EXIT_CHECK_FAILED, EXIT_OK, csv_list, positive_int, seed_int
+from resnet_common.cli import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    Subparsers,
+    add_json_flag,
+    csv_list,
+    positive_int,
+    precision_name,
+    print_json,
+    seed_int,
+)
 from runtimes.cli.run_cmd import add_size_limit
 from runtimes.parity import DEFAULT_TOLERANCES, REFERENCE, REFERENCE_PRECISION, ParityReport
 
@@ -22,7 +31,7 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     tol = ", ".join(f"{p} rtol {t.rtol:g} atol {t.atol:g}" for p, t in DEFAULT_TOLERANCES.items())
     p = subparsers.add_parser(
         "parity",
@@ -33,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "max |diff| <= atol + rtol * max |reference|, and the graph's structure matches the spec "
         "in its metadata (cosine and top-k agreement are reported, not judged).",
         epilog=f"Defaults: {tol}. Exit 0: all agree; 1: a disagreement or an engine failed; "
-        "2: bad input, or no usable engine among those asked for.",
+        "2: bad input, or no usable engine among those asked for.\n\n"
+        "Examples:\n"
+        "  bench-runtimes parity --models resnet18 --runtimes ort-cpu,torch,openvino\n"
+        "  bench-runtimes parity --models resnet50 --precision fp16 --runtimes ort-cuda,trt\n"
+        "  bench-runtimes parity --models my-model.onnx --runtimes ort-cpu,openvino --json",
     )
     p.add_argument(
         "--models", type=csv_list("model"), required=True, help="variant names or .onnx paths"
@@ -49,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="batch size (default 2, or the batch a file fixes)",
     )
     p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
-    p.add_argument("--precision", choices=tuple(DEFAULT_TOLERANCES), default="fp32")
+    p.add_argument(
+        "--precision", type=precision_name, choices=tuple(DEFAULT_TOLERANCES), default="fp32"
+    )
     p.add_argument("--atol", type=_non_negative_float, help="absolute floor of the max-diff bound")
     p.add_argument(
         "--rtol",
@@ -57,37 +72,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="relative L2 bound (and the max-diff bound's relative part)",
     )
     p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json_flag(p)
     add_size_limit(p)
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtimes import footprint
-    from runtimes.parity import DEFAULT_BATCH, ParityOptions, check_parity
+    from runtimes.api import check_parity
 
-    footprint.check_jobs(
-        args.models,
-        batches=[args.batch or DEFAULT_BATCH],
-        precisions=[args.precision],
-        image_size=args.image_size,
-        parity=True,
-        limits=footprint.limits_from(args.size_limits),
-    )
     report = check_parity(
-        list(dict.fromkeys(args.models)),  # de-duplicated, order kept
-        None if args.runtimes is None else list(dict.fromkeys(args.runtimes)),
-        ParityOptions(
-            batch=args.batch,
-            image_size=args.image_size,
-            precision=args.precision,
-            atol=args.atol,
-            rtol=args.rtol,
-            seed=args.seed,
-        ),
+        args.models,
+        args.runtimes,
+        size_limits=args.size_limits,
+        batch=args.batch,
+        image_size=args.image_size,
+        precision=args.precision,
+        atol=args.atol,
+        rtol=args.rtol,
+        seed=args.seed,
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
         print_report(report)
     return EXIT_OK if report else EXIT_CHECK_FAILED

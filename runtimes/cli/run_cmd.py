@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from resnet_common.cli import (
+    Subparsers,
+    add_json_flag,
     csv_list,
     fail,
     positive_float,
     positive_int,
+    precision_name,
+    print_json,
     seed_int,
     size_limits,
 )
@@ -30,7 +34,7 @@ from runtimes.timing import LoopConfig
 DEFAULT_OUT = Path("bench-results")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "run",
         help="benchmark latency and throughput across engines; write results and reports",
@@ -40,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "CPU engines are timed with perf_counter_ns; GPU engines with device events on "
         "device-resident buffers (--timing device) or with host arrays in and out "
         "(--timing end-to-end). Exit 0: the sweep ran (failed results are recorded in the "
-        "report, not an exit status); 2: bad input, or no usable engine among those asked for.",
+        "report, not an exit status); 2: bad input, or no usable engine among those asked for."
+        "\n\nExamples:\n"
+        "  bench-runtimes run\n"
+        "  bench-runtimes run --models resnet50 --runtimes ort-cpu,openvino --batch 1,8\n"
+        "  bench-runtimes run --models resnet50 --runtimes trt,ort-cuda --precision fp32,fp16\n"
+        "  bench-runtimes run --resume --out bench-results    # continue a killed sweep",
     )
     p.add_argument(
         "--models",
@@ -62,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--precision",
-        type=csv_list("precision"),
+        type=csv_list("precision", precision_name),
         default=["fp32"],
         help="comma list of fp32, fp16, int8 (default fp32; fp16 runs graphgen's float16 graph, "
         "int8 a QDQ graph quantized from the fp32 one: docs/int8.md)",
@@ -120,7 +129,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
     p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
     add_size_limit(p)
+    add_json_flag(
+        p, "one JSON object (this run's records, the report's paths, the engines skipped)"
+    )
     p.set_defaults(func=run)
+    return p
 
 
 def add_size_limit(p: argparse.ArgumentParser) -> None:
@@ -208,27 +221,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
 
 
 def run(args: argparse.Namespace) -> int:
-    config, skipped = config_from_args(args)
-    prepare_out(config.out)
-    with output_lock(config.out):  # one writer for the sweep and its report
-        return _run(args, config, skipped)
-
-
-def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str]) -> int:
     from rich.console import Console
 
-    from runtimes import environment
-
-    console = Console(stderr=True)
-    from rich.markup import escape
-
-    for name, why in skipped.items():
-        console.print(f"[yellow]skipped[/] {escape(f'{name}: {why}')}")
-    env = environment.collect(machine=args.machine, threads=args.threads)
-    env["command"] = shlex.join(getattr(args, "command_line", ["bench-runtimes", "run"]))
-    sweep = Sweep(config)
+    config, skipped = config_from_args(args)
     try:
-        records = _run_with_progress(sweep, env, console)
+        done = sweep_and_render(args, config, skipped, Console(stderr=True))
     except KeyboardInterrupt:
         given = getattr(args, "command_line", ["bench-runtimes", "run"])
         words = [w for w in given if w != "--overwrite"]  # --resume keeps what is there
@@ -238,21 +235,51 @@ def _run(args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str])
             f"continue with `{again}`",
             130,
         )
-    for warning in sweep.warnings:
-        console.print(f"[yellow]warning[/] {escape(warning)}")
-    from reports.render import render
+    if args.json:
+        print_json(done)
+        return 0
     from reports.schema import load_report
     from reports.summary import print_summary
 
-    written = render([config.out], out=config.out)
     print_summary(
-        load_report(written["json"]), console=Console(width=None if sys.stdout.isatty() else 180)
+        load_report(done["report"]["json"]),
+        console=Console(width=None if sys.stdout.isatty() else 180),
     )
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
-    print(f"{len(records)} result(s) this run; results: {config.out / 'results.jsonl'}")
-    print(f"report: {written['md']}, {written['html']}")
+    print(f"{len(done['records'])} result(s) this run; results: {done['results']}")
+    print(f"report: {done['report']['md']}, {done['report']['html']}")
     return 0
+
+
+def sweep_and_render(
+    args: argparse.Namespace, config: SweepConfig, skipped: dict[str, str], console: Any
+) -> dict[str, Any]:
+    """Run the sweep under OUT's lock and render its report: what `run --json` prints and
+    `runtimes.run` returns (this run's records, the results file, the report's paths, the
+    engines skipped). A KeyboardInterrupt leaves every finished record in the results file."""
+    from rich.markup import escape
+
+    from reports.render import render
+    from runtimes import environment
+
+    prepare_out(config.out)
+    with output_lock(config.out):  # one writer for the sweep and its report
+        for name, why in skipped.items():
+            console.print(f"[yellow]skipped[/] {escape(f'{name}: {why}')}")
+        env = environment.collect(machine=args.machine, threads=args.threads)
+        env["command"] = shlex.join(getattr(args, "command_line", ["bench-runtimes", "run"]))
+        sweep = Sweep(config)
+        records = _run_with_progress(sweep, env, console)
+        for warning in sweep.warnings:
+            console.print(f"[yellow]warning[/] {escape(warning)}")
+        written = render([config.out], out=config.out)
+    return {
+        "records": records,
+        "results": str(config.out / "results.jsonl"),
+        "report": {kind: str(path) for kind, path in written.items()},
+        "skipped": skipped,
+    }
 
 
 def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[dict[str, Any]]:

@@ -320,6 +320,3 @@ class TensorRTRunner(Runner):
             }
         )
         return info
-
-
-TrtRunner = TensorRTRunner  # the registry's name for it

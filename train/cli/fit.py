@@ -1,46 +1,45 @@
-"""`resnet-train`: fit a graphgen network with the paper's recipe; `--export` writes the graph.
+"""`resnet-train fit`: train a graphgen network with the paper's recipe; `--export` writes the
+graph. The default command: `resnet-train --depth 20 ...` is `resnet-train fit --depth 20 ...`.
 
-Flat flags train one run. A first argument naming a subcommand in `SUBCOMMANDS` (for example
-`experiment`, added later) dispatches to it instead, so the flat form never breaks.
+Registered without torch (so `resnet-train --help` works anywhere); torch is imported when a run
+starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from graphgen.arguments import (
+    OVERRIDES,
     add_architecture_arguments,
+    add_family_argument,
     add_size_limit_argument,
     size_limits_from_args,
-    spec_from_args,
+    spec_from_options,
 )
 from graphgen.errors import SpecError
 from graphgen.spec import IMAGENET_DEPTHS, Spec
 from resnet_common.cli import (
     EXIT_CHECK_FAILED,
+    HelpFormatter,
     OneLineParser,
+    Subparsers,
+    add_json_flag,
     csv_list,
     fail,
     non_negative_int,
     positive_int,
+    print_json,
     seed_int,
 )
-from resnet_common.errors import UserError
-from train.data import DATASETS
+from resnet_common.errors import UserError, first_line
+from train.config import DATASETS
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
-
-def _experiment(argv: Sequence[str]) -> int:
-    from train.experiment_cli import main
-
-    return main(argv)
-
-
-# name -> main(argv) for subcommands that take over the command line (issue 7: `experiment`).
-SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"experiment": _experiment}
+REQUIRES = ("torch", "safetensors")
+INSTALL = "pip install 'resnet-graphgen[train]'"
 # resnet-train's --dataset -> graphgen's spec family (the CIFAR nets for small images).
 SPEC_FAMILY = {"synthetic": "cifar10", "cifar10": "cifar10", "imagefolder": "imagenet"}
 # What `--resume RUN` honours; every other flag is refused (the run's config.json decides).
@@ -49,7 +48,7 @@ RESUME_OVERRIDES = (
 )  # fmt: skip
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class _HelpFormatter(HelpFormatter):
     """Keeps the epilog's line breaks and appends each flag's default where it has one."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -65,9 +64,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
-        prog="resnet-train",
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "fit",
+        help="train one network with the paper's recipe",
         description="Train a ResNet from graphgen's spec with the paper's recipe (He et al. 2015, "
         "sections 3.4 and 4.2) on CPU, GPU or torchrun; write safetensors and, with --export, a "
         "verified ONNX graph. Recipe flags left out take the paper's values for the family.",
@@ -83,20 +83,15 @@ def make_parser() -> argparse.ArgumentParser:
         "  torchrun --nproc_per_node 2 -m train --depth 20 --dataset synthetic --out runs/ddp\n"
         "\n--resume RUN takes everything from RUN/config.json and honours only --epochs, "
         "--max-iters, --export, --export-fold-bn, --workers, --device and --quiet.\n"
-        + (
-            f"Subcommands: {', '.join(SUBCOMMANDS)} (resnet-train NAME --help)\n"
-            if SUBCOMMANDS
-            else ""
-        ),
+        "`fit` is resnet-train's default command: `resnet-train --depth 20 ...` is "
+        "`resnet-train fit --depth 20 ...`.\n",
         formatter_class=_HelpFormatter,
     )
     net = p.add_argument_group("network (the options of `graphgen build`)")
     net.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
     net.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
-    net.add_argument(
-        "--family",
-        choices=("imagenet", "cifar10"),
-        help="depth table to use (default: cifar10 for synthetic/cifar10, imagenet for imagefolder)",
+    add_family_argument(
+        net, default="cifar10 for synthetic and cifar10 data, imagenet for imagefolder"
     )
     add_architecture_arguments(net, classes_default="from the data", size_default="32 / 224")
 
@@ -176,63 +171,73 @@ def make_parser() -> argparse.ArgumentParser:
         "--seed", type=seed_int, default=0, help="initialisation, data order, augmentation"
     )
 
-    run = p.add_argument_group("run")
-    run.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, weights)")
-    run.add_argument(
+    runs = p.add_argument_group("run")
+    runs.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, weights)")
+    runs.add_argument(
         "--resume",
         type=Path,
         metavar="RUN",
         help="continue the run in this folder (see the note below for the flags it honours)",
     )
-    run.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    run.add_argument(
+    runs.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    runs.add_argument(
         "--sync-bn", dest="sync_bn", action="store_true", help="SyncBatchNorm (GPU DDP)"
     )
-    run.add_argument(
+    runs.add_argument(
         "--bn-replicas",
         dest="bn_replicas",
         type=positive_int,
         default=1,
         help="one process computing BN per sub-batch, as K DDP processes do",
     )
-    run.add_argument(
+    runs.add_argument(
         "--export",
         type=Path,
         metavar="MODEL.onnx",
         help="after training: build, inject, verify against torch, write",
     )
-    run.add_argument(
+    runs.add_argument(
         "--export-fold-bn",
         dest="export_fold_bn",
         action="store_true",
         help="fold BatchNorm into the convs of the exported graph",
     )
-    run.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
-    add_size_limit_argument(run)
+    runs.add_argument("--quiet", dest="progress", action="store_false", help="no per-epoch lines")
+    add_size_limit_argument(runs)
+    add_json_flag(runs, "one JSON object (the run's result)")
+    p.set_defaults(func=run)
     return p
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """fit's parser alone (prog `resnet-train`): what tests and --resume's flag check walk."""
+    parser: argparse.ArgumentParser = OneLineParser(prog="resnet-train")
+    return register(parser.add_subparsers())
 
 
 def spec_for(args: argparse.Namespace, *, classes: int | None = None) -> Spec:
     """graphgen's spec from the network flags; `--dataset` picks the family, the data the classes."""
-    ns = argparse.Namespace(**vars(args))
-    if ns.spec is None and ns.depth is None:
+    if args.spec is None and args.depth is None:
         raise UserError("give --depth N or --spec FILE (or --resume RUN)")
-    if ns.spec is not None and ns.depth is not None:
+    if args.spec is not None and args.depth is not None:
         raise UserError("give --depth or --spec, not both")
-    ns.dataset = None if ns.spec is not None else (ns.family or SPEC_FAMILY[args.dataset])
-    if ns.classes is None:
-        ns.classes = classes
+    family = None if args.spec is not None else (args.family or SPEC_FAMILY[args.dataset])
+    overrides = {k: getattr(args, k) for k in OVERRIDES}
+    if overrides["classes"] is None:
+        overrides["classes"] = classes
     try:
-        return spec_from_args(ns)
+        return spec_from_options(
+            depth=args.depth, spec=args.spec, family=family, flavor=args.flavor, **overrides
+        )
     except SpecError as err:
         if (
             "not a CIFAR depth" in str(err)
-            and ns.dataset == "cifar10"
-            and ns.family is None
-            and ns.depth in IMAGENET_DEPTHS
+            and family == "cifar10"
+            and args.family is None
+            and args.depth in IMAGENET_DEPTHS
         ):
             raise SpecError(
-                f"depth {ns.depth} is an ImageNet depth (Table 1), but --dataset {args.dataset} "
+                f"depth {args.depth} is an ImageNet depth (Table 1), but --dataset {args.dataset} "
                 f"uses the CIFAR family (6n+2: 8, 14, 20, ...): add --family imagenet"
             ) from None
         raise
@@ -393,8 +398,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = fit(config, resume=args.resume is not None)
     except ExportCheckFailed as err:
-        return fail(str(err), EXIT_CHECK_FAILED)
-    if result.records and args.resume and result.trained_epochs == 0:
+        return fail(first_line(err), EXIT_CHECK_FAILED)
+    if result.records and args.json:  # rank 0 only, as the text line
+        print_json(
+            {
+                "run_dir": str(result.run_dir),
+                "epochs": len(result.records),
+                "trained_epochs": result.trained_epochs,
+                "best_val_error": result.best_val_error,
+                "test_error": result.test_error,
+                "export": None if config.export is None else str(config.export),
+                "export_rel_l2": (result.verification or {}).get("rel_l2"),
+            }
+        )
+    elif result.records and args.resume and result.trained_epochs == 0:
         done = len(result.records)
         print(
             f"run folder {result.run_dir} had already finished ({done} epoch{'s' * (done != 1)}, "
@@ -409,17 +426,3 @@ def run(args: argparse.Namespace) -> int:
             line += f"; exported {config.export} (rel L2 {result.verification['rel_l2']:.1e})"
         print(line)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[argv[0]](argv[1:])
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as err:
-        return fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-    except KeyboardInterrupt:
-        return fail("interrupted", 130)

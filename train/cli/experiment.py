@@ -1,26 +1,29 @@
 """`resnet-train experiment degradation|shortcuts`: the paper's claims from our own runs (§4.2).
 
-Its own parser and `main(argv)`, registered in `train.cli.SUBCOMMANDS`.
+A command module of `resnet-train` (train.cli): `register(subparsers)` and `run(args)`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from resnet_common.cli import (
-    OneLineParser,
+    Subparsers,
+    add_alias,
+    add_json_flag,
     csv_list,
-    fail,
     non_negative_int,
     positive_int,
+    print_json,
     seed_int,
     size_limits,
 )
 from resnet_common.errors import UserError
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
+
+REQUIRES = ("torch", "safetensors", "matplotlib")
+INSTALL = "pip install 'resnet-graphgen[train]'"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -35,14 +38,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         f"cifar10, {SYNTHETIC_DEFAULT_EPOCHS} on synthetic",
     )  # fmt: skip
     p.add_argument("--image-size", dest="image_size", type=positive_int, default=32)
-    p.add_argument(
-        "--train-size", dest="train_size", type=positive_int, default=2000,
+    # As resnet-train fit spells them; --train-size and --val-size are the older spellings.
+    train = p.add_argument(
+        "--synthetic-train", dest="train_size", type=positive_int, default=2000,
         help="synthetic training images (2000)",
     )  # fmt: skip
-    p.add_argument(
-        "--val-size", dest="val_size", type=positive_int, default=500,
+    add_alias(p, "--train-size", train)
+    val = p.add_argument(
+        "--synthetic-val", dest="val_size", type=positive_int, default=500,
         help="synthetic validation images (500)",
     )  # fmt: skip
+    add_alias(p, "--val-size", val)
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, help="default 128")
     p.add_argument("--lr", type=float, help="default 0.1")
     p.add_argument("--seed", type=seed_int, default=0)
@@ -55,13 +61,19 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--size-limit", dest="size_limits", type=size_limits, metavar="KEY=N[,KEY=N]",
         help="raise a sanity limit (as resnet-train --size-limit)",
     )  # fmt: skip
+    add_json_flag(p, "one JSON object (the findings and the files written)")
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
-        prog="resnet-train experiment",
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "experiment",
+        help="the paper's experiments from our own runs: degradation, shortcuts (§4.2)",
         description="Re-run the paper's central experiments: plain vs residual nets by depth "
         "(degradation, §4.2 Fig. 6 / Table 6) and shortcut options A/B/C (Table 3).",
+        epilog="Examples:\n"
+        "  resnet-train experiment degradation --depths 20,56 --out runs/degradation\n"
+        "  resnet-train experiment shortcuts --depth 20 --out runs/shortcuts\n"
+        "  resnet-train experiment shortcuts --dataset cifar10 --data DIR --out runs/sc",
     )
     sub = p.add_subparsers(dest="kind", metavar="{degradation,shortcuts}")
     sub.required = True
@@ -80,6 +92,7 @@ def make_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sc.add_argument("--depth", type=positive_int, default=20, help="CIFAR depth 6n+2 (20)")
     _common(sc)
+    p.set_defaults(func=run)
     return p
 
 
@@ -112,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         runs = shortcut_runs(args.depth, image_size=args.image_size)
     document = run_experiment(args.kind, runs, settings, args.out)
+    if args.json:
+        files = {name: str(args.out / name) for name in ("report.md", "results.json", "curves.png")}
+        print_json({"experiment": args.kind, "files": files, "findings": document["findings"]})
+        return 0
     print(f"wrote {args.out}/report.md, results.json, curves.png")
     if args.progress:
         print(_headline(document))
@@ -132,13 +149,3 @@ def _headline(document: dict) -> str:
     return (
         f"all shortcut options beat plain: {'yes' if f['all_options_beat_plain_train'] else 'no'}"
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        return run(args)
-    except UserError as err:
-        return fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-    except KeyboardInterrupt:
-        return fail("interrupted", 130)
