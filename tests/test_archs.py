@@ -4,12 +4,15 @@ scripts/make-arch-counts.sh with the libraries and fvcore; neither runs here).""
 
 import hashlib
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from graphgen.archs import ARCHS, LIBRARIES, arch, arch_spec
+from graphgen.cli import main
 from graphgen.cost import graph_cost
 from graphgen.errors import SpecError
 from graphgen.onnx_emit import emit_model
@@ -93,3 +96,54 @@ def test_a_preset_keeps_its_name_at_another_size():
     del data["name"]
     assert spec_from_mapping(data).name == "ecaresnet50d"
     assert arch_spec("resnet50d", downsample="conv").name == "resnet50c"
+
+
+# --- graphgen build --arch, graphgen list ------------------------------------------------------
+
+
+def test_build_arch_writes_the_presets_graph(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", "--arch", "timm:resnet26t", "--image-size", "64", "--classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("wrote resnet26t-64px-10cls.onnx  (resnet26t, timm's: 26 layers")
+    model = onnx.load(tmp_path / "resnet26t-64px-10cls.onnx")
+    names = {t.name for t in model.graph.initializer}
+    assert {"conv1.0.weight", "conv1.1.running_var", "layer2.0.downsample.1.weight"} <= names
+    spec = json.loads({p.key: p.value for p in model.metadata_props}["graphgen.spec"])
+    assert spec["stem_type"] == "deep_tiered" and spec["downsample"] == "avg"
+    assert main(["build", "--arch", "resnet50", "--image-size", "32", "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert (built["name"], built["arch"]) == ("resnet50-v1.5", "resnet50")
+    assert built["path"] == "resnet50-v1.5-32px.onnx"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--arch", "resnet51"], "unknown architecture 'resnet51'; choose one of resnet18"),
+        (["--arch", "torchvision:seresnet50"], "torchvision does not ship 'seresnet50' here"),
+        (["--arch", "resnet50d", "--flavor", "gluon-v1"], "--flavor does not go with --arch"),
+        (["--arch", "resnet50d", "--depth", "50"], "not allowed with argument"),
+    ],
+)
+def test_build_arch_refusals_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if "--depth" in argv else nullcontext():
+        assert main(["build", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and not list(tmp_path.iterdir())
+
+
+def test_list_shows_every_preset_once(capsys):
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_arch = {row["arch"]: row for row in rows if "arch" in row}
+    assert list(by_arch) == list(ARCHS)  # resnet18 and resnet34 are standard variants too
+    assert by_arch["resnet50"]["name"] == "resnet50-v1.5"
+    assert by_arch["resnet18"] is next(r for r in rows if r["name"] == "resnet18")
+    assert by_arch["resnext50_32x4d"]["params"] == 25_028_904
+    assert by_arch["resnetv2_50d"]["libraries"] == ["timm"]
+    assert len({row["name"] for row in rows}) == len(rows)
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "wide_resnet101_2" in text and "resnet50 as resnet50-v1.5" in text
