@@ -34,62 +34,57 @@ class Arch:
     name: str
     libraries: tuple[str, ...]  # the libraries that ship this network under this name
     spec: Spec
-    summary: str  # one line: what the zoo's name means
 
     def __str__(self) -> str:
         return self.name
 
 
-_ARCHS: dict[str, Arch] = {}
-ARCHS: Mapping[str, Arch] = MappingProxyType(_ARCHS)
 BOTH = ("torchvision", "timm")
 TIMM = ("timm",)
 V1_5 = {"stride_at": "3x3"}  # torchvision's and timm's bottlenecks stride on the 3x3
-RESNET_D = {"stem_type": "deep", "stem_width": 32, "downsample": "avg"}
+DEEP = {"stem_type": "deep", "stem_width": 32}  # timm's 'deep' stem (32, 32, 64): C, D
+D = {**DEEP, "downsample": "avg"}  # ResNet-D: and the average-pooled shortcut
+BOTTLENECK_D = {**D, **V1_5}
+# name: (who ships it, the depth table it starts from, what it changes)
+TABLE: Mapping[str, tuple[tuple[str, ...], int, Mapping[str, Any]]] = {
+    "resnet18": (BOTH, 18, {}),
+    "resnet34": (BOTH, 34, {}),
+    "resnet50": (BOTH, 50, V1_5),
+    "resnet101": (BOTH, 101, V1_5),
+    "resnet152": (BOTH, 152, V1_5),
+    "resnext50_32x4d": (BOTH, 50, {**V1_5, "groups": 32, "width_per_group": 4}),
+    "resnext101_32x8d": (BOTH, 101, {**V1_5, "groups": 32, "width_per_group": 8}),
+    "resnext101_64x4d": (BOTH, 101, {**V1_5, "groups": 64, "width_per_group": 4}),
+    "wide_resnet50_2": (BOTH, 50, {**V1_5, "width_per_group": 128}),
+    "wide_resnet101_2": (BOTH, 101, {**V1_5, "width_per_group": 128}),
+    "resnet26": (TIMM, 50, {**V1_5, "layers": (2, 2, 2, 2)}),
+    "resnet18d": (TIMM, 18, D),
+    "resnet26t": (TIMM, 50, {**BOTTLENECK_D, "layers": (2, 2, 2, 2), "stem_type": "deep_tiered"}),
+    "resnet50c": (TIMM, 50, {**DEEP, **V1_5}),
+    "resnet50d": (TIMM, 50, BOTTLENECK_D),
+    "resnet50s": (TIMM, 50, {**DEEP, **V1_5, "stem_width": 64}),
+    "seresnet50": (TIMM, 50, {**V1_5, "attention": "se"}),
+    "ecaresnet50d": (TIMM, 50, {**BOTTLENECK_D, "attention": "eca"}),
+    "resnetrs50": (
+        TIMM,
+        50,
+        {**BOTTLENECK_D, "stem_pool": "conv", "attention": "se", "se_ratio": 0.25},
+    ),
+    "resnetv2_50": (TIMM, 50, {**V1_5, "block": "resnetv2_bottleneck"}),
+    "resnetv2_50d": (TIMM, 50, {**BOTTLENECK_D, "block": "resnetv2_bottleneck"}),
+}
 
 
-def _add(name: str, libraries: tuple[str, ...], depth: int, summary: str, **fields: Any) -> None:
+def _preset(name: str, libraries: tuple[str, ...], depth: int, fields: Mapping[str, Any]) -> Arch:
     spec = imagenet_spec(depth, name=name, **fields)
     # A spec the paper's names can say keeps its descriptive name (resnet50-v1.5); a zoo
     # variant takes the zoo's name.
-    _ARCHS[name] = Arch(name, libraries, spec if is_variant(spec) else spec.replace(), summary)
+    return Arch(name, libraries, spec if is_variant(spec) else spec.replace())
 
 
-_add("resnet18", BOTH, 18, "He et al. 2015, basic units")
-_add("resnet34", BOTH, 34, "He et al. 2015, basic units")
-for _depth in (50, 101, 152):
-    _add(f"resnet{_depth}", BOTH, _depth, "bottleneck striding on its 3x3 (v1.5)", **V1_5)
-_add("resnext50_32x4d", BOTH, 50, "ResNeXt: 3x3 in 32 groups of 4 per 64", groups=32,
-     width_per_group=4, **V1_5)  # fmt: skip
-_add("resnext101_32x8d", BOTH, 101, "ResNeXt: 3x3 in 32 groups of 8 per 64", groups=32,
-     width_per_group=8, **V1_5)  # fmt: skip
-_add("resnext101_64x4d", BOTH, 101, "ResNeXt: 3x3 in 64 groups of 4 per 64", groups=64,
-     width_per_group=4, **V1_5)  # fmt: skip
-_add("wide_resnet50_2", BOTH, 50, "Wide ResNet: bottleneck 3x3 twice as wide",
-     width_per_group=128, **V1_5)  # fmt: skip
-_add("wide_resnet101_2", BOTH, 101, "Wide ResNet: bottleneck 3x3 twice as wide",
-     width_per_group=128, **V1_5)  # fmt: skip
-_add("resnet26", TIMM, 50, "bottleneck units [2, 2, 2, 2]", layers=(2, 2, 2, 2), **V1_5)
-_add("resnet18d", TIMM, 18, "ResNet-D: deep stem (32, 32, 64), avg-pool shortcut", **RESNET_D)
-_add("resnet26t", TIMM, 50, "tiered deep stem (24, 32, 64), avg-pool shortcut",
-     layers=(2, 2, 2, 2), stem_type="deep_tiered", stem_width=32, downsample="avg",
-     **V1_5)  # fmt: skip
-_add("resnet50c", TIMM, 50, "ResNet-C: deep stem (32, 32, 64)", stem_type="deep",
-     stem_width=32, **V1_5)  # fmt: skip
-_add("resnet50d", TIMM, 50, "ResNet-D: deep stem (32, 32, 64), avg-pool shortcut", **RESNET_D,
-     **V1_5)  # fmt: skip
-_add("resnet50s", TIMM, 50, "ResNet-S: deep stem (64, 64, 128)", stem_type="deep",
-     stem_width=64, **V1_5)  # fmt: skip
-_add("seresnet50", TIMM, 50, "squeeze-and-excitation, ratio 1/16", attention="se", **V1_5)
-_add("ecaresnet50d", TIMM, 50, "ResNet-D with efficient channel attention", attention="eca",
-     **RESNET_D, **V1_5)  # fmt: skip
-_add("resnetrs50", TIMM, 50, "ResNet-RS: ResNet-D, conv stem pool, SE ratio 1/4",
-     stem_pool="conv", attention="se", se_ratio=0.25, **RESNET_D, **V1_5)  # fmt: skip
-_add("resnetv2_50", TIMM, 50, "pre-activation (BN-ReLU in each unit), conv head",
-     block="resnetv2_bottleneck", **V1_5)  # fmt: skip
-_add("resnetv2_50d", TIMM, 50, "pre-activation, deep stem (32, 32, 64), avg-pool shortcut",
-     block="resnetv2_bottleneck", **RESNET_D, **V1_5)  # fmt: skip
-del _depth
+ARCHS: Mapping[str, Arch] = MappingProxyType(
+    {name: _preset(name, *row) for name, row in TABLE.items()}
+)
 
 
 def arch(text: str) -> Arch:

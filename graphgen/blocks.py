@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from graphgen.attention import write_attention
 from graphgen.errors import SpecError
 from graphgen.layouts import RESNETV2, TORCHVISION, Layout
 from graphgen.plan import Add, AvgPool, Builder, ZeroPadShortcut, pool_out
@@ -134,8 +135,6 @@ def post_activation_unit(
 ) -> None:
     """The original unit (He et al. 2015, Fig. 2 and 5): conv-BN-ReLU..., conv-BN, add, ReLU.
     Attention (SE, ECA) re-weights the branch's channels after its last BN, where timm puts it."""
-    from graphgen.attention import write_attention
-
     layout = spec.block_kind.layout
     x, cin, hw = b.x, b.c, b.hw
     convs = spec.block_kind.branch.convs(spec, width, stride)

@@ -1,9 +1,10 @@
 """The one intermediate representation: a spec expanded into ordered, named, shaped operations.
 
 Every emitter walks this list and nothing else describes the network's structure. Operation
-names are torchvision's module paths (`conv1`, `layer2.0.downsample.0`, `fc`), so parameter
+names are the source library's module paths (torchvision's `conv1`, `layer2.0.downsample.0`,
+`fc`; timm ResNetV2's `stem.conv`, `stages.1.blocks.0.norm1`: graphgen.layouts), so parameter
 names (`<name>.weight`, `<name>.running_mean`, ...) are the same in the ONNX graph, the torch
-module and torchvision-style checkpoints.
+module and the library's checkpoints.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class Spec:
     stride_at: str = "1x1"
     classes: int = 1000
     image_size: int = 224
-    stem_width: int = 64
+    stem_width: int = 64  # the stem conv's width; a deep stem's is its first convs' (timm's)
     # Flavour fields (graphgen.flavors names the zoo presets); the defaults are the paper's.
     bottleneck_bias: bool = False  # a bias on the bottleneck's two 1x1 convs (Gluon v1)
     data_bn: bool = False  # a BN without scale or shift on the input images (Gluon v2)
@@ -193,16 +193,16 @@ STATED_FIELDS: Mapping[str, tuple[object, str]] = {
         1e-5,
         "graphgen's BatchNorms use eps 1e-5, torch's default, as torchvision's, "
         "timm's and Gluon's ResNets do",
-    ),  # fmt: skip
+    ),
     "dilation": (1, "dilated stages (timm's output_stride 8 or 16) are not built"),
     "anti_alias": (
         False,
         "anti-aliased downsampling (timm's aa_layer: BlurPool, the 'aa' ResNets) is not built",
-    ),  # fmt: skip
+    ),
     "global_pool": (
         "avg",
         "graphgen's head averages; timm's max, avgmax and catavgmax pools are not built",
-    ),  # fmt: skip
+    ),
 }
 # Left out of a spec's dict at their defaults (absent means the default, for older files too).
 OPTIONAL_FIELDS = (*FLAVOUR_FIELDS, "zero_pad", *VARIANT_FIELDS, *STATED_FIELDS)
@@ -273,8 +273,12 @@ def _check_variant(spec: Spec) -> None:
             f"attention goes after a post-activation unit's last BN (timm's ResNet); block "
             f"{spec.block!r} is pre-activation"
         )
-    for key, needs in (("se_ratio", "se"), ("se_divisor", "se"), ("eca_gamma", "eca"),
-                       ("eca_beta", "eca")):  # fmt: skip
+    for key, needs in (
+        ("se_ratio", "se"),
+        ("se_divisor", "se"),
+        ("eca_gamma", "eca"),
+        ("eca_beta", "eca"),
+    ):
         if getattr(spec, key) != _DEFAULTS[key] and spec.attention != needs:
             raise SpecError(
                 f"{key} sets attention {needs!r}'s size; attention is {spec.attention!r}"

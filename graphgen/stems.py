@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from graphgen.layouts import RESNETV2
 from graphgen.plan import Builder, MaxPool, conv_out
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def deep_widths(spec: Spec) -> tuple[int, int, int]:
     w = spec.stem_width
     if spec.stem_type == "deep":
         return w, w, 2 * w
-    if spec.block_kind.layout.name == "timm-resnetv2":
+    if spec.block_kind.layout is RESNETV2:
         return 3 * (2 * w) // 8, w, 2 * w  # resnetv2.py: (3 * out_chs // 8, out_chs // 2)
     return 3 * (w // 4), w, 2 * w  # resnet.py: (3 * (stem_width // 4), stem_width)
 

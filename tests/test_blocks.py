@@ -24,9 +24,14 @@ KINDS = sorted(BLOCK_KINDS)
 def _tiny(kind: str, **fields) -> Spec:
     """Two stages, so a unit strides and changes width; small enough to run everywhere."""
     base = dict(
-        layers=(1, 2), widths=(4, 8), block=kind, stem="cifar", classes=3, image_size=8,
+        layers=(1, 2),
+        widths=(4, 8),
+        block=kind,
+        stem="cifar",
+        classes=3,
+        image_size=8,
         stem_width=4,
-    )  # fmt: skip
+    )
     return Spec(**(base | fields))
 
 

@@ -66,8 +66,11 @@ def test_avg_pool_overhangs_odd_maps():
     """ResNet-D's pool on a 5x5 and a 3x3 map: ceil mode gives 3 and 2, the last window half
     outside, and the numpy pass averages what it covers."""
     pools = [op for op in expand(VARIANTS["avg-down-odd-maps"]).ops if isinstance(op, AvgPool)]
-    assert [(p.in_hw, p.out_hw) for p in pools] == [((10, 10), (5, 5)), ((5, 5), (3, 3)),
-                                                    ((3, 3), (2, 2))]  # fmt: skip
+    assert [(p.in_hw, p.out_hw) for p in pools] == [
+        ((10, 10), (5, 5)),
+        ((5, 5), (3, 3)),
+        ((3, 3), (2, 2)),
+    ]
     plan = expand(VARIANTS["avg-down-odd-maps"])
     x = np.arange(2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 3, 3, 1)
     from graphgen.numpy_forward import _avg_pool_nhwc
