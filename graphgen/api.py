@@ -47,6 +47,7 @@ def build(
     *,
     output: str | Path | None = None,
     spec: str | Path | Spec | None = None,
+    arch: str | None = None,
     family: str | None = None,
     batch: int | None = None,
     dtype: str = "float32",
@@ -58,13 +59,15 @@ def build(
     **overrides: Any,
 ) -> onnx.ModelProto | Path:
     """A He-initialised ResNet graph, as `graphgen build` makes it: from a `depth` (of `family`,
-    imagenet or cifar10; alone, 18/34/50/101/152 are ImageNet and 6n+2 CIFAR) or a `spec` (a
-    YAML/JSON file or a Spec), with `graphgen build`'s overrides as keywords (shortcut, block,
+    imagenet or cifar10; alone, 18/34/50/101/152 are ImageNet and 6n+2 CIFAR), a `spec` (a
+    YAML/JSON file or a Spec) or an `arch` (`resnext50_32x4d`, `timm:resnet50d`), with `graphgen build`'s overrides as keywords (shortcut, block,
     stride_at, zero_pad, flavor, classes, image_size). Returns the ModelProto, or with `output`
     writes the validated file (streamed, atomically) and returns its path. `batch` None is a
     symbolic N; dtype float16 (or fp16) casts at the graph's ends unless `io_dtype` says so."""
     flavor = overrides.pop("flavor", None)
-    net = spec_from_options(depth=depth, spec=spec, family=family, flavor=flavor, **overrides)
+    net = spec_from_options(
+        depth=depth, spec=spec, arch=arch, family=family, flavor=flavor, **overrides
+    )
     dtype, io_dtype = dtype_name(dtype), dtype_name(io_dtype)
     check_opset(opset)
     check_dtype(dtype)

@@ -101,6 +101,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
     return spec_from_options(
         depth=args.depth,
         spec=args.spec,
+        arch=getattr(args, "arch", None),
         family=args.family,
         flavor=getattr(args, "flavor", None),
         **overrides,
@@ -111,11 +112,13 @@ def spec_from_options(
     *,
     depth: int | None = None,
     spec: str | Path | Spec | None = None,
+    arch: str | None = None,
     family: str | None = None,
     flavor: str | None = None,
     **overrides: Any,
 ) -> Spec:
-    """A depth (of `family`) or a spec (a file or a Spec), with overrides and a flavour: what
+    """A depth (of `family`), a spec (a file or a Spec) or an architecture's name
+    (graphgen.archs: `resnext50_32x4d`, `timm:resnet50d`), with overrides and a flavour: what
     `graphgen build` and `graphgen.build` both read. Overrides that are None are not given."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(overrides) - set(OVERRIDES)
@@ -123,8 +126,15 @@ def spec_from_options(
         raise TypeError(
             f"unknown spec override {sorted(unknown)[0]!r}; the overrides are {OVERRIDES}"
         )
-    if (depth is None) == (spec is None):
-        raise UserError("give a depth or a spec, one of them")
+    if sum(x is not None for x in (depth, spec, arch)) != 1:
+        raise UserError("give a depth, a spec or an arch, one of them")
+    if arch is not None:
+        from graphgen.archs import arch_spec
+
+        if family is not None or flavor is not None:
+            given = "--family" if family is not None else "--flavor"
+            raise SpecError(f"{given} does not go with --arch, which names a whole network")
+        return arch_spec(arch, **overrides)
     if spec is not None:
         base = spec if isinstance(spec, Spec) else load_spec_file(Path(spec))
         if family is not None:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from graphgen.attention import write_attention
 from graphgen.errors import SpecError
-from graphgen.plan import Add, Builder, ZeroPadShortcut
+from graphgen.layouts import RESNETV2, TORCHVISION, Layout
+from graphgen.plan import Add, AvgPool, Builder, ZeroPadShortcut, pool_out
 
 if TYPE_CHECKING:
     from graphgen.spec import Spec
@@ -25,6 +27,7 @@ class BranchConv(NamedTuple):
     kernel: int
     channels: int
     stride: int
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Branch:
     layers: int  # weighted layers per block, as the paper counts depth
     stride_at_matters: bool  # the spec's `stride_at` picks which conv strides
     convs: Callable[[Spec, int, int], tuple[BranchConv, ...]]  # (spec, width, stride)
+    takes_groups: bool = False  # the spec's groups and width_per_group shape it (ResNeXt, Wide)
 
 
 class Unit(Protocol):
@@ -53,6 +57,7 @@ class BlockKind:
     preact: bool  # pre-activation (BN-ReLU before each conv; a final BN-ReLU before pooling)
     unit: Unit
     takes_bottleneck_bias: bool = False  # the spec's bottleneck_bias applies (Gluon v1)
+    layout: Layout = TORCHVISION  # whose names (graphgen.layouts), and the stem that goes with it
 
     @property
     def expansion(self) -> int:
@@ -94,33 +99,54 @@ def _basic_convs(spec: Spec, width: int, stride: int) -> tuple[BranchConv, ...]:
     return BranchConv(3, width, stride), BranchConv(3, width, 1)
 
 
+def bottleneck_width(spec: Spec, width: int) -> int:
+    """The 3x3's channels: torchvision's `int(planes * (width_per_group / 64.)) * groups`, which
+    is the stage width for the paper's nets, `groups` x 4 per 64 for ResNeXt-50 32x4d and twice
+    the stage width for Wide ResNet-50-2 (groups 1, 128 per group)."""
+    return int(width * (spec.width_per_group / 64.0)) * spec.groups
+
+
 def _bottleneck_convs(spec: Spec, width: int, stride: int) -> tuple[BranchConv, ...]:
-    """1x1-3x3-1x1, the stride on the first 1x1 (the paper) or on the 3x3 (torchvision's v1.5)."""
+    """1x1-3x3-1x1, the stride on the first 1x1 (the paper) or on the 3x3 (torchvision's v1.5);
+    the 3x3 grouped for ResNeXt."""
     s1, s3 = (stride, 1) if spec.stride_at == "1x1" else (1, stride)
+    mid = bottleneck_width(spec, width)
     cout = width * BOTTLENECK.expansion
-    return BranchConv(1, width, s1), BranchConv(3, width, s3), BranchConv(1, cout, 1)
+    return (
+        BranchConv(1, mid, s1),
+        BranchConv(3, mid, s3, spec.groups),
+        BranchConv(1, cout, 1),
+    )
 
 
 BASIC = Branch("basic", expansion=1, layers=2, stride_at_matters=False, convs=_basic_convs)
 BOTTLENECK = Branch(
-    "bottleneck", expansion=4, layers=3, stride_at_matters=True, convs=_bottleneck_convs
+    "bottleneck",
+    expansion=4,
+    layers=3,
+    stride_at_matters=True,
+    convs=_bottleneck_convs,
+    takes_groups=True,
 )
 
 
 def post_activation_unit(
     b: Builder, spec: Spec, prefix: str, width: int, stride: int, *, first: bool
 ) -> None:
-    """The original unit (He et al. 2015, Fig. 2 and 5): conv-BN-ReLU..., conv-BN, add, ReLU."""
+    """The original unit (He et al. 2015, Fig. 2 and 5): conv-BN-ReLU..., conv-BN, add, ReLU.
+    Attention (SE, ECA) re-weights the branch's channels after its last BN, where timm puts it."""
+    layout = spec.block_kind.layout
     x, cin, hw = b.x, b.c, b.hw
     convs = spec.block_kind.branch.convs(spec, width, stride)
-    for i, (kernel, channels, s) in enumerate(convs, 1):
+    for i, (kernel, channels, s, groups) in enumerate(convs, 1):
         bias = spec.bottleneck_bias and kernel == 1  # Gluon v1: both 1x1s have a bias
-        b.conv(f"{prefix}.conv{i}", channels, kernel, s, bias=bias)
-        b.bn(f"{prefix}.bn{i}")
+        b.conv(f"{prefix}.conv{i}", channels, kernel, s, bias=bias, groups=groups)
+        b.bn(f"{prefix}.{layout.bn.format(i)}")
         if i < len(convs):
-            b.relu(f"{prefix}.relu{i}")
+            b.relu(f"{prefix}.{layout.relu.format(i)}")
+    write_attention(b, spec, prefix)
     residual, out_hw, cout = b.x, b.hw, b.c
-    shortcut = _shortcut(b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw)
+    shortcut = _shortcut(b, spec, prefix, x, cin, cout, stride, hw, out_hw)
     _join(b, prefix, residual, shortcut, cout, out_hw)
     b.relu(f"{prefix}.relu")
 
@@ -135,20 +161,21 @@ def pre_activation_unit(
     takes the stem's own BN-ReLU as its activation ("right after conv1, before splitting"),
     unless the spec's `first_unit_bn` gives it its own (Gluon v2).
     """
+    layout = spec.block_kind.layout
     first = first and not spec.first_unit_bn
     x, cin, hw = b.x, b.c, b.hw
     convs = spec.block_kind.branch.convs(spec, width, stride)
     pre = x
-    for i, (kernel, channels, s) in enumerate(convs, 1):
+    for i, (kernel, channels, s, groups) in enumerate(convs, 1):
         if i > 1 or not first:
-            b.bn(f"{prefix}.bn{i}")
-            b.relu(f"{prefix}.relu{i}")
+            b.bn(f"{prefix}.{layout.bn.format(i)}")
+            b.relu(f"{prefix}.{layout.relu.format(i)}")
         if i == 1:
             pre = b.x
-        b.conv(f"{prefix}.conv{i}", channels, kernel, s)
+        b.conv(f"{prefix}.conv{i}", channels, kernel, s, groups=groups)
     residual, out_hw, cout = b.x, b.hw, b.c
     shortcut = _shortcut(
-        b, spec.shortcut, prefix, x, cin, cout, stride, hw, out_hw, projection_input=pre, bn=False
+        b, spec, prefix, x, cin, cout, stride, hw, out_hw, projection_input=pre, bn=False
     )
     _join(b, prefix, residual, shortcut, cout, out_hw)
 
@@ -171,7 +198,7 @@ def _join(
 
 def _shortcut(
     b: Builder,
-    option: str,
+    spec: Spec,
     prefix: str,
     x: str,
     cin: int,
@@ -186,7 +213,10 @@ def _shortcut(
     """The shortcut tensor for options A/B/C (He et al. 2015, 3.3), or None for a plain net.
 
     Identity shortcuts read `x`; a projection reads `projection_input` (the pre-activated input
-    in a pre-activation unit) and is followed by BN unless `bn` is False."""
+    in a pre-activation unit) and is followed by BN unless `bn` is False. With the spec's
+    `downsample` "avg" (ResNet-D), a strided projection first average-pools with the stride and
+    then convolves 1x1 with stride 1 (timm's `downsample_avg`); unstrided, it has no pool."""
+    option = spec.shortcut
     changes = stride != 1 or cin != cout
     if option == "none":
         return None
@@ -197,9 +227,18 @@ def _shortcut(
         b.ops.append(ZeroPadShortcut(name, x, name, cin, cout, stride, hw, out_hw, b.zero_pad))
         return name
     residual = (b.x, b.c, b.hw)
-    b.conv(f"{prefix}.downsample.0", cout, 1, stride, x=projection_input or x, cin=cin, hw=hw)
+    avg = spec.downsample == "avg"
+    pool, conv, norm = spec.block_kind.layout.downsample(avg=avg)
+    b.x, b.c, b.hw = projection_input or x, cin, hw
+    if avg and stride != 1:
+        out_hw = (pool_out(hw[0], 2, stride), pool_out(hw[1], 2, stride))
+        b.ops.append(
+            AvgPool(f"{prefix}.{pool}", b.x, f"{prefix}.{pool}", cin, 2, stride, hw, out_hw)
+        )
+        b.x, b.hw, stride = f"{prefix}.{pool}", out_hw, 1
+    b.conv(f"{prefix}.{conv}", cout, 1, stride)
     if bn:
-        b.bn(f"{prefix}.downsample.1")
+        b.bn(f"{prefix}.{norm}")
     out = b.x
     b.x, b.c, b.hw = residual
     return out
@@ -217,3 +256,15 @@ register_block(
 )
 register_block(BlockKind("preact_basic", BASIC, preact=True, unit=pre_activation_unit))
 register_block(BlockKind("preact_bottleneck", BOTTLENECK, preact=True, unit=pre_activation_unit))
+# timm's ResNetV2 (PreActBasic, PreActBottleneck with BatchNormAct2d): the same unit, named as
+# timm names it, after a stem with no norm of its own, so every unit has its own first BN-ReLU.
+# A stage's first unit projects (timm projects there always; for the depth tables' widths that is
+# where shapes change, as shortcut B does).
+register_block(
+    BlockKind("resnetv2_basic", BASIC, preact=True, unit=pre_activation_unit, layout=RESNETV2)
+)
+register_block(
+    BlockKind(
+        "resnetv2_bottleneck", BOTTLENECK, preact=True, unit=pre_activation_unit, layout=RESNETV2
+    )
+)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from graphgen.blocks import find_block
 from graphgen.errors import SpecError
+from graphgen.layouts import TORCHVISION
 from graphgen.spec import Spec
 
 FLAVORS = ("paper", "torchvision", "gluon-v1", "gluon-v2")
@@ -27,7 +28,7 @@ def apply_flavor(spec: Spec, flavor: str) -> Spec:
         raise SpecError(f"unknown flavor {flavor!r}; choose one of {', '.join(FLAVORS)}")
     plain = dict(bottleneck_bias=False, data_bn=False, first_unit_bn=False)
     branch = spec.block_kind.branch
-    post = find_block(branch=branch, preact=False)
+    post = find_block(branch=branch, preact=False, layout=TORCHVISION)  # the zoos' own names
     if flavor == "paper":
         return spec.replace(block=post.name, stride_at="1x1", **plain)
     if flavor == "torchvision":
@@ -36,7 +37,7 @@ def apply_flavor(spec: Spec, flavor: str) -> Spec:
         bias = {"bottleneck_bias": post.takes_bottleneck_bias}
         return spec.replace(block=post.name, stride_at="1x1", **plain | bias)
     return spec.replace(
-        block=find_block(branch=branch, preact=True).name,
+        block=find_block(branch=branch, preact=True, layout=TORCHVISION).name,
         stride_at="3x3" if branch.stride_at_matters else "1x1",
         bottleneck_bias=False,
         data_bn=True,

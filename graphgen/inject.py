@@ -22,7 +22,7 @@ from graphgen.errors import GraphError, StridePlacementError
 from graphgen.onnx_emit import DEFAULT_OPSET, DTYPES, emit_model, tensor_of
 from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of
 from graphgen.plan import Plan, expand, fold_bn
-from graphgen.spec import FLAVOUR_FIELDS, Spec
+from graphgen.spec import OPTIONAL_FIELDS, Spec
 from graphgen.weights import Weights, fold_weights
 from resnet_common.errors import UserError
 
@@ -166,8 +166,9 @@ def check_stride(
 
 # What makes weights mean something in a graph; the image size does not (convs are size-free).
 ARCHITECTURE_KEYS = ("layers", "widths", "block", "stem", "shortcut", "stride_at", "stem_width")
-# Architecture fields a spec's dict leaves out at their default (older weights never record them).
-OPTIONAL_KEYS = (*FLAVOUR_FIELDS, "zero_pad")
+# Architecture fields a spec's dict leaves out at their default (older weights never record them):
+# the flavours, option A's padding, the zoo variants' fields and the stated ones (graphgen.spec).
+OPTIONAL_KEYS = OPTIONAL_FIELDS
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Spec)}
 
 

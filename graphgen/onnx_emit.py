@@ -27,7 +27,9 @@ from graphgen.plan import (
     INPUT,
     OUTPUT,
     Add,
+    AvgPool,
     BatchNorm,
+    ChannelConv,
     Conv,
     GlobalAvgPool,
     Linear,
@@ -35,6 +37,8 @@ from graphgen.plan import (
     Op,
     Plan,
     Relu,
+    Scale,
+    Sigmoid,
     ZeroPadShortcut,
 )
 from graphgen.weights import Weights
@@ -171,6 +175,7 @@ class _Emitter:
             inputs = [x, self.param(f"{op.name}.weight")]
             if op.bias:
                 inputs.append(self.param(f"{op.name}.bias"))
+            group = {"group": op.groups} if op.groups != 1 else {}  # the paper's graphs: as before
             self.node(
                 "Conv",
                 inputs,
@@ -179,6 +184,7 @@ class _Emitter:
                 kernel_shape=[op.kernel] * 2,
                 strides=[op.stride] * 2,
                 pads=[op.pad] * 4,
+                **group,
             )
         elif isinstance(op, BatchNorm):
             names = [
@@ -202,15 +208,51 @@ class _Emitter:
             )
         elif isinstance(op, ZeroPadShortcut):
             self.zero_pad_shortcut(op, x, out)
+        elif isinstance(op, AvgPool):
+            self.node(
+                "AveragePool",
+                [x],
+                out,
+                op.name,
+                kernel_shape=[op.kernel] * 2,
+                strides=[op.stride] * 2,
+                ceil_mode=1,
+                count_include_pad=0,
+            )
+        elif isinstance(op, Sigmoid):
+            self.node("Sigmoid", [x], out, op.name)
+        elif isinstance(op, Scale):
+            self.node("Mul", [x, rename(op.gate)], out, op.name)
+        elif isinstance(op, ChannelConv):
+            self.channel_conv(op, x, out)
         elif isinstance(op, GlobalAvgPool):
+            if not op.flatten:
+                self.node("GlobalAveragePool", [x], out, op.name)
+                return
             pooled = f"{op.name}.pooled"
             self.node("GlobalAveragePool", [x], pooled, op.name)
             self.node("Flatten", [pooled], out, f"{op.name}.flatten", axis=1)
         elif isinstance(op, Linear):
             inputs = [x, self.param(f"{op.name}.weight"), self.param(f"{op.name}.bias")]
+            if op.conv:  # a 1x1 conv on the pooled map, then flattened (timm's ResNetV2 head)
+                mapped = f"{op.name}.map"
+                self.node("Conv", inputs, mapped, op.name, kernel_shape=[1, 1])
+                self.node("Flatten", [mapped], out, f"{op.name}.flatten", axis=1)
+                return
             self.node("Gemm", inputs, out, op.name, transB=1)
         else:  # pragma: no cover - the plan's op union is closed
             raise TypeError(f"no ONNX emitter for {type(op).__name__}")
+
+    def channel_conv(self, op: ChannelConv, x: str, out: str) -> None:
+        """ECA: the pooled (N, C, 1, 1) map as N sequences of C values, a 1-d Conv across them,
+        and back."""
+        row, conv = f"{op.name}.row", f"{op.name}.conv"
+        self.node("Reshape", [x, self.const(f"{op.name}.row_shape", [0, 1, -1])], row, row)
+        pad = (op.kernel - 1) // 2
+        weight = self.param(f"{op.name}.weight")
+        self.node("Conv", [row, weight], conv, op.name, kernel_shape=[op.kernel], pads=[pad] * 2)
+        back = self.const(f"{op.name}.map_shape", [0, -1, 1, 1])
+        self.node("Reshape", [conv, back], out, f"{op.name}.map")
 
     def zero_pad_shortcut(self, op: ZeroPadShortcut, x: str, out: str) -> None:
         """Option A: Slice with steps subsamples, Pad adds the zero channels where `op` says."""

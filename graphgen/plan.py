@@ -1,9 +1,10 @@
 """The one intermediate representation: a spec expanded into ordered, named, shaped operations.
 
 Every emitter walks this list and nothing else describes the network's structure. Operation
-names are torchvision's module paths (`conv1`, `layer2.0.downsample.0`, `fc`), so parameter
+names are the source library's module paths (torchvision's `conv1`, `layer2.0.downsample.0`,
+`fc`; timm ResNetV2's `stem.conv`, `stages.1.blocks.0.norm1`: graphgen.layouts), so parameter
 names (`<name>.weight`, `<name>.running_mean`, ...) are the same in the ONNX graph, the torch
-module and torchvision-style checkpoints.
+module and the library's checkpoints.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Conv:
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
     bias: bool = False  # after BN folding, or Gluon v1's bottleneck 1x1s; the paper's have none
+    groups: int = 1  # ResNeXt's cardinality: each output channel reads cin / groups inputs
 
     @property
     def shape(self) -> Shape:
@@ -40,7 +42,7 @@ class Conv:
 
     def params(self) -> dict[str, Shape]:
         shapes: dict[str, Shape] = {
-            f"{self.name}.weight": (self.cout, self.cin, self.kernel, self.kernel)
+            f"{self.name}.weight": (self.cout, self.cin // self.groups, self.kernel, self.kernel)
         }
         if self.bias:
             shapes[f"{self.name}.bias"] = (self.cout,)
@@ -51,7 +53,8 @@ class Conv:
 
     @property
     def macs(self) -> int:
-        return self.cout * self.out_hw[0] * self.out_hw[1] * self.cin * self.kernel**2
+        fan_in = self.cin // self.groups * self.kernel**2
+        return self.cout * self.out_hw[0] * self.out_hw[1] * fan_in
 
 
 @dataclass(frozen=True)
@@ -162,35 +165,110 @@ class ZeroPadShortcut(_Parameterless):
 
 
 @dataclass(frozen=True)
+class AvgPool(_Parameterless):
+    """ResNet-D's shortcut pooling (timm's `downsample_avg`, He et al. 2019 "Bag of Tricks"):
+    `kernel`-square windows in ceil mode, no padding; a window that overhangs the map averages
+    what it covers (torch's `ceil_mode=True, count_include_pad=False`)."""
+
+    name: str
+    x: str
+    out: str
+    channels: int
+    kernel: int
+    stride: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+    @property
+    def shape(self) -> Shape:
+        return (self.channels, *self.out_hw)
+
+
+@dataclass(frozen=True)
+class Sigmoid(_Parameterless):
+    """The attention gate."""
+
+    name: str
+    x: str
+    out: str
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class Scale(_Parameterless):
+    """`x` times a per-channel `gate` of shape (C, 1, 1), broadcast over the map: how SE and ECA
+    re-weight a branch's channels."""
+
+    name: str
+    x: str
+    gate: str
+    out: str
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class ChannelConv:
+    """ECA's 1-d conv across the channels of a pooled (C, 1, 1) tensor: one weight of shape
+    (1, 1, kernel), no bias, zero padding at both ends of the channel axis."""
+
+    name: str
+    x: str
+    out: str
+    channels: int
+    kernel: int
+
+    @property
+    def shape(self) -> Shape:
+        return (self.channels, 1, 1)
+
+    def params(self) -> dict[str, Shape]:
+        return {f"{self.name}.weight": (1, 1, self.kernel)}
+
+    def buffers(self) -> dict[str, Shape]:
+        return {}
+
+    @property
+    def macs(self) -> int:
+        return self.channels * self.kernel
+
+
+@dataclass(frozen=True)
 class GlobalAvgPool(_Parameterless):
-    """Global average pooling, flattened to a feature vector."""
+    """Global average pooling, flattened to a feature vector; with `flatten` False it keeps the
+    (C, 1, 1) map (attention's squeeze, a conv head's input)."""
 
     name: str
     x: str
     out: str
     channels: int
     in_hw: tuple[int, int]
+    flatten: bool = True
 
     @property
     def shape(self) -> Shape:
-        return (self.channels,)
+        return (self.channels,) if self.flatten else (self.channels, 1, 1)
 
 
 @dataclass(frozen=True)
 class Linear:
+    """The classifier. With `conv`, its weight is a 1x1 conv's, (out, in, 1, 1), applied to the
+    pooled (C, 1, 1) map and flattened after (timm ResNetV2's head, `use_conv=True`)."""
+
     name: str
     x: str
     out: str
     in_features: int
     out_features: int
+    conv: bool = False
 
     @property
     def shape(self) -> Shape:
         return (self.out_features,)
 
     def params(self) -> dict[str, Shape]:
+        kernel = (1, 1) if self.conv else ()
         return {
-            f"{self.name}.weight": (self.out_features, self.in_features),
+            f"{self.name}.weight": (self.out_features, self.in_features, *kernel),
             f"{self.name}.bias": (self.out_features,),
         }
 
@@ -202,7 +280,30 @@ class Linear:
         return self.in_features * self.out_features
 
 
-Op = Conv | BatchNorm | Relu | Add | MaxPool | ZeroPadShortcut | GlobalAvgPool | Linear
+Op = (
+    Conv
+    | BatchNorm
+    | Relu
+    | Add
+    | MaxPool
+    | ZeroPadShortcut
+    | AvgPool
+    | Sigmoid
+    | Scale
+    | ChannelConv
+    | GlobalAvgPool
+    | Linear
+)
+
+
+def inputs(op: Op) -> tuple[str, ...]:
+    """The tensors an op reads: two for the addition and the gated scale, one otherwise."""
+    if isinstance(op, Add):
+        return op.a, op.b
+    if isinstance(op, Scale):
+        return op.x, op.gate
+    return (op.x,)
+
 
 INPUT = "input"
 OUTPUT = "logits"
@@ -256,10 +357,8 @@ def last_use(ops: Iterable[Op]) -> dict[int, list[str]]:
     free them early and the cost model knows what is live."""
     last: dict[str, int] = {}
     for index, op in enumerate(ops):
-        for attr in ("x", "a", "b"):
-            name = getattr(op, attr, None)
-            if name is not None:
-                last[name] = index
+        for name in inputs(op):
+            last[name] = index
     by_index: dict[int, list[str]] = {}
     for name, index in last.items():
         by_index.setdefault(index, []).append(name)
@@ -273,8 +372,15 @@ def _numel(shape: Shape) -> int:
     return n
 
 
-def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
+def conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
+
+
+def pool_out(size: int, kernel: int, stride: int) -> int:
+    """A ceil-mode pool's output size without padding: the last window may overhang the map but
+    must start inside it (torch's rule, which ONNX's ceil_mode follows)."""
+    out = -(-(size - kernel) // stride) + 1
+    return out - 1 if (out - 1) * stride >= size else out
 
 
 class Builder:
@@ -299,11 +405,13 @@ class Builder:
         cin: int | None = None,
         hw: tuple[int, int] | None = None,
         bias: bool = False,
+        groups: int = 1,
     ) -> str:
         x, cin, hw = x or self.x, cin or self.c, hw or self.hw
         pad = kernel // 2
-        out_hw = (_conv_out(hw[0], kernel, stride, pad), _conv_out(hw[1], kernel, stride, pad))
-        self.ops.append(Conv(name, x, name, cin, cout, kernel, stride, pad, hw, out_hw, bias))
+        out_hw = (conv_out(hw[0], kernel, stride, pad), conv_out(hw[1], kernel, stride, pad))
+        op = Conv(name, x, name, cin, cout, kernel, stride, pad, hw, out_hw, bias, groups)
+        self.ops.append(op)
         self.x, self.c, self.hw = name, cout, out_hw
         return name
 
@@ -319,35 +427,29 @@ class Builder:
 
 
 def expand(spec: Spec) -> Plan:
-    """Expand a spec into the ordered op list (He et al. 2015, Table 1 and section 4.2)."""
+    """Expand a spec into the ordered op list (He et al. 2015, Table 1 and section 4.2), named
+    as the block kind's layout (graphgen.layouts) says."""
+    from graphgen.stems import write_stem
+
+    kind = spec.block_kind
+    layout = kind.layout
     b = Builder(spec)
     if spec.data_bn:  # Gluon v2 normalises the images with running statistics alone
         b.bn("bn_data", affine=False)
-    if spec.stem == "imagenet":
-        b.conv("conv1", spec.stem_width, 7, 2)
-        b.bn("bn1")
-        b.relu("relu")
-        hw = b.hw
-        out_hw = (_conv_out(hw[0], 3, 2, 1), _conv_out(hw[1], 3, 2, 1))
-        b.ops.append(MaxPool("maxpool", b.x, "maxpool", b.c, 3, 2, 1, hw, out_hw))
-        b.x, b.hw = "maxpool", out_hw
-    else:
-        b.conv("conv1", spec.stem_width, 3, 1)
-        b.bn("bn1")
-        b.relu("relu")
-
-    kind = spec.block_kind
+    write_stem(b, spec)
     for stage, (blocks, width) in enumerate(zip(spec.layers, spec.widths, strict=True)):
         for index in range(blocks):
             stride = 2 if stage > 0 and index == 0 else 1
-            first = stage == index == 0
-            kind.unit(b, spec, f"layer{stage + 1}.{index}", width, stride, first=first)
+            # The first unit takes the stem's BN-ReLU as its own, where the stem has one.
+            first = stage == index == 0 and layout.stem_norm
+            kind.unit(b, spec, layout.block(stage, index), width, stride, first=first)
     if kind.preact:  # the units end on an addition: one last BN-ReLU before pooling
-        b.bn("bn_final")
-        b.relu("relu_final")
+        b.bn(layout.final_bn)
+        b.relu(layout.final_relu)
 
-    b.ops.append(GlobalAvgPool("avgpool", b.x, "avgpool", b.c, b.hw))
-    b.ops.append(Linear("fc", "avgpool", OUTPUT, b.c, spec.classes))
+    flatten = not layout.conv_head
+    b.ops.append(GlobalAvgPool(layout.pool, b.x, layout.pool, b.c, b.hw, flatten=flatten))
+    b.ops.append(Linear(layout.fc, layout.pool, OUTPUT, b.c, spec.classes, conv=not flatten))
     return Plan(spec, tuple(b.ops))
 
 
@@ -373,7 +475,7 @@ def fold_bn(plan: Plan) -> Plan:
 def _rename_inputs(op: Op, rename: dict[str, str]) -> Op:
     changes = {
         k: rename[getattr(op, k)]
-        for k in ("x", "a", "b")
+        for k in ("x", "a", "b", "gate")
         if hasattr(op, k) and getattr(op, k) in rename
     }
     return dataclasses.replace(op, **changes) if changes else op  # type: ignore[arg-type]

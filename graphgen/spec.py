@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graphgen.attention import ATTENTIONS
 from graphgen.blocks import BLOCK_KINDS, BlockKind, block_kind
 from graphgen.errors import SpecError
+from graphgen.layouts import TORCHVISION
+from graphgen.stems import STEM_POOLS, STEM_TYPES, stem_channels
 
 SHORTCUTS = ("A", "B", "C", "none")
 STEMS = ("imagenet", "cifar")
@@ -24,6 +27,7 @@ STRIDE_PLACEMENTS = ("1x1", "3x3")
 # behind) is what the widely used PyTorch CIFAR reference (akamaster/pytorch_resnet_cifar10)
 # and tensorpack do; "end" (zeros after the identity channels) is fb.resnet.torch's.
 ZERO_PADS = ("symmetric", "end")
+DOWNSAMPLES = ("conv", "avg")  # a projection's 1x1/s conv, or ResNet-D's avg-pool then 1x1/1
 DATASETS = ("imagenet", "cifar10")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -56,12 +60,30 @@ class Spec:
     stride_at: str = "1x1"
     classes: int = 1000
     image_size: int = 224
-    stem_width: int = 64
+    stem_width: int = 64  # the stem conv's width; a deep stem's is its first convs' (timm's)
     # Flavour fields (graphgen.flavors names the zoo presets); the defaults are the paper's.
     bottleneck_bias: bool = False  # a bias on the bottleneck's two 1x1 convs (Gluon v1)
     data_bn: bool = False  # a BN without scale or shift on the input images (Gluon v2)
     first_unit_bn: bool = False  # the first pre-activation unit keeps its own BN-ReLU (Gluon v2)
     zero_pad: str = "symmetric"  # option A: where the zero channels go (ZERO_PADS)
+    # The zoos' variants (graphgen.archs names them); each default is the paper's network.
+    groups: int = 1  # ResNeXt's cardinality: the bottleneck's 3x3 in this many groups
+    width_per_group: int = 64  # the 3x3's width is int(width * width_per_group / 64) * groups
+    stem_type: str = "single"  # STEM_TYPES: one conv, or timm's deep 3x3 stems (graphgen.stems)
+    stem_pool: str = "max"  # STEM_POOLS: an ImageNet stem's 3x3/2 max-pool, or a 3x3/2 conv
+    downsample: str = "conv"  # DOWNSAMPLES: how a strided projection shortcut subsamples
+    attention: str = "none"  # ATTENTIONS: SE or ECA after each unit's last BN
+    se_ratio: float = 0.0625  # SE's squeeze: channels x ratio (timm's rd_ratio, 1/16) ...
+    se_divisor: int = 8  # ... rounded to a multiple of this (timm's rd_divisor)
+    eca_gamma: int = 2  # ECA's kernel from the channel count (Wang et al. 2020's gamma and b)
+    eca_beta: int = 1
+    # What no state_dict shows, stated rather than assumed: only these values are built, and a
+    # spec asking for another is refused by name (STATED_FIELDS).
+    activation: str = "relu"
+    bn_eps: float = 1e-5
+    dilation: int = 1
+    anti_alias: bool = False
+    global_pool: str = "avg"
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +115,8 @@ class Spec:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SpecError(f"{key} must be a positive integer, got {value!r}")
         _check_flavour(self)
+        _check_stated(self)
+        _check_variant(self)
         if self.image_size < self.total_stride:
             raise SpecError(
                 f"image size {self.image_size} is too small for this network's stride chain "
@@ -100,7 +124,7 @@ class Spec:
             )
         if self.shortcut == "A":
             expansion = self.block_kind.expansion
-            channels = [self.stem_width] + [w * expansion for w in self.widths]
+            channels = [stem_channels(self)] + [w * expansion for w in self.widths]
             if any(b < a for a, b in zip(channels, channels[1:], strict=False)):
                 raise SpecError(
                     "shortcut A zero-pads channels, so stage widths may not shrink; "
@@ -137,8 +161,7 @@ class Spec:
             f.name: (list(v) if isinstance(v, tuple) else v)
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
-            if not (f.name in FLAVOUR_FIELDS and v is False)
-            and not (f.name == "zero_pad" and v == "symmetric")
+            if not (f.name in OPTIONAL_FIELDS and v == f.default and type(v) is type(f.default))
         }
 
     def to_json(self) -> str:
@@ -151,6 +174,123 @@ class Spec:
 
 
 FLAVOUR_FIELDS = ("bottleneck_bias", "data_bn", "first_unit_bn")
+VARIANT_FIELDS = (
+    "groups",
+    "width_per_group",
+    "stem_type",
+    "stem_pool",
+    "downsample",
+    "attention",
+    "se_ratio",
+    "se_divisor",
+    "eca_gamma",
+    "eca_beta",
+)
+# field -> (the one value built, why no other is): what a state_dict cannot show.
+STATED_FIELDS: Mapping[str, tuple[object, str]] = {
+    "activation": ("relu", "graphgen builds ReLU networks only (timm's other act_layers)"),
+    "bn_eps": (
+        1e-5,
+        "graphgen's BatchNorms use eps 1e-5, torch's default, as torchvision's, "
+        "timm's and Gluon's ResNets do",
+    ),
+    "dilation": (1, "dilated stages (timm's output_stride 8 or 16) are not built"),
+    "anti_alias": (
+        False,
+        "anti-aliased downsampling (timm's aa_layer: BlurPool, the 'aa' ResNets) is not built",
+    ),
+    "global_pool": (
+        "avg",
+        "graphgen's head averages; timm's max, avgmax and catavgmax pools are not built",
+    ),
+}
+# Left out of a spec's dict at their defaults (absent means the default, for older files too).
+OPTIONAL_FIELDS = (*FLAVOUR_FIELDS, "zero_pad", *VARIANT_FIELDS, *STATED_FIELDS)
+
+
+def _check_stated(spec: Spec) -> None:
+    for key, (value, why) in STATED_FIELDS.items():
+        given = getattr(spec, key)
+        number = isinstance(given, int | float) and not isinstance(given, bool)
+        if isinstance(value, float) and number and given == value:
+            object.__setattr__(spec, key, float(given))
+            continue
+        if isinstance(value, float) and isinstance(given, str):
+            raise SpecError(
+                f"{key} must be a number, got {given!r} (YAML reads 1e-5 as text: write 1.0e-5)"
+            )
+        if given != value or type(given) is not type(value):
+            raise SpecError(f"{key} {given!r} is refused: {why}; {key} must be {value!r}")
+
+
+def _positive(spec: Spec, *keys: str, least: int = 1) -> None:
+    for key in keys:
+        value = getattr(spec, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            at_least = "a positive integer" if least == 1 else f"an integer >= {least}"
+            raise SpecError(f"{key} must be {at_least}, got {value!r}")
+
+
+def _check_variant(spec: Spec) -> None:
+    """The zoo variant fields: each value known, and only where the network has the part."""
+    kind, layout = spec.block_kind, spec.block_kind.layout
+    _positive(spec, "groups", "width_per_group", "se_divisor", "eca_gamma")
+    _positive(spec, "eca_beta", least=0)
+    _require(spec.stem_type in STEM_TYPES, "stem_type", spec.stem_type, STEM_TYPES)
+    _require(spec.stem_pool in STEM_POOLS, "stem_pool", spec.stem_pool, STEM_POOLS)
+    _require(spec.downsample in DOWNSAMPLES, "downsample", spec.downsample, DOWNSAMPLES)
+    _require(spec.attention in ATTENTIONS, "attention", spec.attention, ATTENTIONS)
+    ratio = spec.se_ratio
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio <= 1:
+        raise SpecError(f"se_ratio must be a number in (0, 1], got {ratio!r}")
+    object.__setattr__(spec, "se_ratio", float(ratio))
+    if (spec.groups, spec.width_per_group) != (1, 64) and not kind.branch.takes_groups:
+        raise SpecError(
+            f"groups and width_per_group shape a bottleneck's 3x3; block {spec.block!r} has "
+            "none (torchvision's BasicBlock refuses them too)"
+        )
+    if kind.branch.takes_groups and any(
+        int(w * (spec.width_per_group / 64.0)) < 1 for w in spec.widths
+    ):
+        raise SpecError(
+            f"width_per_group {spec.width_per_group} leaves a stage of widths "
+            f"{list(spec.widths)} with no channel per group; raise it"
+        )
+    if spec.stem != "imagenet" and (spec.stem_type, spec.stem_pool) != ("single", "max"):
+        raise SpecError(
+            f"stem_type and stem_pool shape an ImageNet stem; the {spec.stem} stem is one 3x3 "
+            "conv without a pool"
+        )
+    if spec.stem_pool == "conv" and not all(layout.conv_pool):
+        raise SpecError(f"stem_pool 'conv' is timm's ResNet's; block {spec.block!r} has none")
+    if spec.downsample == "avg" and spec.shortcut not in ("B", "C"):
+        raise SpecError(
+            f"downsample 'avg' pools a projection shortcut; shortcut {spec.shortcut!r} has no "
+            "projection (use B or C)"
+        )
+    if spec.attention != "none" and kind.preact:
+        raise SpecError(
+            f"attention goes after a post-activation unit's last BN (timm's ResNet); block "
+            f"{spec.block!r} is pre-activation"
+        )
+    for key, needs in (
+        ("se_ratio", "se"),
+        ("se_divisor", "se"),
+        ("eca_gamma", "eca"),
+        ("eca_beta", "eca"),
+    ):
+        if getattr(spec, key) != _DEFAULTS[key] and spec.attention != needs:
+            raise SpecError(
+                f"{key} sets attention {needs!r}'s size; attention is {spec.attention!r}"
+            )
+    if layout is not TORCHVISION and (spec.data_bn or spec.first_unit_bn):
+        raise SpecError(
+            f"data_bn and first_unit_bn are Gluon v2's; block {spec.block!r} is timm's "
+            "ResNetV2, whose units each have their own first norm"
+        )
+
+
+_DEFAULTS: dict[str, Any] = {}  # filled below, once Spec exists
 
 
 def _check_flavour(spec: Spec) -> None:
@@ -178,6 +318,12 @@ def default_name(spec: Spec) -> str:
     for name, std in STANDARD_VARIANTS.items():
         if _same_arch(spec, std):
             return name
+    if is_variant(spec):  # a zoo's network (graphgen.archs) goes by the zoo's name
+        from graphgen.archs import arch_named_as
+
+        found = arch_named_as(spec)
+        if found is not None:
+            return found
     prefix = "cifar-" if spec.stem == "cifar" else ""
     net = "plain" if spec.shortcut == "none" else "resnet"
     name = f"{prefix}{net}{spec.depth}"
@@ -195,13 +341,48 @@ def default_name(spec: Spec) -> str:
     name += flavour
     if spec.zero_pad != "symmetric":
         name += f"-zeropad-{spec.zero_pad}"
-    if spec.stem == "imagenet" and (spec.widths, spec.stem_width) != (IMAGENET_WIDTHS, 64):
+    name += "".join(f"-{part}" for part in _variant_parts(spec))
+    stem_width = spec.stem_width if spec.stem_type == "single" else 64  # deep: said above
+    if spec.stem == "imagenet" and (spec.widths, stem_width) != (IMAGENET_WIDTHS, 64):
         name += "-custom"
     if spec.stem == "cifar" and (spec.widths, spec.stem_width) != (CIFAR_WIDTHS, 16):
         name += "-custom"
     if spec.stem == "cifar" and kind.branch != BLOCK_KINDS[CIFAR_BLOCK].branch:
         name += f"-{kind.branch.name}"  # never the file name of a net in the CIFAR table
     return name
+
+
+def is_variant(spec: Spec) -> bool:
+    """Whether the spec uses a zoo variant's fields (or layout), which the paper's names cannot
+    say."""
+    return spec.block_kind.layout is not TORCHVISION or any(
+        getattr(spec, key) != _DEFAULTS[key] for key in VARIANT_FIELDS
+    )
+
+
+def _variant_parts(spec: Spec) -> list[str]:
+    """What a descriptive name adds for the variant fields: `32x4d`, `deepstem32`, `avgdown`..."""
+    parts = []
+    layout = spec.block_kind.layout
+    if layout is not TORCHVISION:
+        parts.append(layout.name)
+    if (spec.groups, spec.width_per_group) != (1, 64):
+        parts.append(f"{spec.groups}x{spec.width_per_group}d")
+    if spec.stem_type != "single":
+        parts.append(f"{spec.stem_type.replace('_', '')}stem{spec.stem_width}")
+    if spec.stem_pool != "max":
+        parts.append(f"{spec.stem_pool}pool")
+    if spec.downsample != "conv":
+        parts.append(f"{spec.downsample}down")
+    if spec.attention == "se":
+        ratio = "" if spec.se_ratio == _DEFAULTS["se_ratio"] else f"{spec.se_ratio:g}"
+        divisor = "" if spec.se_divisor == _DEFAULTS["se_divisor"] else f"d{spec.se_divisor}"
+        parts.append(f"se{ratio}{divisor}")
+    elif spec.attention == "eca":
+        sizes = (spec.eca_gamma, spec.eca_beta)
+        default = (_DEFAULTS["eca_gamma"], _DEFAULTS["eca_beta"])
+        parts.append("eca" if sizes == default else f"eca{sizes[0]}-{sizes[1]}")
+    return parts
 
 
 def _flavour_suffix(spec: Spec) -> str:
@@ -348,6 +529,7 @@ def _standard_variants() -> dict[str, Spec]:
     return table
 
 
+_DEFAULTS.update({f.name: f.default for f in dataclasses.fields(Spec)})
 STANDARD_VARIANTS: Mapping[str, Spec] = {}
 STANDARD_VARIANTS = _standard_variants()
 

@@ -14,7 +14,6 @@ never needs torch.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,7 +25,9 @@ from graphgen.plan import (
     INPUT,
     OUTPUT,
     Add,
+    AvgPool,
     BatchNorm,
+    ChannelConv,
     Conv,
     GlobalAvgPool,
     Linear,
@@ -34,14 +35,15 @@ from graphgen.plan import (
     Op,
     Plan,
     Relu,
+    Scale,
+    Sigmoid,
     ZeroPadShortcut,
     expand,
     fold_bn,
+    inputs,
     last_use,
 )
 from graphgen.spec import Spec
-
-BLOCK_NAME = re.compile(r"(layer\d+)\.(\d+)\.")  # a block's ops: layer<stage>.<index>.<op>
 
 
 class ZeroPad(nn.Module):
@@ -70,31 +72,59 @@ class FlatAvgPool(nn.AdaptiveAvgPool2d):
         return torch.flatten(super().forward(input), 1)
 
 
+class ChannelConv1d(nn.Conv1d):
+    """ECA's 1-d conv across the channels of the pooled (N, C, 1, 1) map (timm's EcaModule)."""
+
+    def __init__(self, op: ChannelConv) -> None:
+        super().__init__(1, 1, op.kernel, padding=(op.kernel - 1) // 2, bias=False)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        n = input.shape[0]
+        return super().forward(input.view(n, 1, -1)).view(n, -1, 1, 1)
+
+
+class ConvClassifier(nn.Conv2d):
+    """A classifier whose weight is a 1x1 conv's, on the pooled map, flattened after (timm's
+    ResNetV2 head, `use_conv=True`)."""
+
+    def __init__(self, op: Linear) -> None:
+        super().__init__(op.in_features, op.out_features, 1)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(super().forward(input), 1)
+
+
 def _module_for(op: Op) -> nn.Module | None:
-    """The module that runs `op`; None for the addition, which a Block's forward does itself."""
+    """The module that runs `op`; None for the addition and the gated scale, which a Block's
+    forward does itself."""
     if isinstance(op, Conv):
-        return nn.Conv2d(op.cin, op.cout, op.kernel, op.stride, op.pad, bias=op.bias)
+        return nn.Conv2d(
+            op.cin, op.cout, op.kernel, op.stride, op.pad, bias=op.bias, groups=op.groups
+        )
     if isinstance(op, BatchNorm):
         return nn.BatchNorm2d(op.channels, affine=op.affine)
     if isinstance(op, Linear):
-        return nn.Linear(op.in_features, op.out_features)
+        return ConvClassifier(op) if op.conv else nn.Linear(op.in_features, op.out_features)
     if isinstance(op, Relu):
         return nn.ReLU()
     if isinstance(op, MaxPool):
         return nn.MaxPool2d(op.kernel, op.stride, op.pad)
     if isinstance(op, ZeroPadShortcut):
         return ZeroPad(op)
+    if isinstance(op, AvgPool):
+        return nn.AvgPool2d(op.kernel, op.stride, ceil_mode=True, count_include_pad=False)
+    if isinstance(op, Sigmoid):
+        return nn.Sigmoid()
+    if isinstance(op, ChannelConv):
+        return ChannelConv1d(op)
     if isinstance(op, GlobalAvgPool):
-        return FlatAvgPool()
+        return FlatAvgPool() if op.flatten else nn.AdaptiveAvgPool2d(1)
     return None
 
 
-def _reads(op: Op) -> list[str]:
-    return [op.a, op.b] if isinstance(op, Add) else [op.x]
-
-
 class Block(nn.Module):
-    """One residual unit: the plan's ops for `layerS.I`, run in plan order. Tensors no later op
+    """One residual unit: the plan's ops for `layerS.I` (or its layout's prefix), run in plan
+    order. Tensors no later op
     reads are dropped as soon as they are dead (autograd keeps what it saved for backward), so a
     bottleneck holds only its live activations."""
 
@@ -108,10 +138,10 @@ class Block(nn.Module):
             if module is not None:
                 _add_nested(self, path, module)
         produced = {op.out for op in self.ops}
-        inputs = {name for op in self.ops for name in _reads(op) if name not in produced}
-        if len(inputs) != 1:
-            raise ValueError(f"block {prefix} reads {sorted(inputs)}: a block reads one tensor")
-        (self.input,) = inputs
+        reads = {name for op in self.ops for name in inputs(op) if name not in produced}
+        if len(reads) != 1:
+            raise ValueError(f"block {prefix} reads {sorted(reads)}: a block reads one tensor")
+        (self.input,) = reads
         self.output = self.ops[-1].out
         self.free_after = last_use(self.ops)
 
@@ -120,6 +150,8 @@ class Block(nn.Module):
         for index, (op, path) in enumerate(zip(self.ops, self.paths, strict=True)):
             if isinstance(op, Add):
                 out = values[op.a] + values[op.b]
+            elif isinstance(op, Scale):
+                out = values[op.x] * values[op.gate]
             else:
                 out = self._child(path)(values[op.x])
             values[op.out] = out
@@ -154,6 +186,7 @@ class PlanNet(nn.Module):
     def __init__(self, plan: Plan) -> None:
         super().__init__()
         self.plan = plan
+        self.block_pattern = plan.spec.block_kind.layout.block_pattern
         previous = INPUT
         for name, ops in _steps(plan):
             reads, gives = self._add_step(name, ops)
@@ -166,20 +199,22 @@ class PlanNet(nn.Module):
         self.reset_parameters()
 
     def _add_step(self, name: str, ops: list[Op]) -> tuple[str, str]:
-        """A block joins its stage's nn.Sequential, any other op is a child of its own; the
+        """A block joins its stage's nn.Sequential, any other op is a child of its own (in
+        nn.Sequentials where its name is dotted: timm's `conv1.0`, `stem.conv`, `head.fc`); the
         tensor the step reads and the one it gives."""
-        if not BLOCK_NAME.match(f"{name}."):
+        match = self.block_pattern.fullmatch(f"{name}.")
+        if match is None:
             (op,) = ops
             module = _module_for(op)
             assert module is not None, f"{name} is not a step of its own"
-            self.add_module(name, module)
-            return _reads(op)[0], op.out
-        stage, index = name.split(".")
-        if stage not in self._modules:
-            self.add_module(stage, nn.Sequential())
+            _add_nested(self, name, module, container=nn.Sequential)
+            return inputs(op)[0], op.out
+        stage, index = match[1], match[2]
+        block = Block(name, ops, self.plan.spec.block)
+        if not _has(self, stage):
+            _add_nested(self, stage, nn.Sequential(), container=nn.Sequential)
         layer = self.get_submodule(stage)
         assert isinstance(layer, nn.Sequential) and int(index) == len(layer), name
-        block = Block(name, ops, self.plan.spec.block)
         layer.append(block)
         return block.input, block.output
 
@@ -190,7 +225,7 @@ class PlanNet(nn.Module):
     def reset_parameters(self) -> None:
         """He initialisation (kaiming normal, fan_out) for convs, BN at identity, torch's fc default."""
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and not isinstance(module, ConvClassifier):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
@@ -206,10 +241,11 @@ class PlanNet(nn.Module):
 
 def _steps(plan: Plan) -> Iterator[tuple[str, list[Op]]]:
     """The plan's ops in order, each block's (`layerS.I.*`) gathered under its prefix."""
+    pattern = plan.spec.block_kind.layout.block_pattern
     ops: list[Op]
     prefix, ops = "", []
     for op in plan.ops:
-        match = BLOCK_NAME.match(op.name)
+        match = pattern.match(op.name)
         name = f"{match[1]}.{match[2]}" if match else op.name
         if name != prefix and ops:
             yield prefix, ops
@@ -231,19 +267,30 @@ def _draw_as_before(plan: Plan) -> None:
             _module_for(op)
 
 
-def _add_nested(root: nn.Module, dotted: str, module: nn.Module) -> None:
-    """`module` at the dotted path, creating containers (an nn.Sequential where children are
-    numbered, as `downsample.0`) on the way."""
+def _add_nested(
+    root: nn.Module, dotted: str, module: nn.Module, *, container: type[nn.Module] | None = None
+) -> None:
+    """`module` at the dotted path, creating containers on the way: `container`, or an
+    nn.Sequential where children are numbered (as `downsample.0`) and a plain nn.Module where
+    they are named (a Block's forward runs its ops by path, not its containers)."""
     *parents, leaf = dotted.split(".")
     parts = [*parents, leaf]
     parent = root
     for depth, part in enumerate(parents):
         child = parent._modules.get(part)
         if child is None:
-            child = nn.Sequential() if parts[depth + 1].isdigit() else nn.Module()
+            numbered = parts[depth + 1].isdigit()
+            child = (container or (nn.Sequential if numbered else nn.Module))()
             parent.add_module(part, child)
         parent = child
     parent.add_module(leaf, module)
+
+
+def _has(root: nn.Module, dotted: str) -> bool:
+    module: nn.Module | None = root
+    for part in dotted.split("."):
+        module = module._modules.get(part) if module is not None else None
+    return module is not None
 
 
 def build_model(spec_or_plan: Spec | Plan, *, fold: bool = False) -> PlanNet:

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from graphgen.numpy_forward import forward_nhwc
-from graphgen.plan import BN_EPS, Add, BatchNorm, Conv, Linear, Plan, bn_producers
+from graphgen.plan import BN_EPS, Add, BatchNorm, ChannelConv, Conv, Linear, Plan, bn_producers
 
 # Scale of the last BN in each residual branch. Random BN nets amplify perturbations with depth
 # (with scale 1, a 1e-3 input change moved resnet152's logits by 16% and fp32 rounding alone broke
@@ -46,11 +46,17 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
             fan_out = (
                 op.cout * op.kernel * op.kernel
             )  # He et al. 2015b, torchvision's mode="fan_out"
-            w = rng.standard_normal((op.cout, op.cin, op.kernel, op.kernel), dtype=np.float32)
+            shape = (op.cout, op.cin // op.groups, op.kernel, op.kernel)
+            w = rng.standard_normal(shape, dtype=np.float32)
             w *= np.float32(math.sqrt(2.0 / fan_out))
             weights[f"{op.name}.weight"] = w
-            if op.bias:  # Gluon v1's bottleneck 1x1 biases start at zero, as Gluon's do
+            if op.bias:  # Gluon v1's bottleneck 1x1 and SE's biases start at zero
                 weights[f"{op.name}.bias"] = np.zeros(op.cout, np.float32)
+        elif isinstance(op, ChannelConv):  # torch's Conv1d default, which timm keeps for ECA
+            bound = np.float32(1.0 / math.sqrt(op.kernel))
+            weights[f"{op.name}.weight"] = rng.uniform(-bound, bound, (1, 1, op.kernel)).astype(
+                np.float32
+            )
         elif isinstance(op, BatchNorm):
             if op.affine:
                 weights[f"{op.name}.weight"] = np.ones(op.channels, np.float32)
@@ -59,9 +65,11 @@ def init_weights(plan: Plan, seed: int = 0) -> Weights:
             weights[f"{op.name}.running_var"] = np.ones(op.channels, np.float32)
         elif isinstance(op, Linear):
             bound = np.float32(1.0 / math.sqrt(op.in_features))  # torch.nn.Linear's default
-            weights[f"{op.name}.weight"] = rng.uniform(
-                -bound, bound, (op.out_features, op.in_features)
-            ).astype(np.float32)
+            weights[f"{op.name}.weight"] = (
+                rng.uniform(-bound, bound, (op.out_features, op.in_features))
+                .astype(np.float32)
+                .reshape(op.params()[f"{op.name}.weight"])  # (K, C, 1, 1) for a conv head
+            )
             weights[f"{op.name}.bias"] = rng.uniform(-bound, bound, op.out_features).astype(
                 np.float32
             )

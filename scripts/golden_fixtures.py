@@ -12,7 +12,12 @@ generator fails loudly. The sources:
   `planes // 4` zero channels on each side), imported from the file given on the command line;
 - fb.resnet.torch's CIFAR ResNet-20 with shortcutType 'A' (zeros after the identity channels).
   That one is Lua and cannot run here: `FbCifarResNet` below is our own torch transcription of
-  its models/resnet.lua, independent of graphgen's plan but written by us.
+  its models/resnet.lua, independent of graphgen's plan but written by us;
+- one small net per zoo family of graphgen.archs, built by the library's own classes with one
+  unit a stage (and timm's narrow stages), on 48 px images (ResNet-D's pooled shortcut then
+  meets a 3x3 map, where ceil mode's last window overhangs): torchvision's ResNeXt; timm's wide
+  bottleneck with SE and a deep stem, ResNet-D (deep stem, average-pooled shortcut), tiered
+  stem with ECA, ResNet-RS (conv stem pool, SE 1/4), ResNetV2 and ResNetV2-D.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +38,14 @@ import timm
 import torch
 import torch.nn.functional as F
 import torchvision
+from timm.layers import BatchNormAct2d, create_conv2d, get_attn
+from timm.models.resnet import BasicBlock as TimmBasic
+from timm.models.resnet import Bottleneck as TimmBottleneck
+from timm.models.resnet import ResNet as TimmResNet
+from timm.models.resnetv2 import ResNetV2
 from torch import nn
+from torchvision.models.resnet import Bottleneck as TvBottleneck
+from torchvision.models.resnet import ResNet as TvResNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.golden import golden_weights, images, weights_sha256  # noqa: E402
@@ -42,7 +55,9 @@ AKAMASTER_COMMIT = "d5489e8995e81e91ce6b1d69dcc98ad579b0b153"  # master, 2021-07
 AKAMASTER_BLOB = "0a252bf6339f82a1c2e3f2317c6ab86b6ad5b1af"  # git hash-object resnet.py there
 FB_REPO = "https://github.com/facebookarchive/fb.resnet.torch"
 FB_COMMIT = "985e569d468d23baeef5b952954dcdf3c61c5e73"  # master, 2019-10-29
-BATCH, IMAGENET_SIZE, CIFAR_SIZE, IMAGE_SEED = 2, 64, 32, 0
+BATCH, IMAGENET_SIZE, CIFAR_SIZE, SMALL_SIZE, IMAGE_SEED = 2, 64, 32, 48, 0
+# The zoo families' small nets: one unit a stage; timm's with narrow stages.
+ONE_UNIT, NARROW, WIDTHS = (1, 1, 1, 1), (16, 32, 64, 128), [16, 32, 64, 128]
 
 
 class FbCifarResNet(nn.Module):
@@ -174,6 +189,161 @@ def _sources(akamaster: Any) -> dict[str, dict[str, Any]]:
             spec={"depth": 20, "dataset": "cifar10", "zero_pad": "end"},
             seed=21,
         ),
+        **_families(tv, tm),
+    }
+
+
+def _families(tv: str, tm: str) -> dict[str, dict[str, Any]]:
+    """The zoo families (graphgen.archs) at small size, each from its library's own classes."""
+    small = {"layers": list(ONE_UNIT), "stride_at": "3x3", "classes": 10, "image_size": SMALL_SIZE}
+    narrow = {**small, "widths": WIDTHS, "block": "bottleneck"}
+    timm_resnet = "timm.models.resnet.ResNet"
+    v2 = {"conv_layer": create_conv2d, "norm_layer": BatchNormAct2d, "num_classes": 10}
+    rs_se = partial(get_attn("se"), rd_ratio=0.25)
+    return {
+        "torchvision-resnext": dict(
+            make=lambda: TvResNet(TvBottleneck, list(ONE_UNIT), 10, groups=32, width_per_group=4),
+            source=tv,
+            constructor="torchvision.models.resnet.ResNet(Bottleneck, [1, 1, 1, 1], "
+            "num_classes=10, groups=32, width_per_group=4)",
+            spec={
+                **small,
+                "widths": [64, 128, 256, 512],
+                "block": "bottleneck",
+                "groups": 32,
+                "width_per_group": 4,
+            },
+            seed=32,
+        ),
+        "timm-wide-se-deep-stem": dict(
+            make=lambda: TimmResNet(
+                TimmBottleneck,
+                ONE_UNIT,
+                10,
+                channels=NARROW,
+                base_width=128,
+                stem_width=16,
+                stem_type="deep",
+                block_args={"attn_layer": "se"},
+            ),
+            source=tm,
+            constructor=f"{timm_resnet}(Bottleneck, (1, 1, 1, 1), 10, channels=(16, 32, 64, "
+            "128), base_width=128, stem_width=16, stem_type='deep', "
+            "block_args={'attn_layer': 'se'})",
+            spec={
+                **narrow,
+                "width_per_group": 128,
+                "stem_type": "deep",
+                "stem_width": 16,
+                "attention": "se",
+            },
+            seed=128,
+        ),
+        "timm-resnet-d": dict(
+            make=lambda: TimmResNet(
+                TimmBasic,
+                ONE_UNIT,
+                10,
+                channels=NARROW,
+                stem_width=16,
+                stem_type="deep",
+                avg_down=True,
+            ),
+            source=tm,
+            constructor=f"{timm_resnet}(BasicBlock, (1, 1, 1, 1), 10, channels=(16, 32, 64, "
+            "128), stem_width=16, stem_type='deep', avg_down=True)",
+            spec={
+                **small,
+                "widths": WIDTHS,
+                "block": "basic",
+                "stem_type": "deep",
+                "stem_width": 16,
+                "downsample": "avg",
+            },
+            seed=181,
+        ),
+        "timm-eca-tiered-stem": dict(
+            make=lambda: TimmResNet(
+                TimmBottleneck,
+                ONE_UNIT,
+                10,
+                channels=NARROW,
+                stem_width=32,
+                stem_type="deep_tiered",
+                avg_down=True,
+                block_args={"attn_layer": "eca"},
+            ),
+            source=tm,
+            constructor=f"{timm_resnet}(Bottleneck, (1, 1, 1, 1), 10, channels=(16, 32, 64, "
+            "128), stem_width=32, stem_type='deep_tiered', avg_down=True, "
+            "block_args={'attn_layer': 'eca'})",
+            spec={
+                **narrow,
+                "stem_type": "deep_tiered",
+                "stem_width": 32,
+                "downsample": "avg",
+                "attention": "eca",
+            },
+            seed=26,
+        ),
+        "timm-resnet-rs": dict(
+            make=lambda: TimmResNet(
+                TimmBottleneck,
+                ONE_UNIT,
+                10,
+                channels=NARROW,
+                stem_width=16,
+                stem_type="deep",
+                replace_stem_pool=True,
+                avg_down=True,
+                block_args={"attn_layer": rs_se},
+            ),
+            source=tm,
+            constructor=f"{timm_resnet}(Bottleneck, (1, 1, 1, 1), 10, channels=(16, 32, 64, "
+            "128), stem_width=16, stem_type='deep', replace_stem_pool=True, avg_down=True, "
+            "block_args={'attn_layer': partial(get_attn('se'), rd_ratio=0.25)})",
+            spec={
+                **narrow,
+                "stem_type": "deep",
+                "stem_width": 16,
+                "stem_pool": "conv",
+                "downsample": "avg",
+                "attention": "se",
+                "se_ratio": 0.25,
+            },
+            seed=250,
+        ),
+        "timm-resnetv2": dict(
+            make=lambda: ResNetV2(list(ONE_UNIT), channels=(64, 128, 256, 512), stem_chs=16, **v2),
+            source=tm,
+            constructor="timm.models.resnetv2.ResNetV2([1, 1, 1, 1], channels=(64, 128, 256, "
+            "512), stem_chs=16, conv_layer=create_conv2d, norm_layer=BatchNormAct2d, "
+            "num_classes=10)",
+            spec={**narrow, "block": "resnetv2_bottleneck", "stem_width": 16},
+            seed=2,
+        ),
+        "timm-resnetv2-d": dict(
+            make=lambda: ResNetV2(
+                list(ONE_UNIT),
+                channels=(64, 128, 256, 512),
+                stem_chs=32,
+                stem_type="deep",
+                avg_down=True,
+                **v2,
+            ),
+            source=tm,
+            constructor="timm.models.resnetv2.ResNetV2([1, 1, 1, 1], channels=(64, 128, 256, "
+            "512), stem_chs=32, stem_type='deep', avg_down=True, conv_layer=create_conv2d, "
+            "norm_layer=BatchNormAct2d, num_classes=10)",
+            spec={
+                **narrow,
+                "block": "resnetv2_bottleneck",
+                "stem_type": "deep",
+                "stem_width": 16,
+                "downsample": "avg",
+            },
+            seed=22,
+        ),
     }
 
 
@@ -208,6 +378,7 @@ def make(out: Path, akamaster_path: Path) -> None:
     inputs = {
         "imagenet": images(IMAGE_SEED, BATCH, IMAGENET_SIZE),
         "cifar": images(IMAGE_SEED, BATCH, CIFAR_SIZE),
+        "small": images(IMAGE_SEED, BATCH, SMALL_SIZE),
     }
     outputs: dict[str, np.ndarray] = {}
     fixtures: dict[str, dict[str, Any]] = {}
@@ -215,7 +386,9 @@ def make(out: Path, akamaster_path: Path) -> None:
         make_model: Callable[[], nn.Module] = source["make"]
         model = make_model()
         weights = _load(model, source["seed"], source.get("names", {}))
+        size = source["spec"].get("image_size")
         kind = "cifar" if source["spec"].get("dataset") == "cifar10" else "imagenet"
+        kind = "small" if size == SMALL_SIZE else kind
         outputs[name] = _run(model, inputs[kind])
         fixtures[name] = {
             "source": source["source"],

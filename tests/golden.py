@@ -66,10 +66,10 @@ def tensor(
     """One named tensor. `owner` is the shape of the weight of the layer that owns it (4-d a
     conv, 2-d a fc, 1-d a BN): it tells a BN's bias from a fc's, and gives the fc its fan-in."""
     kind = name.rsplit(".", 1)[-1]
-    if len(owner) == 4 and kind == "weight":
+    if len(owner) >= 3 and kind == "weight":  # a conv's: 2-d, or ECA's 1-d (1, 1, k)
         bound = math.sqrt(6.0 / math.prod(owner[1:]))  # uniform with variance 2 / fan_in
         return _uniform(seed, name, shape, -bound, bound)
-    if len(owner) == 4 and kind == "bias":  # a conv bias (none in the fixtures' nets)
+    if len(owner) >= 3 and kind == "bias":  # SE's convs, ResNetV2's conv head
         return _uniform(seed, name, shape, -0.1, 0.1)
     if len(owner) == 2 and kind in ("weight", "bias"):
         bound = 1.0 / math.sqrt(owner[1])  # torch.nn.Linear's default range
@@ -98,19 +98,20 @@ def golden_weights(shapes: Shapes, seed: int) -> dict[str, np.ndarray]:
     return weights
 
 
-_UNIT_BN = re.compile(r"(layer\d+\.\d+)\.bn(\d+)\.weight")
+_UNIT_BN = re.compile(r"((?:layer\d+|stages\.\d+\.blocks)\.\d+)\.(bn|norm)(\d+)\.weight")
 
 
 def last_branch_bns(shapes: Shapes) -> set[str]:
-    """The last BN of each residual unit's branch, by torchvision's names: `layer2.0.bn2` in a
-    basic unit, `layer2.0.bn3` in a bottleneck."""
-    last: dict[str, int] = {}
+    """The last BN of each residual unit's branch, by torchvision's names (`layer2.0.bn2` in a
+    basic unit, `layer2.0.bn3` in a bottleneck) or timm ResNetV2's (`stages.1.blocks.0.norm3`,
+    before the last conv of a pre-activation unit)."""
+    last: dict[str, tuple[int, str]] = {}
     for name in shapes:
         match = _UNIT_BN.fullmatch(name)
         if match:
-            unit, index = match.group(1), int(match.group(2))
-            last[unit] = max(index, last.get(unit, 0))
-    return {f"{unit}.bn{index}" for unit, index in last.items()}
+            unit, norm, index = match.group(1), match.group(2), int(match.group(3))
+            last[unit] = max((index, norm), last.get(unit, (0, norm)))
+    return {f"{unit}.{norm}{index}" for unit, (index, norm) in last.items()}
 
 
 def weights_sha256(weights: Mapping[str, np.ndarray]) -> str:

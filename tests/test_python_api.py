@@ -47,11 +47,21 @@ def test_build_makes_the_bytes_the_command_makes(tmp_path):
     assert in_memory.SerializeToString() == graphgen.load(cli).SerializeToString()
 
 
+def test_build_takes_an_arch_as_the_command_does(tmp_path):
+    cli = tmp_path / "cli.onnx"
+    argv = ["build", "--arch", "timm:resnet18d", "--image-size", "32", "--classes", "3"]
+    assert graphgen_main([*argv, "-o", str(cli)]) == 0
+    api = graphgen.build(arch="timm:resnet18d", image_size=32, classes=3)
+    assert api.SerializeToString() == graphgen.load(cli).SerializeToString()
+
+
 def test_api_errors_are_the_commands_typed_errors(tmp_path):
     with pytest.raises(UserError, match="6n\\+2"):
         graphgen.build(17)
-    with pytest.raises(UserError, match="give a depth or a spec"):
+    with pytest.raises(UserError, match="give a depth, a spec or an arch"):
         graphgen.build()
+    with pytest.raises(UserError, match="unknown architecture 'resnet51'"):
+        graphgen.build(arch="resnet51")
     with pytest.raises(TypeError, match="widths"):
         graphgen.build(20, widths=[8, 16, 32])  # a spec file's key, not a build flag
     with pytest.raises(UserError, match="no such file"):

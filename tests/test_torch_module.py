@@ -14,7 +14,7 @@ from torch import nn
 
 from graphgen.flavors import apply_flavor
 from graphgen.numpy_forward import forward_nhwc
-from graphgen.plan import INPUT, OUTPUT, Add, BatchNorm, expand, fold_bn
+from graphgen.plan import INPUT, OUTPUT, Add, BatchNorm, Scale, expand, fold_bn
 from graphgen.spec import cifar_spec, imagenet_spec, spec_for_depth
 from graphgen.torch_module import Block, build_model
 from graphgen.weights import fold_weights, init_weights
@@ -33,6 +33,21 @@ VARIANTS = {
     "preact-bottleneck-B": cifar_spec(11, block="preact_bottleneck", shortcut="B"),
     "gluon-v1": apply_flavor(imagenet_spec(50, **SMALL), "gluon-v1"),
     "gluon-v2": apply_flavor(imagenet_spec(18, **SMALL), "gluon-v2"),
+    # The zoos' variants (graphgen.archs): grouped and wide 3x3s, deep stems, the conv pool,
+    # ResNet-D's pooled shortcut on odd maps (40 px: stage inputs 10, 5, 3), SE, ECA, ResNetV2.
+    "resnext": imagenet_spec(50, **SMALL, groups=4, width_per_group=16, stride_at="3x3"),
+    "wide": imagenet_spec(50, **SMALL, width_per_group=128),
+    "deep-stem-avg-down": imagenet_spec(
+        18, **SMALL | {"image_size": 40}, stem_type="deep", downsample="avg"
+    ),
+    "tiered-conv-pool-se": imagenet_spec(
+        50, **SMALL, stem_type="deep_tiered", stem_pool="conv", attention="se", se_ratio=0.25
+    ),
+    "eca-C": imagenet_spec(50, **SMALL, attention="eca", shortcut="C", downsample="avg"),
+    "resnetv2-deep": imagenet_spec(
+        50, **SMALL, block="resnetv2_bottleneck", stem_type="deep", downsample="avg"
+    ),
+    "resnetv2-basic-A": cifar_spec(14, block="resnetv2_basic", image_size=16),
 }
 
 
@@ -43,6 +58,8 @@ def _op_by_op(model, x):
     for op in model.plan.ops:
         if isinstance(op, Add):
             values[op.out] = values[op.a] + values[op.b]
+        elif isinstance(op, Scale):
+            values[op.out] = values[op.x] * values[op.gate]
         else:
             values[op.out] = model.get_submodule(op.name)(values[op.x])
     return values[OUTPUT]
@@ -74,6 +91,22 @@ def test_print_shows_the_network_top_down():
     preact = build_model(apply_flavor(imagenet_spec(18), "gluon-v2"))
     names = [name for name, _ in preact.named_children()]
     assert names[0] == "bn_data" and names[-4:] == ["bn_final", "relu_final", "avgpool", "fc"]
+
+
+def test_print_shows_the_zoos_layouts():
+    """timm's deep stem is an nn.Sequential `conv1` (conv, BN, ReLU, conv, BN, ReLU, conv), as
+    in timm; its ResNetV2 reads stem, stages of blocks, norm, head."""
+    deep = build_model(VARIANTS["deep-stem-avg-down"])
+    assert [n for n, _ in deep.named_children()][:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert [type(m).__name__ for m in deep.conv1] == ["Conv2d", "BatchNorm2d", "ReLU"] * 2 + [
+        "Conv2d"
+    ]
+    assert "basic, bn2 + downsample.2" in str(deep.layer2[0])
+    v2 = build_model(VARIANTS["resnetv2-deep"])
+    assert [n for n, _ in v2.named_children()] == ["stem", "stages", "norm", "final_act", "head"]
+    assert isinstance(v2.stages[1].blocks[0], Block)
+    assert "resnetv2_bottleneck, conv3 + downsample.conv" in str(v2.stages[1].blocks[0])
+    assert v2.head.fc.weight.shape == (10, 256, 1, 1)
 
 
 @pytest.mark.parametrize("fold", [False, True], ids=["unfolded", "folded"])

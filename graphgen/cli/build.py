@@ -1,4 +1,5 @@
-"""`graphgen build`: one spec (a depth, a spec file, or every standard variant) into ONNX files."""
+"""`graphgen build`: one spec (a depth, a spec file, a torchvision or timm architecture, or every
+standard variant) into ONNX files."""
 
 from __future__ import annotations
 
@@ -39,12 +40,21 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "  graphgen build --depth 56 --family cifar10 --shortcut A\n"
         "  graphgen build --depth 50 --stride-at 3x3 --fold-bn # torchvision's v1.5, BN folded\n"
         "  graphgen build --depth 18 --dtype float16 -o r18-fp16.onnx\n"
+        "  graphgen build --arch resnext50_32x4d               # torchvision's (and timm's)\n"
+        "  graphgen build --arch timm:resnet50d --image-size 160 --classes 10\n"
         "  graphgen build --spec my-net.yaml --json            # what was built, as JSON\n"
         "  graphgen build --all --out-dir models/",
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--depth", type=int, help="network depth (Table 1, or 6n+2 for CIFAR)")
     what.add_argument("--spec", type=Path, metavar="FILE", help="YAML or JSON spec file")
+    what.add_argument(
+        "--arch",
+        metavar="NAME",
+        help="a torchvision or timm ResNet by its name, its weights' names and shapes exactly "
+        "(see `list`): resnet50, resnext50_32x4d, wide_resnet50_2, resnet50d, seresnet50, "
+        "resnetv2_50, ...; LIB:NAME (timm:resnext50_32x4d) says whose",
+    )
     what.add_argument("--all", action="store_true", help="every standard variant (see `list`)")
     add_alias(p, "--dataset", add_family_argument(p))  # --dataset: the older spelling
     add_architecture_arguments(p)
@@ -107,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
     check_target(out)
     build_file(spec, out, limits=SizeLimits().raised(limits), **options)
     plan = fold_bn(expand(spec)) if args.fold_bn else expand(spec)
+    arch = _arch_note(args.arch, spec)
     if args.json:
         print_json(
             {
                 "path": str(out),
                 "name": spec.name,
+                **({"arch": args.arch} if args.arch else {}),
                 "depth": spec.depth,
                 "params": plan.params,
                 "macs": plan.macs,
@@ -124,10 +136,21 @@ def run(args: argparse.Namespace) -> int:
     # Say what was built: a depth with --block or layers is a different stage table.
     stages = "x".join(map(str, spec.layers))
     print(
-        f"wrote {out}  ({spec.name}: {spec.depth} layers, {stages} {spec.block} blocks, "
+        f"wrote {out}  ({spec.name}{arch}: {spec.depth} layers, {stages} {spec.block} blocks, "
         f"{plan.params:,} params, {plan.macs:,} MACs)"
     )
     return 0
+
+
+def _arch_note(name: str | None, spec: Spec) -> str:
+    """ ", timm's" or ", torchvision's and timm's resnet50" for the line that says what was built."""
+    if name is None:
+        return ""
+    from graphgen.archs import arch
+
+    preset = arch(name)
+    whose = " and ".join(f"{lib}'s" for lib in preset.libraries)
+    return f", {whose}" + ("" if preset.name == spec.name else f" {preset.name}")
 
 
 def _build_all(args: argparse.Namespace, options: dict[str, Any]) -> int:

@@ -27,6 +27,7 @@ from graphgen.flavors import flavor_of
 from graphgen.importers.common import run_onnx
 from graphgen.importers.onnx_canonical import Canonical, Node
 from graphgen.importers.onnx_match import Matcher
+from graphgen.layouts import TORCHVISION
 from graphgen.onnx_io import load
 from graphgen.plan import expand
 from graphgen.spec import Spec
@@ -189,7 +190,7 @@ def _infer(g: Canonical, image_size: int, source: str) -> Spec:
         )
         zero_pad = "symmetric"
     has_bias = any("bias" in c.arrays for u in units for c in (u.convs[0], u.convs[-1]))
-    block = find_block(layers=len(units[0].convs), preact=bool(preact))
+    block = find_block(layers=len(units[0].convs), preact=bool(preact), layout=TORCHVISION)
     classes = g.nodes[g.output]
     if classes.kind != "fc":
         raise refuse(f"the output comes from a {classes.kind}, not a fc")

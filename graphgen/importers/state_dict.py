@@ -16,6 +16,7 @@ from graphgen.blocks import find_block
 from graphgen.errors import GraphError
 from graphgen.importers.common import place_stride, stride_note
 from graphgen.inject import IGNORED_SUFFIXES, check_weights, read_weights
+from graphgen.layouts import TORCHVISION
 from graphgen.plan import expand
 from graphgen.spec import Spec
 from graphgen.weights import Weights
@@ -46,7 +47,7 @@ def import_state_dict(
         raise GraphError(f"{source}: stages layer1, layer2, ... not found in order")
     layers = 3 if "layer1.0.conv3.weight" in weights else 2
     preact = "bn_final.running_mean" in weights
-    kind = find_block(layers=layers, preact=preact)
+    kind = find_block(layers=layers, preact=preact, layout=TORCHVISION)
     stem = weights["conv1.weight"]
     stem_kind = {7: "imagenet", 3: "cifar"}.get(int(stem.shape[2]))
     if stem_kind is None:

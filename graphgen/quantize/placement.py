@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from graphgen.plan import Add, Conv, Linear, MaxPool, Plan, Relu
+from graphgen.plan import inputs as reads
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,8 @@ def placement_for(plan: Plan, placement: str) -> Placement:
     relu_of = {op.x: op.out for op in plan.ops if isinstance(op, Relu)}
     readers: dict[str, int] = {}
     for op in plan.ops:
-        for attr in ("x", "a", "b"):
-            name = getattr(op, attr, None)
-            if name is not None:
-                readers[name] = readers.get(name, 0) + 1
+        for name in reads(op):
+            readers[name] = readers.get(name, 0) + 1
     # Non-negative tensors: ReLU outputs and max-pools of them. In the ort placement they are
     # uint8 with zero point 0 (scale amax / 255: one more bit than int8), and so is a conv
     # output whose one reader is a ReLU: its Q then clamps at 0, the ReLU after its DQ is a
