@@ -8,6 +8,7 @@ initializers, Constant nodes, or initializers also listed as graph inputs (old e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,14 @@ from graphgen.plan import BN_EPS
 from resnet_common.errors import first_line, shown
 
 PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast"}
+# What computes a Pad's or Slice's operands from constants (torch.onnx's TorchScript export:
+# ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast), evaluated only on small constants:
+# a Range, Tile or Expand, or a ConstantOfShape of [10**12], makes any size from a few bytes.
+FOLDABLE = {
+    "Cast", "Concat", "Constant", "ConstantOfShape", "Flatten", "Gather", "Identity", "Reshape",
+    "Slice", "Squeeze", "Transpose", "Unsqueeze",
+}  # fmt: skip
+FOLDED_VALUES = 4096
 TO_THE_END = 2**31 - 1  # a Slice end at least this large runs to the end of its axis
 
 
@@ -333,14 +342,28 @@ class Canonical:
             if not tensor or tensor in self.consts:
                 continue
             if tensor not in self.producer or len(nodes) > 64:
-                raise GraphError(f"{self.source}: {what} {name!r} is computed from the image")
+                raise GraphError(f"{self.source}: {what} {shown(name)} is computed from the image")
             order, node = self.producer[tensor]
+            if node.op_type not in FOLDABLE:  # Range, Tile, Expand: any size from a few bytes
+                raise GraphError(
+                    f"{self.source}: {what} {shown(name)} is computed by a {node.op_type} node; "
+                    f"graphgen evaluates only {', '.join(sorted(FOLDABLE))} here"
+                )
+            if node.op_type == "ConstantOfShape" and not self._small(
+                list(node.input[:1]), shape=True
+            ):
+                raise GraphError(
+                    f"{self.source}: {what} {shown(name)} is computed by a ConstantOfShape "
+                    f"whose shape is not stored or holds past {FOLDED_VALUES:,} values"
+                )
             if order not in nodes:
                 nodes[order] = node
                 stack.extend(node.input)
         from onnx.reference import ReferenceEvaluator
 
         used = {i for n in nodes.values() for i in n.input if i in self.consts}
+        if not self._small(sorted(used)):
+            raise GraphError(f"{self.source}: {what} {shown(name)} is computed from large tensors")
         graph = onnx.helper.make_graph(
             [nodes[i] for i in sorted(nodes)],
             "folded",
@@ -352,8 +375,25 @@ class Canonical:
         try:
             (value,) = ReferenceEvaluator(model).run(None, {})
         except Exception as err:  # any op the evaluator cannot run: not a ResNet we read
-            raise GraphError(f"{self.source}: cannot evaluate {what} {name!r}: {err}") from None
+            raise GraphError(
+                f"{self.source}: cannot evaluate {what} {shown(name)}: "
+                f"{shown(first_line(err), 160)}"
+            ) from None
         return np.asarray(value)
+
+    def _small(self, names: list[str], *, shape: bool = False) -> bool:
+        """Stored constants of at most FOLDED_VALUES values each; with `shape`, each a shape
+        of at most that many values."""
+        for n in names:
+            array = self.consts.get(n)
+            if array is None or array.size > FOLDED_VALUES:
+                return False
+            if shape and (
+                array.dtype.kind not in "iu"
+                or math.prod(abs(int(v)) for v in array.reshape(-1)) > FOLDED_VALUES
+            ):
+                return False
+        return True
 
     def _subsample(self, site: _Site) -> Node:
         """Option A's `x[:, :, ::s, ::s]`: one Slice over both spatial axes, or one per axis."""
