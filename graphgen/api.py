@@ -31,6 +31,7 @@ __all__ = ["build", "import_model", "info", "load"]
 from graphgen.onnx_io import load as load_file
 from graphgen.spec import Spec
 from resnet_common.cli import dtype_name
+from resnet_common.fileio import refuse_overwriting_inputs
 from resnet_common.limits import SizeLimits
 
 
@@ -76,6 +77,8 @@ def build(
     options: dict[str, Any] = {"batch": batch, "dtype": dtype, "io_dtype": io_dtype, "opset": opset}
     if output is None:
         return build_model(net, seed=seed, fold=fold_bn, limits=limits, **options)
+    if isinstance(spec, str | Path):
+        refuse_overwriting_inputs(output, [(f"spec {spec}", spec)], flag="output")
     check_target(output)
     return build_file(net, output, seed=seed, fold=fold_bn, limits=limits, **options)
 

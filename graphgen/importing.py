@@ -12,14 +12,14 @@ checked, and never "verified". The written file records what was checked
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from graphgen.errors import StridePlacementError
+from graphgen.errors import GraphError, StridePlacementError
 from graphgen.importers.common import (
     CHECK_KEY,
     CHECKED_KEY,
@@ -40,13 +40,18 @@ from graphgen.importers.source_nets import (
     source_label,
     source_outputs,
 )
-from graphgen.inject import read_normalisation, stride_matters
+from graphgen.inject import check_finite, check_weights, read_normalisation, stride_matters
 from graphgen.onnx_emit import DEFAULT_OPSET, check_dtype, check_opset
-from graphgen.onnx_io import load, metadata
+from graphgen.onnx_io import check_target, load, metadata
+from graphgen.sizes import check_memory_bytes, checked_plan
 from graphgen.spec import Spec
 from graphgen.weights import Weights
+from resnet_common.arrays import load_npz
 from resnet_common.cli import dtype_name
-from resnet_common.errors import UserError
+from resnet_common.errors import UserError, first_line, shown
+from resnet_common.fileio import as_text, refuse_overwriting_inputs
+from resnet_common.limits import SizeLimits, check_memory
+from resnet_common.locks import output_lock
 
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
 # What a source check yields once the new graph exists: (metadata tag, the comparison).
@@ -93,6 +98,7 @@ def import_model(
     opset: int = DEFAULT_OPSET,
     fold_bn: bool = False,
     on_found: Callable[[str], None] | None = None,
+    size_limits: Mapping[str, int] | None = None,
 ) -> Imported:
     """A trained ResNet (Gluon `.params`, any ONNX ResNet, a torchvision/timm state_dict) as a
     graphgen graph at `output`, as `graphgen import` makes it: checked against the ONNX source,
@@ -100,21 +106,45 @@ def import_model(
     verified when only names and shapes could be checked (`Imported.checked`). Raises
     VerifyError, writing nothing, when the new graph disagrees with its source; UserError for a
     source it cannot read. `on_found` hears what the source was found to be before the checks
-    run (the CLI prints it). The graph options are `graphgen build`'s."""
+    run (the CLI prints it). The graph options are `graphgen build`'s; the network is checked
+    against `graphgen build`'s size limits (`size_limits` raises them) before anything of its
+    size is made. One importer per output at a time (its `.NAME.lock`)."""
     dtype, io_dtype = dtype_name(dtype), dtype_name(io_dtype)
     check_opset(opset)
     check_dtype(dtype)
     check_dtype(io_dtype)
     options = Options(fold=fold_bn, dtype=dtype, io_dtype=io_dtype, opset=opset, batch=batch)
-    source = Path(source)
+    source, output = Path(source), Path(output)
     if not source.is_file():
         raise UserError(f"no such file: {source}")
+    expect = Path(expect) if expect is not None else None
+    refuse_overwriting_inputs(output, [(f"file {source}", source), (f"--expect {expect}", expect)])
+    check_target(output)
+    limits = SizeLimits().raised(size_limits or {})
+    with output_lock(output):
+        return _import(
+            source, output, arch=arch, stride_at=stride_at, expect=expect, image_size=image_size,
+            options=options, on_found=on_found, limits=limits,
+        )  # fmt: skip
+
+
+def _import(
+    source: Path,
+    output: Path,
+    *,
+    arch: str | None,
+    stride_at: str | None,
+    expect: Path | None,
+    image_size: int | None,
+    options: Options,
+    on_found: Callable[[str], None] | None,
+    limits: SizeLimits,
+) -> Imported:
     suffix = source.suffix.lower()
     parsed = parse_arch(arch) if arch is not None else None
     _check_arch_fits(parsed, suffix)
     given_stride = stride_at
     stride_at, stride_from = _stride(stride_at, parsed)
-    expect = Path(expect) if expect is not None else None
     expected = _read_expect(expect) if expect is not None else None
     image_size = image_size or (expected[0].shape[-1] if expected is not None else None)
     read = _read_source(
@@ -126,15 +156,26 @@ def import_model(
         batch=options.batch,
     )
     spec, summary = read.spec, read.summary
+    plan = checked_plan(spec, limits, hint=_limit_hint)  # before inputs of its size exist
+    refuse_overwriting_inputs(output, [(f"data file {f.name}", f) for f in read.data_files])
+    read.weights = check_weights(plan, read.weights, source=str(source))  # shapes, NaN, Inf
     if on_found is not None:
         on_found(summary)
     # The source runs first and is dropped before the graph is emitted: the source's
     # weights, the new graph and onnxruntime's copy of it are never all held at once.
-    x = seeded_input(spec, options.batch or read.batch or 2)
+    batch = options.batch or read.batch or 2
+    check_memory(
+        check_memory_bytes(plan, batch),
+        what=f"checking the import on a batch of {batch:,}",
+        limits=limits,
+        hint=_limit_hint,
+    )  # a source whose fixed batch is 2**31 must not make us allocate for it
+    x = seeded_input(spec, batch)
     pending = _source_check(read.found, parsed, source, spec, x, dtype=options.dtype)
     read.found = None
     meta = import_metadata(spec, str(source), summary)
     meta.update(read.carried)
+    meta = {k: as_text(v) for k, v in meta.items()}  # file names that are not UTF-8
     plan, model = emit_imported(spec, read.weights, options, meta)  # takes the weights' arrays
     checks = [] if pending is None else [pending(model)]
     if expect is not None and expected is not None:
@@ -148,7 +189,8 @@ def import_model(
         )
     line = _checked_line(checks, suffix, spec)
     tags = ",".join(tag for tag, _ in checks) or NAMES_AND_SHAPES
-    onnx.helper.set_model_props(model, {**metadata(model), CHECKED_KEY: tags, CHECK_KEY: line})
+    props = {**metadata(model), CHECKED_KEY: tags, CHECK_KEY: line}
+    onnx.helper.set_model_props(model, {k: as_text(v) for k, v in props.items()})
     write(model, output)
     return Imported(Path(output), spec, plan.params, plan.macs, summary, tags, line)
 
@@ -164,6 +206,7 @@ class _Source:
     found: object = None
     carried: dict[str, str] = field(default_factory=dict)
     batch: int | None = None
+    data_files: list[Path] = field(default_factory=list)  # an ONNX source's external data
 
 
 def _read_source(
@@ -188,7 +231,10 @@ def _read_source(
                 f"{source} has a fixed batch of {found.batch}; import it with --batch "
                 f"{found.batch} or 'dynamic'"
             )
-        return _Source(found.spec, found.weights, found.summary, found, found.metadata, found.batch)
+        return _Source(
+            found.spec, found.weights, found.summary, found, found.metadata, found.batch,
+            [source.parent / name for name in found.data_files],
+        )  # fmt: skip
     if suffix in STATE_DICT_SUFFIXES:
         from graphgen.importers.state_dict import import_state_dict
 
@@ -210,7 +256,13 @@ def _source_check(
     from graphgen.importers.onnx_graph import OnnxImport
 
     if isinstance(found, OnnxImport):
-        expected = found.reference(x)
+        try:
+            expected = found.reference(x)
+        except Exception as err:  # onnxruntime's own types: Fail, InvalidGraph, ...
+            raise GraphError(
+                f"{source}: onnxruntime cannot run it ({shown(first_line(err), 200)}); the "
+                "import is checked against what the source computes"
+            ) from None
 
         def exact() -> np.ndarray:  # read the source again only if float32 cannot decide
             return run_float64(load(source), x)
@@ -227,6 +279,10 @@ def _source_check(
         str(arch),
         check(model, x, expected=truth, against=label, exact=lambda: truth, dtype=dtype),
     )
+
+
+def _limit_hint(key: str) -> str:
+    return f"graphgen import --size-limit {key}=N"
 
 
 def _checked_line(checks: list[tuple[str, Check]], suffix: str, spec: Spec) -> str:
@@ -282,8 +338,10 @@ def _from_params(
     from graphgen.importers.gluon import import_gluon
     from graphgen.importers.mxnet_params import read_params
 
+    params = read_params(source)
+    check_finite({k: v for k, v in params.items() if v.dtype.kind == "f"}, source=str(source))
     found = import_gluon(
-        read_params(source),
+        params,
         image_size=image_size,
         source=str(source),
         stride_at=stride_at,
@@ -293,10 +351,10 @@ def _from_params(
 
 
 def _read_expect(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    data = load_npz(path, what="--expect")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            x, y = data["input"].astype(np.float32), data["output"].astype(np.float32)
-    except (OSError, ValueError, KeyError) as err:
+        x, y = data["input"].astype(np.float32), data["output"].astype(np.float32)
+    except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"--expect {path}: not an .npz with `input` and `output` ({err})") from None
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
         raise UserError(f"--expect {path}: input has shape {x.shape}, expected [N,3,S,S]")

@@ -24,7 +24,9 @@ from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import OPTIONAL_FIELDS, Spec
 from graphgen.weights import Weights, fold_weights
+from resnet_common.arrays import load_npz
 from resnet_common.errors import UserError
+from resnet_common.fileio import as_text
 
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 # Keys under which checkpoints nest their state_dict (resnet-train's last.pt uses "model").
@@ -45,9 +47,8 @@ def read_weights(path: str | Path) -> Weights:
             from safetensors.numpy import load_file
 
             return dict(load_file(str(path)))
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
+        if suffix == ".npz":  # headers checked against the data before anything is read
+            return load_npz(path, what="weights file")
         if suffix in (".pt", ".pth"):
             return _read_torch(path)
     except UserError:
@@ -230,7 +231,14 @@ def check_weights(plan: Plan, weights: Weights, *, source: str = "weights") -> W
         raise GraphError(
             f"{source} does not fit {plan.spec.name or 'the graph'}: " + "; ".join(parts)
         )
-    checked = {k: np.ascontiguousarray(given[k], dtype=np.float32) for k in expected}
+    for k in expected:
+        kind = np.asarray(given[k]).dtype.kind
+        if kind not in "fiub":  # text, complex, dates: no float32 weight
+            raise GraphError(
+                f"{source}: tensor {k!r} holds {np.asarray(given[k]).dtype} values, not numbers"
+            )
+    with np.errstate(over="ignore"):  # float64 past float32's range: Inf, refused next
+        checked = {k: np.ascontiguousarray(given[k], dtype=np.float32) for k in expected}
     check_finite(checked, source=source)
     return checked
 
@@ -271,7 +279,7 @@ def inject(
             new = fold_weights(base, new)
     props = metadata(model)
     props.pop("graphgen.seed", None)
-    props["graphgen.weights"] = Path(source).name
+    props["graphgen.weights"] = as_text(Path(source).name)
     props.update(extra_props or {})
     if fold and not plan.folded:
         return _rebuild(model, fold_bn(base), new, props)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -26,8 +28,9 @@ from graphgen.plan import Plan, expand, fold_bn
 from graphgen.sizes import checked_plan
 from graphgen.spec import Spec, spec_from_mapping
 from graphgen.weights import Weights, fold_weights, init_weights
-from resnet_common.errors import UserError, first_line
+from resnet_common.errors import UserError, first_line, shown
 from resnet_common.fileio import (
+    as_text,
     check_replaceable,
     make_temp_dir,
     remove_debris,
@@ -35,6 +38,7 @@ from resnet_common.fileio import (
     write_error,
 )
 from resnet_common.limits import SizeLimits
+from resnet_common.locks import output_lock
 
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26  # protobuf's 2 GiB ceiling, with room for the graph
 # External data is named after its content, `<model>.<hash>.data`: a new build's data never
@@ -89,12 +93,14 @@ def build_file(
     """Spec -> plan -> weights -> a validated file, streamed: the weights are written straight
     from their arrays, so the model's bytes are never held twice (peak memory near 1x the model).
     Options as for `build`: batch, dtype, io_dtype, opset. The target is checked first (an
-    existing folder, not a device or a folder), then the sizes, then the weights are made."""
+    existing folder, not a device or a folder), then the sizes, then the weights are made. One
+    builder per output at a time: a second is refused while the first holds `.NAME.lock`."""
     check_target(path)
-    plan, weights = _plan_and_weights(spec, seed, fold, weights, limits)
-    metadata = {"graphgen.seed": str(seed)}
-    skeleton, arrays = emit_skeleton(plan, weights, metadata=metadata, **options)
-    return write_streamed(skeleton, arrays, path, check=check)
+    with output_lock(path):
+        plan, weights = _plan_and_weights(spec, seed, fold, weights, limits)
+        metadata = {"graphgen.seed": str(seed)}
+        skeleton, arrays = emit_skeleton(plan, weights, metadata=metadata, **options)
+        return write_streamed(skeleton, arrays, path, check=check)
 
 
 def check_target(path: str | Path) -> tuple[Path, Path]:
@@ -271,7 +277,9 @@ def _remove_old_data(folder: Path, name: str, replaced: set[str], *, keep: str |
     """After the new model is in place: the data files the replaced model pointed at, and the
     hash-named data of this model that a build killed before its last rename left behind."""
     own = re.compile(rf"{re.escape(name)}(\.[0-9a-f]{{{DATA_HASH_CHARS}}})?\.data")
-    stale = set(replaced)
+    # Only data named as graphgen names this model's: a foreign file replaced here may point at
+    # any file of the folder (`victim.txt`), which is not ours to remove.
+    stale = {old for old in replaced if own.fullmatch(old)}
     with contextlib.suppress(OSError):
         stale.update(p.name for p in folder.iterdir() if own.fullmatch(p.name))
     for old in stale - {keep}:
@@ -299,17 +307,45 @@ def save(model: onnx.ModelProto, path: str | Path, *, check: bool = True) -> Pat
 
 def validate(model: onnx.ModelProto | Path) -> None:
     """onnx's full check (including strict shape inference); shapes must reach `logits`."""
+    with contextlib.ExitStack() as stack:
+        target = model if isinstance(model, onnx.ModelProto) else stack.enter_context(
+            _text_path(model)
+        )  # fmt: skip
+        try:
+            onnx.checker.check_model(target, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+            raise GraphError(f"generated graph failed onnx's checker: {err}") from None
+
+
+@contextlib.contextmanager
+def _text_path(path: Path) -> Iterator[str]:
+    """`path` as UTF-8 text for onnx, which takes no other: a folder whose name is not UTF-8
+    (a legal Linux name) is reached through its descriptor, /proc/self/fd/N/NAME."""
     try:
-        onnx.checker.check_model(
-            model if isinstance(model, onnx.ModelProto) else str(model), full_check=True
-        )
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise GraphError(f"generated graph failed onnx's checker: {err}") from None
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            yield f"/proc/self/fd/{fd}/{as_text(path.name)}"
+        finally:
+            os.close(fd)
+        return
+    yield str(path)
 
 
 def load(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto:
-    """Load any ONNX file, with a one-line error for a missing, empty or non-ONNX file, and one
-    naming the external data file when that is what is missing."""
+    """Load any ONNX file, with a one-line error for a missing, empty or non-ONNX file, one
+    naming the external data file when that is what is missing, and one for a graph no walker
+    may follow (`check_structure`: a cycle, a tensor made twice, initializers whose data does
+    not fit their dims, external data entries that are not byte counts)."""
+    model = load_skeleton(path)
+    if load_weights:
+        load_data(model, path)
+    return model
+
+
+def load_skeleton(path: str | Path) -> onnx.ModelProto:
+    """The model without its external data (`load(path, load_weights=False)`), checked."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
@@ -319,25 +355,174 @@ def load(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf raises DecodeError and others for garbage
         raise GraphError(f"{path} is not an ONNX model ({type(err).__name__})") from None
-    locations = _data_locations(model)
-    if load_weights and locations:
-        for location in sorted(locations):
-            if not (path.parent / location).is_file():
-                raise GraphError(
-                    f"{path}: its external data file {location!r} is missing "
-                    f"(looked in {path.parent}); keep the .onnx and its data file together"
-                )
-        try:
-            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-        except Exception as err:  # a short, moved or outside-the-folder data file
-            raise GraphError(f"{path}: cannot read its external data: {first_line(err)}") from None
+    check_structure(model, source=str(path))
     return model
 
 
-def _data_locations(model: onnx.ModelProto) -> set[str]:
+def load_data(model: onnx.ModelProto, path: str | Path) -> None:
+    """Read the external data of a model loaded from `path` by `load_skeleton` into it."""
+    path = Path(path)
+    locations = data_locations(model, source=str(path))
+    if not locations:
+        return
+    for location in sorted(locations):
+        if not (path.parent / location).is_file():
+            raise GraphError(
+                f"{path}: its external data file {location!r} is missing "
+                f"(looked in {path.parent}); keep the .onnx and its data file together"
+            )
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except Exception as err:  # a short, moved or outside-the-folder data file
+        raise GraphError(
+            f"{path}: cannot read its external data ({', '.join(sorted(locations))}): "
+            f"{shown(first_line(err), 200)}"
+        ) from None
+    check_initializer_data(model, source=str(path))
+
+
+# What an external data entry may say (onnx's own keys); offsets and lengths are byte counts.
+EXTERNAL_KEYS = ("location", "offset", "length", "checksum", "basepath")
+_BYTE_COUNT = re.compile(r"[0-9]{1,19}")
+# Values in one initializer: past twice the parameter limit it is a crafted or damaged header.
+MAX_TENSOR_VALUES = 2 * SizeLimits().params
+
+
+def check_structure(model: onnx.ModelProto, *, source: str) -> None:
+    """What every walk of a graph assumes, checked in one pass before any walk: each node
+    reads only tensors made before it (graph inputs, initializers, earlier nodes' outputs), so
+    the graph has no cycle and is in the topological order ONNX requires; each tensor is made
+    once; each initializer's dims are sane and its data (where it is stored inline) fits them;
+    each external data entry names a file beside the model with byte counts for offset and
+    length."""
+    g = model.graph
+    made: dict[str, str] = {"": ""}
+    for t in g.initializer:
+        made.setdefault(t.name, "an initializer")
+    for value in g.input:
+        made.setdefault(value.name, "a graph input")
+    later = {out: n for n in g.node for out in n.output}
+    for index, node in enumerate(g.node):
+        name = shown(node.name or (node.output[0] if node.output else f"#{index}"))
+        for tensor in node.input:
+            if tensor not in made:
+                why = (
+                    "before it is made: the graph has a cycle, or is not in the topological "
+                    "order ONNX requires"
+                    if tensor in later
+                    else "which nothing makes"
+                )
+                raise GraphError(
+                    f"{source}: {node.op_type} node {name} reads tensor {shown(tensor)} {why}"
+                )
+        for tensor in node.output:
+            if tensor in made and tensor:
+                raise GraphError(
+                    f"{source}: tensor {shown(tensor)} is made twice ({made[tensor]} and "
+                    f"{node.op_type} node {name}); ONNX makes each tensor once"
+                )
+            made[tensor] = f"{node.op_type} node {name}"
+    for t in g.initializer:
+        _check_dims(t, source)
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            _external_entries(t, source)
+    check_initializer_data(model, source=source)
+
+
+def _check_dims(t: onnx.TensorProto, source: str) -> int:
+    dims = list(t.dims)
+    if any(d < 0 for d in dims):
+        raise GraphError(f"{source}: initializer {shown(t.name)} has dims {shown(dims)}")
+    values = int(math.prod(dims))
+    if max(values, math.prod(d for d in dims if d)) > MAX_TENSOR_VALUES:  # (0, 2**62) too
+        raise GraphError(
+            f"{source}: initializer {shown(t.name)} claims {values:,} values (dims "
+            f"{shown(dims)}), past the {MAX_TENSOR_VALUES:,} a weight here may have"
+        )
+    return values
+
+
+def _external_entries(t: onnx.TensorProto, source: str) -> dict[str, str]:
+    where = f"{source}: initializer {shown(t.name)}"
+    entries = {e.key: e.value for e in t.external_data}
+    unknown = sorted(set(entries) - set(EXTERNAL_KEYS))
+    if unknown:
+        raise GraphError(f"{where}: unknown external data key {shown(unknown[0])}")
+    for key in ("offset", "length"):
+        if key in entries and not _BYTE_COUNT.fullmatch(entries[key]):
+            raise GraphError(
+                f"{where}: its external data {key} {shown(entries[key])} is not a byte count"
+            )
+    location = entries.get("location", "")
+    parts = PurePosixPath(location.replace("\\", "/")).parts
+    if not location or location.startswith(("/", "\\")) or ".." in parts:
+        raise GraphError(
+            f"{where}: its external data location {shown(location)} lies outside the "
+            "model's folder (or is empty); data must sit beside the model"
+        )
+    return entries
+
+
+# Bytes per value of the types stored in raw_data; the typed fields hold one value per entry
+# (two for complex numbers).
+def check_initializer_data(model: onnx.ModelProto, *, source: str) -> None:
+    """Each initializer stored inline holds exactly the data its dims and type call for (a
+    hand-edited or truncated file otherwise fails deep inside numpy)."""
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        values = _check_dims(t, source)
+        try:
+            np_type = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+            field = onnx.helper.tensor_dtype_to_field(t.data_type)
+        except (KeyError, ValueError, TypeError):
+            raise GraphError(
+                f"{source}: initializer {shown(t.name)} has an unknown data type {t.data_type}"
+            ) from None
+        if t.HasField("raw_data"):
+            if t.data_type == onnx.TensorProto.STRING:
+                raise GraphError(f"{source}: initializer {shown(t.name)} is text in raw data")
+            expected = values * np.dtype(np_type).itemsize
+            if t.data_type in _PACKED_4BIT:
+                expected = (values + 1) // 2
+            got, unit = len(t.raw_data), "bytes"
+        else:
+            per = 2 if t.data_type in _COMPLEX else 1
+            expected, got, unit = values * per, len(getattr(t, field)), "values"
+            if t.data_type in _PACKED_4BIT:
+                expected = (values + 1) // 2
+        if got != expected:
+            raise GraphError(
+                f"{source}: initializer {shown(t.name)} holds {got:,} {unit} of data, its dims "
+                f"{shown(list(t.dims))} call for {expected:,}"
+            )
+
+
+_COMPLEX = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
+_PACKED_4BIT = tuple(
+    getattr(onnx.TensorProto, name) for name in ("INT4", "UINT4", "FLOAT4E2M1")
+    if hasattr(onnx.TensorProto, name)
+)  # fmt: skip
+
+
+def check_with_onnx(path: str | Path) -> None:
+    """onnx's own checker on a file (by path, so external data and files past 2 GB work), its
+    first complaint as one line: what a foreign graph must pass before graphgen walks it."""
+    try:
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # a name that is not UTF-8: onnx takes paths as text
+            onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
+        else:
+            onnx.checker.check_model(str(path))
+    except Exception as err:  # ValidationError, and a few others for odd files
+        raise GraphError(f"{path} fails onnx's checker: {shown(first_line(err), 240)}") from None
+
+
+def data_locations(model: onnx.ModelProto, *, source: str = "model") -> set[str]:
     """The external data files the main graph's initializers point at."""
     return {
-        onnx.external_data_helper.ExternalDataInfo(tensor).location
+        _external_entries(tensor, source)["location"]
         for tensor in model.graph.initializer
         if tensor.data_location == onnx.TensorProto.EXTERNAL
     }

@@ -17,6 +17,7 @@ from graphgen.errors import SpecError
 from graphgen.plan import Plan, expand
 from graphgen.spec import Spec
 from graphgen.weights import calibration_images
+from resnet_common.errors import shown
 from resnet_common.limits import SizeLimits, check_memory, check_size, parse_limits
 
 SPEC_KEY = "size_limit"  # in a spec file: `size_limit: {params: 5000000000}`
@@ -36,6 +37,16 @@ def build_memory(plan: Plan) -> int:
     memory = plan_memory(plan)
     calibration = calibration_images(plan) * CALIBRATION_FACTOR * memory.largest_activation
     return FP32 * (BUILD_WEIGHT_FACTOR * memory.weight_values + calibration)
+
+
+def check_memory_bytes(plan: Plan, batch: int) -> int:
+    """Bytes running a batch through the graph and its source takes, roughly: the inputs and,
+    per image, a few live tensors of the largest activation's size (onnxruntime's arena, the
+    float64 reference evaluation)."""
+    per_image = (
+        3 * plan.spec.image_size**2 + CALIBRATION_FACTOR * plan_memory(plan).largest_activation
+    )
+    return 2 * FP32 * batch * per_image
 
 
 def checked_network(
@@ -86,8 +97,16 @@ def limits_from_spec(value: object, *, source: str = "spec") -> dict[str, int]:
     if not isinstance(value, Mapping) or not value:
         raise SpecError(
             f"{source}: key {SPEC_KEY!r} must map limits to numbers, e.g. "
-            f"{{params: 5000000000}}; got {value!r}"
+            f"{{params: 5000000000}}; got {shown(value)}"
         )
+    for key, number in value.items():
+        # YAML reads 5e9 (no dot) as text: a number's text is a number here too
+        scalar = isinstance(number, int | float | str) and not isinstance(number, bool)
+        if not scalar or len(str(key)) > 20 or len(str(number)) > 30:
+            raise SpecError(
+                f"{source}: key {SPEC_KEY!r}: {shown(key)} must map to a number, got "
+                f"{shown(number)}"
+            )
     try:
         return parse_limits(",".join(f"{k}={v}" for k, v in value.items()))
     except ValueError as err:

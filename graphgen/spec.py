@@ -19,6 +19,8 @@ from graphgen.blocks import BLOCK_KINDS, BlockKind, block_kind
 from graphgen.errors import SpecError
 from graphgen.layouts import TORCHVISION
 from graphgen.stems import STEM_POOLS, STEM_TYPES, stem_channels
+from resnet_common.documents import check_bounded, read_document
+from resnet_common.errors import shown
 
 SHORTCUTS = ("A", "B", "C", "none")
 STEMS = ("imagenet", "cifar")
@@ -549,31 +551,36 @@ SPEC_KEYS = {f.name for f in dataclasses.fields(Spec)} | {"depth", "dataset", LI
 
 def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
     """A spec from parsed YAML/JSON: either full fields, or `depth` (+ `dataset`) plus overrides."""
+    check_bounded(data, source=source)  # an alias bomb, deep nesting, 5000-digit integers
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping of spec keys, got {type(data).__name__}")
-    unknown = sorted(set(data) - SPEC_KEYS)
+    unknown = sorted((k for k in data if k not in SPEC_KEYS), key=repr)
     if unknown:
         raise SpecError(
-            f"{source}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(SPEC_KEYS))}"
+            f"{source}: unknown key {shown(unknown[0])}; allowed keys are "
+            f"{', '.join(sorted(SPEC_KEYS))}"
         )
+    _check_value_kinds(data, source)
     fields = dict(data)
     fields.pop(LIMIT_KEY, None)  # read by graphgen.sizes.limits_from_spec
     for key in ("layers", "widths"):
         if key in fields:
             value = fields[key]
             if not isinstance(value, list | tuple):
-                raise SpecError(f"{source}: key {key!r} must be a list of integers, got {value!r}")
+                raise SpecError(
+                    f"{source}: key {key!r} must be a list of integers, got {shown(value)}"
+                )
             fields[key] = tuple(value)
     depth = fields.pop("depth", None)
     dataset = fields.pop("dataset", None)
     if dataset is not None and dataset not in DATASETS:
         raise SpecError(
-            f"{source}: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}"
+            f"{source}: unknown dataset {shown(dataset)}; choose one of {', '.join(DATASETS)}"
         )
     try:
         if depth is not None:
             if not isinstance(depth, int) or isinstance(depth, bool):
-                raise SpecError(f"key 'depth' must be an integer, got {depth!r}")
+                raise SpecError(f"key 'depth' must be an integer, got {shown(depth)}")
             return spec_for_depth(depth, dataset, **fields)
         if "layers" not in fields or "widths" not in fields:
             raise SpecError("give either 'depth' or both 'layers' and 'widths'")
@@ -593,33 +600,46 @@ def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
         raise SpecError(f"{source}: {err}") from None
 
 
+# What a spec file's values may be before the Spec checks them, so that every message quoting
+# one stays short: one scalar per key (no list or mapping: an alias bomb hides there), a name of
+# at most MAX_TEXT characters, and at most MAX_STAGES stages (a stride chain of 2**63 already).
+MAX_TEXT, MAX_STAGES = 100, 64
+LIST_KEYS = ("layers", "widths")
+
+
+def _check_value_kinds(data: Mapping[object, object], source: str) -> None:
+    for key, value in data.items():
+        if key == LIMIT_KEY:
+            continue  # a mapping, read by graphgen.sizes.limits_from_spec
+        if key in LIST_KEYS:
+            if not isinstance(value, list | tuple):
+                continue  # refused below with the expected form
+            if len(value) > MAX_STAGES:
+                raise SpecError(
+                    f"{source}: key {key!r} lists {len(value):,} values; a network has at "
+                    f"most {MAX_STAGES} stages"
+                )
+            items = value
+        else:
+            items = [value]
+        for item in items:
+            if isinstance(item, list | tuple | dict | set):
+                raise SpecError(
+                    f"{source}: key {key!r} must be a single value per entry, got {shown(item)}"
+                )
+            if isinstance(item, str) and len(item) > MAX_TEXT:
+                raise SpecError(
+                    f"{source}: key {key!r} is {len(item):,} characters long "
+                    f"(at most {MAX_TEXT}): {shown(item)}"
+                )
+
+
 def load_spec_file(path: str | Path) -> Spec:
     """Read a YAML or JSON spec file; errors name the file and the key or line."""
     return spec_from_mapping(read_spec_data(path), source=str(path))
 
 
 def read_spec_data(path: str | Path) -> object:
-    """A spec file's parsed YAML or JSON, not yet checked."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise SpecError(f"cannot read spec file {path}: {err.strerror or err}") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path} is not a text file (expected YAML or JSON)") from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SpecError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(err, "problem", None) or "syntax error"
-            raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
-    return data
+    """A spec file's parsed YAML or JSON, not yet checked against the spec's fields: a regular
+    file of at most 1 MB, small and shallow, each key given once (resnet_common.documents)."""
+    return read_document(path, what="spec file")

@@ -18,6 +18,7 @@ import contextvars
 import importlib.util
 import json
 import math
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
@@ -80,7 +81,12 @@ def add_alias(p: argparse._ActionsContainer, flag: str, action: argparse.Action)
     )
 
 
+MAX_MESSAGE = 1000  # characters of one error line: a message names values, it never dumps them
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[: MAX_MESSAGE - 40]}... ({len(message):,} characters in all)"
     print(f"error: {message}", file=sys.stderr)
     return code
 
@@ -154,9 +160,27 @@ def _commands(parser: argparse.ArgumentParser) -> set[str]:
     }
 
 
+EXIT_PIPE_CLOSED = 128 + 13  # what a shell shows for a process killed by SIGPIPE
+
+
 def run_main(
     build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None = None
 ) -> int:
+    """Parse, run, and turn what a user can cause into one line and an exit code: bad input
+    (exit 2), Ctrl-C (130), and a reader that closed our stdout (`graphgen info --json | head
+    -c 10`: exit 141, silently, as a command killed by SIGPIPE would)."""
+    with _printable_streams():
+        try:
+            try:
+                return _run(build_parser, argv)
+            finally:  # also after --help's SystemExit: a closed pipe shows here, not at exit
+                sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_PIPE_CLOSED
+
+
+def _run(build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None) -> int:
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
     if isinstance(parser, OneLineParser):
@@ -179,6 +203,39 @@ def run_main(
         return fail(first_line(err))
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null: what is still buffered, and Python's own
+    flush at exit, then go nowhere instead of raising BrokenPipeError again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # a test's StringIO: nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _printable_streams() -> Iterator[None]:
+    """stdout and stderr that print any file name: a name that is not UTF-8 (`$'\\xff.onnx'`, a
+    legal Linux name) is printed with backslash escapes instead of failing the command after
+    its work is done with a UnicodeEncodeError. The streams' settings are put back after."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        if errors == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+            changed.append(stream)
+    try:
+        yield
+    finally:
+        for stream in changed:
+            with contextlib.suppress(ValueError, OSError):  # closed meanwhile
+                stream.reconfigure(errors="strict")
 
 
 # --- --json: one JSON document on stdout, and nothing else there -----------------------------

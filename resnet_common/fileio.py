@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -32,6 +33,8 @@ _TEMP = re.compile(
 )
 # What tempfile.mkstemp(prefix=".NAME.", suffix=".tmp") made before names carried the pid.
 _LEGACY_TEMP = re.compile(r"^\.(?P<base>.+)\.(?P<rand>[a-z0-9_]{8})\.tmp$")
+# An output file's lock (resnet_common.locks.output_lock); a folder's own `.lock` is not one.
+_LOCK = re.compile(r"^\.(?P<base>.+)\.lock$")
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _USER_FIXABLE = {
     errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
@@ -81,8 +84,19 @@ def check_replaceable(path: str | Path) -> None:
     )
 
 
+def as_text(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (a legal Linux name, Python's
+    surrogate escapes) become U+FFFD, for what must be text (ONNX metadata, onnx's checker)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def temp_name(name: str) -> str:
-    """A hidden temporary name for `name` carrying this process's pid and host."""
+    """A hidden temporary name for `name` carrying this process's pid and host. A name that is
+    not ASCII is stood in for by its hash: the temporary folder's path must open in tools that
+    take paths as UTF-8 text (onnx's checker) and in any file system encoding (`$'\\xff.onnx'`
+    is a legal Linux name, and LC_ALL=C makes Python's file names ASCII)."""
+    if not (name.isascii() and name.isprintable()):
+        name = "x" + hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
     return f".{name}.{os.getpid()}-{_HOST}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
 
 
@@ -182,7 +196,8 @@ def remove_debris(
     A temporary name carries its writer's pid and host: it is removed when that process no longer
     exists on this host. With `owned=True` (the caller holds the folder's exclusive lock, so no
     one else writes there) every temporary name but this process's own goes, whatever its host,
-    and so do the older pid-less names of `legacy_bases` (e.g. `last.pt`). Returns what went.
+    and so do the older pid-less names of `legacy_bases` (e.g. `last.pt`). An output's lock
+    file (`.NAME.lock`) that no process holds goes too: a killed writer's. Returns what went.
     """
     folder = Path(folder)
     legacy = set(legacy_bases)
@@ -200,6 +215,10 @@ def remove_debris(
             dead = host == _HOST and not pid_alive(pid)
             if not (dead or owned):
                 continue
+        elif _LOCK.match(entry.name):
+            if _remove_free_lock(Path(entry.path)):
+                removed.append(Path(entry.path))
+            continue
         else:
             m = _LEGACY_TEMP.match(entry.name)
             if not (owned and m and m["base"] in legacy):
@@ -212,6 +231,63 @@ def remove_debris(
                 path.unlink()
             removed.append(path)
     return removed
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same inode (a hard link too), or the same path once
+    links and `..` are resolved (for a file not made yet)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return False
+
+
+def refuse_overwriting_inputs(
+    output: str | Path, inputs: Iterable[tuple[str, str | Path | None]], *, flag: str = "-o"
+) -> None:
+    """Refuse an output that is one of the command's inputs (`graphgen build --spec s.yaml -o
+    s.yaml`), however it is spelled (`sub/../s.yaml`, a linked folder, a hard link), or that
+    lies inside an input folder. Each input is (how the command line names it, its path)."""
+    out = Path(output)
+    for label, given in inputs:
+        if given is None:
+            continue
+        if same_file(out, given):
+            raise FileWriteError(
+                f"{flag} {out} is the input {label}: writing it would replace what the command "
+                "reads; write the output elsewhere"
+            )
+        try:
+            inside = Path(given).is_dir() and out.resolve().is_relative_to(Path(given).resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if inside:
+            raise FileWriteError(
+                f"{flag} {out} is inside the input folder {label}; write the output elsewhere"
+            )
+
+
+def _remove_free_lock(path: Path) -> bool:
+    """Remove an output's lock file (`.NAME.lock`, resnet_common.locks) that no live process
+    holds: what a SIGKILLed writer leaves. It is locked while it is removed, as its holder
+    removes it, so a writer that opened it meanwhile sees the inode change and retries."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+        return True
+    except OSError:  # held by a live writer (BlockingIOError), or gone already
+        return False
+    finally:
+        os.close(fd)
 
 
 def is_temp_name(name: str) -> bool:

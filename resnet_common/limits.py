@@ -38,6 +38,12 @@ class SizeLimits:
         return dataclasses.replace(self, **dict(changes))
 
 
+# Pixels of one image file, checked on its header before it is decoded: a 2 KB PNG may claim
+# 50000 x 50000 (a decompression bomb). Below PIL's own warning limit (89 M pixels), far above
+# any camera's frame. Calibration folders and ImageFolder trees both check it.
+MAX_IMAGE_PIXELS = 2**26
+
+
 def parse_limits(text: str) -> dict[str, int]:
     """`KEY=N[,KEY=N]` with N an integer or a number such as 5e9: what `--size-limit` takes."""
     out: dict[str, int] = {}

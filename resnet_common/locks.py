@@ -40,7 +40,9 @@ def _holder(path: Path) -> str:
 def _open_locked(path: Path, *, wait: bool, what: str, poll: float) -> int:
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            # O_NOFOLLOW: a lock file planted as a link must not make the holder truncate and
+            # write the file it points at (outside the output)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError as err:
             raise write_error(err, path) from None
         try:
@@ -91,6 +93,18 @@ def folder_lock(
     """The exclusive lock on an output folder (its `.lock` file); the folder must exist."""
     folder = Path(folder)
     return exclusive_lock(folder / LOCK_NAME, what=what or str(folder), wait=wait)
+
+
+def output_lock(
+    path: str | Path, *, what: str | None = None, wait: bool = False
+) -> contextlib.AbstractContextManager[Path]:
+    """The exclusive lock on one output file: `.NAME.lock` beside it (the name the graph cache
+    of runtimes.model_cache uses), so a second writer of the same file is refused in one line
+    (or, with `wait`, waits) instead of both writing it."""
+    path = Path(path)
+    return exclusive_lock(
+        path.parent / f".{path.name}.lock", what=what or f"output {path}", wait=wait
+    )
 
 
 def holder_of(path: str | Path) -> int | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from graphgen.spec import Spec, spec_from_mapping
 from resnet_common.cli import SEED_LIMIT
+from resnet_common.documents import check_bounded
 from resnet_common.limits import SizeLimits
 from train.recipe import Recipe
 
@@ -52,6 +53,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        check_bounded(d, source=CONFIG)  # nesting, 4000-digit integers: refused, not run
         d = dict(d)
         d["spec"] = spec_from_mapping(d["spec"], source=CONFIG)
         d["recipe"] = Recipe.from_dict(d["recipe"])

@@ -11,6 +11,8 @@ Normalisation (per-channel mean and std on the 0..1 scale) is stored with the ru
 from __future__ import annotations
 
 import pickle
+import struct
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from resnet_common.errors import UserError, first_line, typed_line
+from resnet_common.limits import MAX_IMAGE_PIXELS
 from train.config import DATASETS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -278,18 +281,33 @@ def folder_data(root: Path, *, image_size: int) -> DataBundle:
 
 
 def _check_images(paths: list[Path]) -> None:
-    """Refuse files PIL cannot identify before training starts (a header read, not a decode)."""
+    """Refuse files PIL cannot identify before training starts (a header read, not a decode),
+    and files no worker should open: a named pipe (open() waits for a writer forever), an image
+    whose header claims more than MAX_IMAGE_PIXELS (a decompression bomb: a few KB claiming
+    billions of pixels, which a worker would decode)."""
     from PIL import Image
 
     def bad(path: Path) -> str | None:
+        if not path.is_file():
+            return f"{path} is not a regular file"
         try:
             with Image.open(path) as image:
-                image.size  # noqa: B018 (identifying the format reads the header)
-        except (OSError, ValueError) as err:
+                w, h = image.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            return f"{path} claims too many pixels ({str(err)[:100]})"
+        except (OSError, ValueError, SyntaxError, struct.error) as err:
             return f"{path} is not a readable image ({type(err).__name__})"
+        if w * h > MAX_IMAGE_PIXELS:
+            return (
+                f"{path} is {w:,} x {h:,} pixels, past the {MAX_IMAGE_PIXELS:,} pixels an image "
+                "may have here (a decompression bomb?); scale it down"
+            )
         return None
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    # PIL warns past its own limit and decodes anyway: here that is an error (the filter is
+    # process-wide while the threads read, and put back after)
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=16) as pool:
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         for message in pool.map(bad, paths):
             if message:
                 raise DataError(message)

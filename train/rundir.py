@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from resnet_common.documents import read_document
 from resnet_common.errors import UserError
 from resnet_common.fileio import atomic_write_text, check_replaceable, remove_debris
-from resnet_common.locks import folder_lock
+from resnet_common.locks import LOCK_NAME, folder_lock
 from train import checkpoint as ckpt
 from train import metrics
 from train.config import CONFIG, TrainConfig
@@ -39,6 +40,11 @@ def check_export_target(export: Path | None, out: Path) -> None:
     folder = export.parent
     if export.is_dir():
         raise UserError(f"--export {export} is a folder; give a file name such as model.onnx")
+    if export.name in (*RUN_FILES, LOCK_NAME) and folder.resolve() == out.resolve():
+        raise UserError(
+            f"--export {export} is the run's own {export.name}, which the run writes; give "
+            "another name, such as model.onnx"
+        )
     if folder.resolve() == out.resolve() and not folder.exists():
         return  # the run folder itself, made once everything is checked
     if not folder.is_dir():
@@ -82,8 +88,8 @@ def claim_run_dir(out: Path, config: TrainConfig, resume: bool) -> Iterator[None
             )
         if not resume and (out / CONFIG).exists():
             try:
-                saved = json.loads((out / CONFIG).read_text())
-            except (OSError, ValueError):
+                saved = read_document(out / CONFIG, what="run config")
+            except UserError:  # unreadable, huge, a pipe: not this run's
                 saved = None
             if not _same_run(saved, config):
                 raise UserError(

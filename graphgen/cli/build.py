@@ -22,7 +22,7 @@ from graphgen.plan import expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, spec_for_depth
 from resnet_common.cli import Subparsers, add_alias, add_json_flag, print_json, seed_int
 from resnet_common.errors import UserError
-from resnet_common.fileio import write_error
+from resnet_common.fileio import refuse_overwriting_inputs, write_error
 from resnet_common.limits import SizeLimits
 
 
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--out-dir goes with --all; use -o PATH for a single model")
     spec, limits = spec_from_args(args), size_limits_from_args(args)
     out = args.output or Path(f"{spec.name}{_suffix(args, spec)}.onnx")
+    refuse_overwriting_inputs(out, [(f"--spec {args.spec}", args.spec)])
     check_target(out)
     build_file(spec, out, limits=SizeLimits().raised(limits), **options)
     plan = fold_bn(expand(spec)) if args.fold_bn else expand(spec)

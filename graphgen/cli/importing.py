@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graphgen.arguments import add_graph_arguments, graph_options
+from graphgen.arguments import add_graph_arguments, add_size_limit_argument, graph_options
 from graphgen.importers.common import VerifyError
 from graphgen.importing import STATE_DICT_SUFFIXES, import_model
 from graphgen.inject import STRIDE_HINT
@@ -72,6 +72,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         f"bottleneck strides, required unless --arch implies it ({STRIDE_HINT})",
     )
     add_graph_arguments(p)
+    add_size_limit_argument(p)
     add_json_flag(p)
     p.set_defaults(func=run)
     return p
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             expect=args.expect,
             image_size=args.image_size,
             on_found=lambda summary: print(f"found {summary}"),
+            size_limits=args.size_limits,
             **graph_options(args),
         )
     except VerifyError as err:

@@ -16,6 +16,8 @@ from graphgen.inject import (
 from graphgen.onnx_io import check_target, load, save
 from graphgen.spec import STRIDE_PLACEMENTS
 from resnet_common.cli import Subparsers, add_json_flag, print_json
+from resnet_common.fileio import refuse_overwriting_inputs
+from resnet_common.locks import output_lock
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -50,7 +52,14 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = [(f"model {args.model}", args.model), (f"--weights {args.weights}", args.weights)]
+    refuse_overwriting_inputs(args.output, inputs)
     check_target(args.output)
+    with output_lock(args.output):
+        return _inject(args)
+
+
+def _inject(args: argparse.Namespace) -> int:
     model = load(args.model)
     weights = read_weights(args.weights)
     out = inject(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graphgen.onnx_io import load, plan_of, save
+from graphgen.onnx_io import check_target, load, plan_of, save
 from graphgen.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     DEFAULT_METHOD,
@@ -27,7 +27,8 @@ from graphgen.quantize import (
     seeded_calibration,
 )
 from resnet_common.cli import Subparsers, add_json_flag, positive_int, print_json, seed_int
-from resnet_common.errors import UserError
+from resnet_common.fileio import refuse_overwriting_inputs
+from resnet_common.locks import output_lock
 
 
 def _float(text: str) -> float:
@@ -106,8 +107,16 @@ def run(args: argparse.Namespace) -> int:
         reduce_range=args.reduce_range,
     )
     out = args.output or args.model.with_name(f"{args.model.stem}-int8.onnx")
-    if out.resolve() == args.model.resolve():
-        raise UserError(f"-o {out} is the input file; write the int8 graph elsewhere")
+    inputs = [(f"model {args.model}", args.model)]
+    if args.calibration_data is not None:
+        inputs.append((f"--calibration-data {args.calibration_data}", args.calibration_data))
+    refuse_overwriting_inputs(out, inputs)
+    check_target(out)
+    with output_lock(out):
+        return _quantize(args, options, out)
+
+
+def _quantize(args: argparse.Namespace, options: QuantOptions, out: Path) -> int:
     model = load(args.model)
     check_source(model, str(args.model))
     plan = plan_of(model, source=str(args.model))

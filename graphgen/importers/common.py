@@ -27,6 +27,7 @@ from graphgen.onnx_io import save
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.spec import Spec
 from graphgen.weights import Weights, fold_weights
+from resnet_common.fileio import as_text
 
 REL_L2_LIMIT = {"float32": 1e-5, "float16": 1e-2}
 # The input normalisation of MXNet's, torchvision's and the ONNX Model Zoo's ImageNet ResNets,
@@ -70,7 +71,7 @@ def run_onnx(model: onnx.ModelProto | bytes | str, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: a failure is our one line, not its log too
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0]
@@ -218,7 +219,7 @@ def emit_imported(
 def import_metadata(spec: Spec, source: str, summary: str) -> dict[str, str]:
     """The found line, class count and the ImageNet normalisation as the written file's props."""
     meta = {
-        "graphgen.imported_from": Path(source).name,
+        "graphgen.imported_from": as_text(Path(source).name),
         "graphgen.import_summary": summary,
         "graphgen.classes": str(spec.classes),
     }

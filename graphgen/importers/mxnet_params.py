@@ -17,12 +17,17 @@ ndim 0 (V1, V2, legacy) or with an unknown dim (V3) is an empty array with nothi
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from resnet_common.errors import UserError
+from resnet_common.limits import SizeLimits
 
 LIST_MAGIC = 0x112
 V1_MAGIC, V2_MAGIC, V3_MAGIC = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
@@ -40,6 +45,9 @@ DTYPES: dict[int, np.dtype] = {
 }
 BFLOAT16 = 12
 MAX_NDIM = 32  # MXNet's own limit is far lower; anything above is not a shape
+# Values in all arrays of one file: the parameter limit (graphgen.sizes) plus room for BN
+# statistics, which are not parameters. A header past it is refused before anything is read.
+MAX_VALUES = 2 * SizeLimits().params
 
 
 class ParamsError(UserError):
@@ -47,16 +55,22 @@ class ParamsError(UserError):
 
 
 class _Reader:
-    def __init__(self, data: bytes, path: Path) -> None:
-        self.data, self.pos, self.path = data, 0, path
+    """Reads a file piece by piece, each piece checked against what the file holds: a header
+    may claim any size, and a sparse 64 GiB file costs nothing to make."""
+
+    def __init__(self, f: BinaryIO, size: int, path: Path) -> None:
+        self.f, self.size, self.pos, self.path = f, size, 0, path
+        self.values = 0  # read so far, against MAX_VALUES
 
     def take(self, size: int, what: str) -> bytes:
-        if size < 0 or self.pos + size > len(self.data):
+        if size < 0 or self.pos + size > self.size:
             raise ParamsError(
-                f"{self.path} is truncated: {what} needs {size} bytes at offset {self.pos}, "
-                f"the file has {len(self.data) - self.pos} left"
+                f"{self.path} is truncated: {what} needs {size:,} bytes at offset {self.pos:,}, "
+                f"the file has {self.size - self.pos:,} left"
             )
-        chunk = self.data[self.pos : self.pos + size]
+        chunk = self.f.read(size)
+        if len(chunk) != size:
+            raise ParamsError(f"{self.path} changed while it was read")
         self.pos += size
         return chunk
 
@@ -72,17 +86,27 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
     names "0", "1", ...; sparse arrays, unknown dtypes and damaged files are refused.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"no such .params file: {path}")
-    r = _Reader(path.read_bytes(), path)
-    magic = r.unpack("<Q", "the file header") if len(r.data) >= 8 else None
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise ParamsError(f"no such .params file: {path}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ParamsError(f"{path} is not a regular file")
+    with open(path, "rb") as f:
+        return _read_list(_Reader(f, info.st_size, path))
+
+
+def _read_list(r: _Reader) -> dict[str, np.ndarray]:
+    path = r.path
+    head = r.take(min(8, r.size), "the file header")
+    magic = struct.unpack("<Q", head)[0] if len(head) == 8 else None
     if magic != LIST_MAGIC:
         raise ParamsError(
-            f"{path} is not an MXNet NDArray file (header {_hex(r.data[:8])}, expected 0x112)"
+            f"{path} is not an MXNet NDArray file (header {_hex(head)}, expected 0x112)"
         )
     r.unpack("<Q", "the reserved field")
     count = r.unpack("<Q", "the array count")
-    if count > len(r.data):
+    if count > r.size:
         raise ParamsError(f"{path} is damaged: it claims {count} arrays")
     arrays = [_read_array(r, i) for i in range(count)]
     name_count = r.unpack("<Q", "the name count")
@@ -95,8 +119,8 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
             names.append(r.take(length, f"name {i}").decode("utf-8"))
         except UnicodeDecodeError:
             raise ParamsError(f"{path} is damaged: name {i} is not text") from None
-    if r.pos != len(r.data):
-        raise ParamsError(f"{path} has {len(r.data) - r.pos} stray bytes after the names")
+    if r.pos != r.size:
+        raise ParamsError(f"{path} has {r.size - r.pos:,} stray bytes after the names")
     names = names or [str(i) for i in range(count)]
     if len(set(names)) != len(names):
         raise ParamsError(f"{path} names an array twice")
@@ -147,13 +171,21 @@ def _read_array(r: _Reader, index: int) -> np.ndarray:
             "(float32/64/16, bfloat16, int8/32/64, uint8)"
         )
     dtype = DTYPES[flag]
-    numel = int(np.prod(shape, dtype=np.int64))
+    numel = math.prod(shape)  # Python's integers: numpy's int64 product wraps around
+    r.values += numel
+    # (0, 2**40, 2**40) has no values, and no numpy array has that shape either
+    if r.values > MAX_VALUES or math.prod(d for d in shape if d) > MAX_VALUES:
+        raise ParamsError(
+            f"{r.path}: {what} has shape {shape}, {numel:,} values: past the {MAX_VALUES:,} "
+            "values a weights file here may hold (a damaged or crafted header)"
+        )
     raw = r.take(numel * dtype.itemsize, f"{what}'s data")
     array = np.frombuffer(raw, dtype).reshape(shape)
     if flag == BFLOAT16:
         return (array.astype(np.uint32) << 16).view(np.float32)
     if array.dtype.kind == "f":
-        return array.astype(np.float32)
+        with np.errstate(over="ignore"):  # float64 past float32's range: Inf, refused later
+            return array.astype(np.float32)
     return array.astype(array.dtype.newbyteorder("="))
 
 

@@ -8,6 +8,7 @@ initializers, Constant nodes, or initializers also listed as graph inputs (old e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,17 @@ from onnx import numpy_helper
 
 from graphgen.errors import GraphError
 from graphgen.plan import BN_EPS
+from resnet_common.errors import first_line, shown
 
 PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast"}
+# What computes a Pad's or Slice's operands from constants (torch.onnx's TorchScript export:
+# ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast), evaluated only on small constants:
+# a Range, Tile or Expand, or a ConstantOfShape of [10**12], makes any size from a few bytes.
+FOLDABLE = {
+    "Cast", "Concat", "Constant", "ConstantOfShape", "Flatten", "Gather", "Identity", "Reshape",
+    "Slice", "Squeeze", "Transpose", "Unsqueeze",
+}  # fmt: skip
+FOLDED_VALUES = 4096
 TO_THE_END = 2**31 - 1  # a Slice end at least this large runs to the end of its axis
 
 
@@ -55,8 +65,38 @@ def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     return default
 
 
-def _ints(node: onnx.NodeProto, name: str, default: list[int]) -> list[int]:
-    return [int(v) for v in _attr(node, name, default)]
+def _ints(
+    node: onnx.NodeProto, name: str, default: list[int], count: int | None = None
+) -> list[int]:
+    """An ints attribute; with `count`, it must have that many values (a 2-D conv's
+    kernel_shape has two)."""
+    value = _attr(node, name, default)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, int) for v in value):
+        raise GraphError(f"{node.op_type} node {shown(node.name)}: {name} is not a list of ints")
+    if count is not None and len(value) != count:
+        raise GraphError(
+            f"{node.op_type} node {shown(node.name)}: {name} {shown(list(value))} has "
+            f"{len(value)} values, a 2-D {node.op_type} has {count}"
+        )
+    return [int(v) for v in value]
+
+
+# Data types a weight may have: any real number type (widened to float32 here).
+NUMBER_TYPES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+    onnx.TensorProto.DOUBLE, onnx.TensorProto.INT8, onnx.TensorProto.UINT8,
+    onnx.TensorProto.INT16, onnx.TensorProto.UINT16, onnx.TensorProto.INT32,
+    onnx.TensorProto.UINT32, onnx.TensorProto.INT64, onnx.TensorProto.UINT64,
+}  # fmt: skip
+
+
+def _array(t: onnx.TensorProto, source: str) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as err:  # data that does not fit its dims or type
+        raise GraphError(
+            f"{source}: tensor {shown(t.name)} cannot be read ({shown(first_line(err), 120)})"
+        ) from None
 
 
 class Canonical:
@@ -65,13 +105,16 @@ class Canonical:
     def __init__(self, model: onnx.ModelProto, source: str) -> None:
         g = model.graph
         self.source = source
-        self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.types = {t.name: t.data_type for t in g.initializer}
+        self.consts = {t.name: _array(t, source) for t in g.initializer}
         self.opsets = list(model.opset_import)
         for node in g.node:
             if node.op_type == "Constant" and _attr(node, "value") is not None:
                 value = _attr(node, "value")
-                assert isinstance(value, onnx.TensorProto)
-                self.consts[node.output[0]] = numpy_helper.to_array(value)
+                if not isinstance(value, onnx.TensorProto) or len(node.output) != 1:
+                    raise GraphError(f"{source}: Constant node {shown(node.name)} is malformed")
+                self.types[node.output[0]] = value.data_type
+                self.consts[node.output[0]] = _array(value, source)
         inputs = [i for i in g.input if i.name not in self.consts]
         if len(inputs) != 1 or len(g.output) < 1:
             raise GraphError(
@@ -123,15 +166,19 @@ class Canonical:
 
     def _const(self, name: str, what: str) -> np.ndarray:
         if name not in self.consts:
-            raise GraphError(f"{self.source}: {what} {name!r} is computed, not a stored weight")
+            raise GraphError(
+                f"{self.source}: {what} {shown(name)} is computed, not a stored weight"
+            )
+        if self.types.get(name) not in NUMBER_TYPES:
+            raise GraphError(f"{self.source}: {what} {shown(name)} is not an array of numbers")
         return self.consts[name].astype(np.float32)
 
     def _canon(self, tensor: str) -> Node:
         if tensor not in self.producer:
-            raise GraphError(f"{self.source}: tensor {tensor!r} has no producer")
+            raise GraphError(f"{self.source}: tensor {shown(tensor)} has no producer")
         order, node = self.producer[tensor]
         name = node.name or tensor
-        site = _Site(node, order, name, f"{self.source}: {node.op_type} node {name!r}")
+        site = _Site(node, order, name, f"{self.source}: {node.op_type} node {shown(name)}")
         read = {
             "Conv": self._conv,
             "BatchNormalization": self._bn,
@@ -153,11 +200,19 @@ class Canonical:
 
     def _conv(self, site: _Site) -> Node:
         node, where = site.node, site.where
+        if len(node.input) < 2:
+            raise _unfit(site)
         w = self._const(node.input[1], "conv weight")
-        k = _ints(node, "kernel_shape", list(w.shape[2:]))
-        pads = _ints(node, "pads", [0, 0, 0, 0])
-        strides = _ints(node, "strides", [1, 1])
-        group, dil = _attr(node, "group", 1), _ints(node, "dilations", [1, 1])
+        if w.ndim != 4:
+            raise GraphError(f"{where}: a {w.ndim}-D weight, not a 2-D conv's")
+        try:
+            k = _ints(node, "kernel_shape", list(w.shape[2:]), 2)
+            pads = _ints(node, "pads", [0, 0, 0, 0], 4)
+            strides = _ints(node, "strides", [1, 1], 2)
+            dil = _ints(node, "dilations", [1, 1], 2)
+        except GraphError as err:
+            raise GraphError(f"{self.source}: {err}") from None
+        group = _attr(node, "group", 1)
         auto = _attr(node, "auto_pad", b"NOTSET")
         if (
             w.ndim != 4
@@ -181,6 +236,11 @@ class Canonical:
         node = site.node
         if _attr(node, "spatial", 1) != 1 or _attr(node, "training_mode", 0):
             raise GraphError(f"{site.where}: a non-spatial or training-mode BN")
+        if len(node.input) != 5:
+            raise GraphError(
+                f"{site.where}: {len(node.input)} inputs; a BatchNormalization has 5 (x, scale, "
+                "shift, mean, variance)"
+            )
         keys = ("weight", "bias", "running_mean", "running_var")
         arrays = {k: self._const(x, f"BN {k}") for k, x in zip(keys, node.input[1:5], strict=True)}
         eps = float(_attr(node, "epsilon", 1e-5))
@@ -199,8 +259,11 @@ class Canonical:
 
     def _max_pool(self, site: _Site) -> Node:
         node = site.node
-        k = _ints(node, "kernel_shape", [])
-        pads, strides = _ints(node, "pads", [0] * 4), _ints(node, "strides", [1, 1])
+        try:
+            k = _ints(node, "kernel_shape", [])
+            pads, strides = _ints(node, "pads", [0] * 4), _ints(node, "strides", [1, 1])
+        except GraphError as err:
+            raise GraphError(f"{self.source}: {err}") from None
         if k != [3, 3] or set(pads) != {1} or strides != [2, 2] or _attr(node, "ceil_mode", 0):
             raise GraphError(
                 f"{site.where}: kernel {k} pads {pads} strides {strides}; graphgen's is 3x3/2, "
@@ -214,7 +277,10 @@ class Canonical:
     def _average_pool(self, site: _Site) -> Node:
         """F.avg_pool2d(x, 8) over the last 8x8 map (akamaster's CIFAR ResNets)."""
         node = site.node
-        k, pads = _ints(node, "kernel_shape", []), _ints(node, "pads", [0] * 4)
+        try:
+            k, pads = _ints(node, "kernel_shape", []), _ints(node, "pads", [0] * 4)
+        except GraphError as err:
+            raise GraphError(f"{self.source}: {err}") from None
         if len(set(k)) != 1 or any(pads) or _attr(node, "ceil_mode", 0):
             raise GraphError(f"{site.where}: kernel {k} pads {pads}, not a global average")
         return Node("gap", site.name, [node.input[0]], site.order, attrs={"k": k[0]})
@@ -230,7 +296,11 @@ class Canonical:
 
     def _gemm(self, site: _Site) -> Node:
         node = site.node
+        if len(node.input) < 2:
+            raise _unfit(site)
         w = self._const(node.input[1], "fc weight")
+        if w.ndim != 2:
+            raise GraphError(f"{site.where}: a {w.ndim}-D weight, not a fc's matrix")
         if (
             _attr(node, "transA", 0)
             or _attr(node, "alpha", 1.0) != 1.0
@@ -244,7 +314,11 @@ class Canonical:
         return Node("fc", site.name, [node.input[0]], site.order, arrays)
 
     def _matmul(self, site: _Site) -> Node:
+        if len(site.node.input) != 2:
+            raise _unfit(site)
         w = self._const(site.node.input[1], "fc weight")
+        if w.ndim != 2:
+            raise GraphError(f"{site.where}: a {w.ndim}-D weight, not a fc's matrix")
         return Node("fc", site.name, [site.node.input[0]], site.order, {"weight": w.T})
 
     def _operand(self, node: onnx.NodeProto, index: int, attr: str) -> list[int] | None:
@@ -268,14 +342,28 @@ class Canonical:
             if not tensor or tensor in self.consts:
                 continue
             if tensor not in self.producer or len(nodes) > 64:
-                raise GraphError(f"{self.source}: {what} {name!r} is computed from the image")
+                raise GraphError(f"{self.source}: {what} {shown(name)} is computed from the image")
             order, node = self.producer[tensor]
+            if node.op_type not in FOLDABLE:  # Range, Tile, Expand: any size from a few bytes
+                raise GraphError(
+                    f"{self.source}: {what} {shown(name)} is computed by a {node.op_type} node; "
+                    f"graphgen evaluates only {', '.join(sorted(FOLDABLE))} here"
+                )
+            if node.op_type == "ConstantOfShape" and not self._small(
+                list(node.input[:1]), shape=True
+            ):
+                raise GraphError(
+                    f"{self.source}: {what} {shown(name)} is computed by a ConstantOfShape "
+                    f"whose shape is not stored or holds past {FOLDED_VALUES:,} values"
+                )
             if order not in nodes:
                 nodes[order] = node
                 stack.extend(node.input)
         from onnx.reference import ReferenceEvaluator
 
         used = {i for n in nodes.values() for i in n.input if i in self.consts}
+        if not self._small(sorted(used)):
+            raise GraphError(f"{self.source}: {what} {shown(name)} is computed from large tensors")
         graph = onnx.helper.make_graph(
             [nodes[i] for i in sorted(nodes)],
             "folded",
@@ -287,8 +375,25 @@ class Canonical:
         try:
             (value,) = ReferenceEvaluator(model).run(None, {})
         except Exception as err:  # any op the evaluator cannot run: not a ResNet we read
-            raise GraphError(f"{self.source}: cannot evaluate {what} {name!r}: {err}") from None
+            raise GraphError(
+                f"{self.source}: cannot evaluate {what} {shown(name)}: "
+                f"{shown(first_line(err), 160)}"
+            ) from None
         return np.asarray(value)
+
+    def _small(self, names: list[str], *, shape: bool = False) -> bool:
+        """Stored constants of at most FOLDED_VALUES values each; with `shape`, each a shape
+        of at most that many values."""
+        for n in names:
+            array = self.consts.get(n)
+            if array is None or array.size > FOLDED_VALUES:
+                return False
+            if shape and (
+                array.dtype.kind not in "iu"
+                or math.prod(abs(int(v)) for v in array.reshape(-1)) > FOLDED_VALUES
+            ):
+                return False
+        return True
 
     def _subsample(self, site: _Site) -> Node:
         """Option A's `x[:, :, ::s, ::s]`: one Slice over both spatial axes, or one per axis."""

@@ -20,18 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from graphgen.blocks import find_block
 from graphgen.errors import GraphError
 from graphgen.flavors import flavor_of
-from graphgen.importers.common import run_onnx
+from graphgen.importers.common import FLOAT_TYPES, run_onnx
 from graphgen.importers.onnx_canonical import Canonical, Node
 from graphgen.importers.onnx_match import Matcher
 from graphgen.layouts import TORCHVISION
-from graphgen.onnx_io import load
+from graphgen.onnx_io import check_with_onnx, data_locations, load_data, load_skeleton, opset_of
 from graphgen.plan import expand
 from graphgen.spec import Spec
 from graphgen.weights import Weights
+from resnet_common.errors import shown, typed_line
 
 CARRIED_METADATA = ("graphgen.normalize_mean", "graphgen.normalize_std")
 
@@ -44,18 +47,34 @@ class OnnxImport:
     reference: Callable[[np.ndarray], np.ndarray]
     metadata: dict[str, str] = field(default_factory=dict)  # the source's normalisation, if any
     batch: int | None = None  # the source's fixed batch, if it has one
+    data_files: list[str] = field(default_factory=list)  # its external data, beside it
+
+
+# The opsets read: onnxruntime runs 7 and newer (the source is run as the check), and a newer
+# opset than the installed onnx knows has operators nobody here can check.
+MIN_OPSET = 7
 
 
 def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImport:
-    model = load(path)
+    model = load_skeleton(path)  # refuses cycles, tensors made twice, initializers that lie
     source = str(path)
-    graph = Canonical(model, source)
-    size = graph.image_size or image_size or 224
-    if graph.image_size and image_size and image_size != graph.image_size:
-        raise GraphError(f"{source} takes {graph.image_size}px images, not {image_size}")
-    spec = _infer(graph, size, source)
-    plan = expand(spec)
-    weights, folded = Matcher(plan, graph, source).run()
+    files = sorted(data_locations(model, source=source))
+    load_data(model, path)
+    check_importable(model, path)
+    try:
+        graph = Canonical(model, source)
+        size = graph.image_size or image_size or 224
+        if graph.image_size and image_size and image_size != graph.image_size:
+            raise GraphError(f"{source} takes {graph.image_size}px images, not {image_size}")
+        spec = _infer(graph, size, source)
+        plan = expand(spec)  # shapes only: the caller checks sizes (graphgen.sizes)
+        weights, folded = Matcher(plan, graph, source).run()
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as err:
+        # A foreign graph shaped as no exporter makes one (a fuzzer's, a hand edit): refused in
+        # one line, whatever corner of the walk it reached.
+        raise GraphError(
+            f"{source}: not a ResNet graph graphgen reads ({shown(typed_line(err), 160)})"
+        ) from None
     flavor = flavor_of(spec) or "custom flavour"
     stride = f", stride on {spec.stride_at}" if spec.block_kind.branch.stride_at_matters else ""
     if spec.shortcut == "A":  # where the zeros go is read from the graph's Pads
@@ -66,7 +85,33 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
     )
     data = model.SerializeToString()
     carried = {p.key: p.value for p in model.metadata_props if p.key in CARRIED_METADATA}
-    return OnnxImport(spec, weights, summary, lambda x: run_onnx(data, x), carried, graph.batch)
+    return OnnxImport(
+        spec, weights, summary, lambda x: run_onnx(data, x), carried, graph.batch, files
+    )
+
+
+def check_importable(model: onnx.ModelProto, path: str | Path) -> None:
+    """What a foreign graph must be before it is walked: at an opset onnxruntime runs and onnx
+    knows, passing onnx's checker, its weights finite (NaN weights make every output NaN, and
+    the check against the source would only say "disagrees")."""
+    version = opset_of(model)
+    newest = onnx.defs.onnx_opset_version()
+    if version is None:
+        raise GraphError(f"{path} imports no standard ONNX opset; not a graph graphgen reads")
+    if not MIN_OPSET <= version <= newest:
+        raise GraphError(
+            f"{path} is at opset {version}; import reads opsets {MIN_OPSET} to {newest} "
+            f"(onnx {onnx.__version__}); convert it with onnx.version_converter"
+        )
+    check_with_onnx(path)
+    for t in model.graph.initializer:
+        if t.data_type in FLOAT_TYPES:
+            array = numpy_helper.to_array(t)
+            if not np.isfinite(array).all():
+                bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+                raise GraphError(
+                    f"{path}: tensor {shown(t.name)} holds {bad:,} NaN or Inf values; refused"
+                )
 
 
 @dataclass

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from graphgen.blocks import find_block
 from graphgen.errors import GraphError
 from graphgen.importers.common import place_stride, stride_note
@@ -20,6 +22,17 @@ from graphgen.layouts import TORCHVISION
 from graphgen.plan import expand
 from graphgen.spec import Spec
 from graphgen.weights import Weights
+from resnet_common.errors import shown
+
+
+def _conv_weight(weights: Weights, name: str, source: str) -> np.ndarray:
+    """A conv weight the spec is read from: it must be there and be [out, in, k, k]."""
+    if name not in weights:
+        raise GraphError(f"{source}: no {name}; import reads torchvision/timm ResNet names")
+    w = weights[name]
+    if w.ndim != 4 or w.shape[2] != w.shape[3]:
+        raise GraphError(f"{source}: {name} has shape {shown(w.shape)}, not a square conv's")
+    return w
 
 
 def import_state_dict(
@@ -45,14 +58,26 @@ def import_state_dict(
             blocks.setdefault(int(m[1]), set()).add(int(m[2]))
     if not blocks or sorted(blocks) != list(range(1, len(blocks) + 1)):
         raise GraphError(f"{source}: stages layer1, layer2, ... not found in order")
+    for stage, numbers in sorted(blocks.items()):
+        if sorted(numbers) != list(range(len(numbers))):
+            raise GraphError(
+                f"{source}: stage layer{stage} numbers its units {shown(sorted(numbers))}, not "
+                "0, 1, 2, ...; import reads torchvision/timm ResNet names"
+            )
     layers = 3 if "layer1.0.conv3.weight" in weights else 2
     preact = "bn_final.running_mean" in weights
     kind = find_block(layers=layers, preact=preact, layout=TORCHVISION)
-    stem = weights["conv1.weight"]
+    stem = _conv_weight(weights, "conv1.weight", source)
     stem_kind = {7: "imagenet", 3: "cifar"}.get(int(stem.shape[2]))
     if stem_kind is None:
         raise GraphError(f"{source}: a {stem.shape[2]}x{stem.shape[2]} stem conv fits no stem")
-    widths = tuple(int(weights[f"layer{s}.0.conv1.weight"].shape[0]) for s in sorted(blocks))
+    widths = tuple(
+        int(_conv_weight(weights, f"layer{s}.0.conv1.weight", source).shape[0])
+        for s in sorted(blocks)
+    )
+    fc = weights["fc.weight"]
+    if fc.ndim != 2:
+        raise GraphError(f"{source}: fc.weight has shape {shown(fc.shape)}, not a matrix")
     projections = [n for n in weights if n.endswith(".downsample.0.weight")]
     units = sum(len(b) for b in blocks.values())
     if len(projections) == units:

@@ -6,9 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto
 
+from graphgen.inject import check_finite, check_weights
 from graphgen.onnx_emit import DEFAULT_OPSET, emit_model
 from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of, weights_of
 from graphgen.plan import Plan, expand, fold_bn
@@ -16,6 +18,7 @@ from graphgen.quantize.calibration_data import Calibration, seeded_calibration
 from graphgen.quantize.options import QuantOptions
 from graphgen.quantize.qdq import insert_qdq
 from graphgen.quantize.ranges import calibrate
+from graphgen.quantize.verify import check_outputs, check_ranges, check_scales
 from graphgen.weights import Weights, fold_weights
 from resnet_common.errors import UserError
 
@@ -36,11 +39,33 @@ def folded(plan: Plan, weights: Weights) -> tuple[Plan, Weights]:
     return fold_bn(base), fold_weights(base, weights)
 
 
+# Ops that only a quantized graph has: what makes a graph int8, whatever its metadata says.
+QUANTIZED_OPS = {
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+    "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd",
+}  # fmt: skip
+
+
 def check_source(model: onnx.ModelProto, source: str) -> None:
     meta = metadata(model)
     dtype = meta.get("graphgen.dtype", "float32")
     if dtype == "int8":
         raise UserError(f"{source} is already an int8 graph; quantize its float32 source")
+    # The nodes and weights decide, not the tag: an int8 file whose tag was edited to float32
+    # would be quantized again, its int8 weights read as floats (outputs off by 1e20).
+    found = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
+    if found:
+        raise UserError(
+            f"{source} is already quantized (it has {', '.join(found)} nodes, whatever its "
+            "graphgen.dtype says); quantize its float32 source"
+        )
+    for t in model.graph.initializer:
+        if t.data_type != TensorProto.FLOAT:
+            kind = TensorProto.DataType.Name(t.data_type).lower()
+            raise UserError(
+                f"{source}: weight {t.name!r} is {kind}, not float32: quantize takes a float32 "
+                "graph (an int8 file whose dtype tag was edited?)"
+            )
     if dtype != "float32":
         raise UserError(
             f"{source} is a {dtype} graph; quantize the float32 graph (graphgen build without "
@@ -72,14 +97,20 @@ def quantize(
     `calibration` (default: seeded images). The file's batch, opset and provenance are kept."""
     options = options or QuantOptions()
     check_source(model, source)
-    plan, weights = folded(plan_of(model, source=source), weights_of(model))
+    plan = plan_of(model, source=source)
+    # the weights must be the plan's (names, shapes) and finite: NaN weights calibrate to NaN
+    with np.errstate(over="ignore", invalid="ignore"):  # folding may overflow: refused next
+        plan, weights = folded(plan, check_weights(plan, weights_of(model), source=source))
+    check_finite(weights, source=f"{source} (BN folded into the convs)")
     calibration = calibration or seeded_calibration(model, plan, seed=seed)
     if calibration.images.shape[1:] != (plan.spec.image_size, plan.spec.image_size, 3):
         raise UserError(
             f"calibration images are {calibration.images.shape[1:3]}, the graph takes "
             f"{plan.spec.image_size}x{plan.spec.image_size}"
         )
-    amax = calibrate(plan, weights, calibration.images, options=options)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as Inf amax, refused
+        amax = calibrate(plan, weights, calibration.images, options=options)
+    check_ranges(amax, source=source)
     batch, opset = fixed_batch(model), opset_of(model) or DEFAULT_OPSET
     props = metadata(model)
     props.update(
@@ -96,4 +127,8 @@ def quantize(
         }
     )
     fp32 = emit_model(plan, dict(weights), batch=batch, opset=opset, metadata=props)
-    return insert_qdq(fp32, plan, amax, options=options)
+    reference = fp32.SerializeToString()  # insert_qdq rewrites the graph in place
+    int8 = insert_qdq(fp32, plan, amax, options=options)
+    check_scales(int8, source=source)
+    check_outputs(reference, int8, calibration.images, source=source)
+    return int8

@@ -34,7 +34,9 @@ from resnet_common.cli import (
     print_json,
     seed_int,
 )
-from resnet_common.errors import UserError, first_line
+from resnet_common.documents import read_document
+from resnet_common.errors import UserError, first_line, shown
+from resnet_common.fileio import refuse_overwriting_inputs
 from train.config import DATASETS
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
@@ -296,6 +298,9 @@ def config_from_args(args: argparse.Namespace):
             )
         }  # fmt: skip
     )
+    if args.export is not None:  # the file it writes must not be one it reads
+        inputs = [(f"--spec {args.spec}", args.spec), (f"--data {args.data}", args.data)]
+        refuse_overwriting_inputs(args.export, inputs, flag="--export")
     return TrainConfig(
         spec=spec,
         dataset=args.dataset,
@@ -337,7 +342,6 @@ def refused_on_resume(args: argparse.Namespace) -> list[str]:
 
 def resume_config(args: argparse.Namespace):
     import dataclasses
-    import json
 
     from train.loop import CONFIG, TrainConfig
 
@@ -352,10 +356,11 @@ def resume_config(args: argparse.Namespace):
     path = args.resume / CONFIG
     if not path.is_file():
         raise UserError(f"--resume {args.resume}: no {CONFIG} there, so it is not a run folder")
+    data = read_document(path, what="run config")  # a regular file, small, shallow, no twins
     try:
-        config = TrainConfig.from_dict(json.loads(path.read_text()))
+        config = TrainConfig.from_dict(data)  # type: ignore[arg-type]
     except (ValueError, TypeError, KeyError, AttributeError) as err:
-        raise UserError(f"{path} is not a readable run config ({err})") from None
+        raise UserError(f"{path} is not a readable run config ({shown(str(err), 200)})") from None
     changes = {"out": args.resume}
     counts_epochs = config.recipe.epochs is not None
     if args.epochs is not None and not counts_epochs:
