@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from resnet_common.errors import UserError, first_line
+from resnet_common.extras import install_command, missing_extra
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 Subparsers = argparse._SubParsersAction  # what `register(subparsers)` receives
@@ -132,7 +133,11 @@ def command_parser(
                 action.help = f"{action.help}; the default (`{prog} ARGS` is `{prog} {name} ARGS`)"
         missing = missing_requirements(module)
         if missing:
-            needs = f"needs {' and '.join(missing)} (not installed here): {module.INSTALL}"
+            extra = module.EXTRA
+            needs = (
+                f"needs {' and '.join(missing)} (not installed here): install the {extra} "
+                f"extra ({install_command(extra)})"
+            )
             for action in listed:
                 action.help = f"{action.help} [{needs}]"
             sub.description = f"{needs[0].upper()}{needs[1:]}. {sub.description or ''}".rstrip()
@@ -201,6 +206,11 @@ def _run(build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str
             return int(func(args) or 0)
     except UserError as err:
         return fail(first_line(err))
+    except ImportError as err:  # an optional package the command reached for is not installed
+        message = missing_extra(err)
+        if message is None:
+            raise
+        return fail(message)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
 
