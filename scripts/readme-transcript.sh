@@ -101,7 +101,16 @@ lines = [
     "| # | command | exit | wall s |",
     "|---|---|---|---|",
 ]
-details = []
+details: list[str] = []
+
+
+def write(status: str) -> None:
+    """The transcript so far, after every command: a run cut short still leaves a record."""
+    text = [*lines, "", status, "", "## The tail of each command's output (12 lines at most)",
+            "", *details]
+    out.write_text("\n".join(text) + "\n")
+
+
 todo = commands()
 todo.insert(1, todo[0])  # the quickstart, twice in a row
 start_all = time.monotonic()
@@ -134,9 +143,8 @@ for i, command in enumerate(todo, 1):
     tail = [l for l in output.splitlines() if not l.startswith("WARNING: Location")][-12:]
     details += [f"### {i}. `{runnable}`: exit {rc}, {wall:.0f} s", "", "```text",
                 *[l[:200] for l in tail], "```", ""]
-lines += ["", f"Total {time.monotonic() - start_all:.0f} s.", "",
-          "## The tail of each command's output (12 lines at most)", "", *details]
-out.write_text("\n".join(lines) + "\n")
+    write(f"Stopped after command {i} of {len(todo)}: the transcript is being written.")
+write(f"Total {time.monotonic() - start_all:.0f} s.")
 print(f"wrote {out}", file=sys.stderr)
 EOF
 # The report of the quickstart (its newest folder) as a user's browser shows it.
