@@ -17,12 +17,15 @@ model's size.
     python benchmarks/graphgen_export.py [--depth 152] [--repeat 1] [--skip-dynamo]
 
 A peer that fails prints its last error line; every goal is printed as met, MISSED or NOT
-MEASURED, and the exit status is 1 when any goal is not met.
+MEASURED, and the exit status is 1 when any goal is not met. Without torch, or without onnxscript
+for the default exporter, it says which extra to install (`bench`, in the dev extra too) in one
+line and exits 2 before measuring anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -76,6 +79,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per job; the best is kept")
     parser.add_argument("--skip-dynamo", action="store_true", help="skip the default exporter")
     args = parser.parse_args()
+    missing = [m for m in ("torch", "onnxscript") if importlib.util.find_spec(m) is None]
+    if args.skip_dynamo and "onnxscript" in missing:
+        missing.remove("onnxscript")
+    if missing:
+        from resnet_common.extras import missing_module_message
+
+        why = "; torch.onnx.export's default (dynamo) exporter needs it, or pass --skip-dynamo"
+        print(f"error: {missing_module_message(missing[0], 'bench')}"
+              + (why if missing == ["onnxscript"] else ""), file=sys.stderr)  # fmt: skip
+        return 2
 
     from graphgen.plan import expand
     from graphgen.spec import spec_for_depth

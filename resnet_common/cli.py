@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import difflib
 import importlib.util
 import json
 import math
@@ -26,20 +27,107 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from resnet_common.errors import UserError, first_line
+from resnet_common.extras import install_command, missing_extra
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 Subparsers = argparse._SubParsersAction  # what `register(subparsers)` receives
 HELP_FLAGS = ("-h", "--help", "--version")
 
 
+class _ProbeFailed(Exception):
+    """A usage error while `OneLineParser` looks for the words it does not know."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit code 2. `default_command` is
-    the command run when the first argument names none (resnet-train's flat form is `fit`)."""
+    the command run when the first argument names none (resnet-train's flat form is `fit`).
+
+    A word the parser does not know is named before a missing required argument (`graphgen
+    build --depht 50` is a typo, not a missing --depth), with the closest flag; `suggest_word`
+    turns a stray positional word into the flags meant (`resnet50` -> `--arch resnet50`)."""
 
     default_command: str | None = None
+    suggest_word: Callable[[str], str | None] | None = None
+    _given: list[str] | None = None
+    _probing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(self._given, namespace)
+        if extras and not self._probing:
+            _UNKNOWN_WORDS_OWNER.set(_UNKNOWN_WORDS_OWNER.get() or self)
+        return parsed, extras
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        token = _UNKNOWN_WORDS_OWNER.set(None)
+        try:
+            parsed, extras = self.parse_known_args(args, namespace)
+            if extras:  # said by the (sub)parser that met them, which knows what was meant
+                owner = _UNKNOWN_WORDS_OWNER.get() or self
+                owner.error(owner.unrecognized(extras))
+            return parsed
+        finally:
+            _UNKNOWN_WORDS_OWNER.reset(token)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if self._probing:
+            raise _ProbeFailed(message)
+        if "required" in message and self._given:
+            extras = self._unknown_words(self._given)
+            if extras:
+                message = self.unrecognized(extras)
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+    def unrecognized(self, extras: Sequence[str]) -> str:
+        """argparse's "unrecognized arguments", with what each word probably meant."""
+        flags = [
+            flag
+            for action in self._actions
+            if action.help is not argparse.SUPPRESS
+            for flag in action.option_strings
+            if flag.startswith("--")
+        ]
+        hints: list[tuple[str, str]] = []
+        for i, word in enumerate(extras):
+            if word.startswith("-"):
+                flag = word.split("=", 1)[0]
+                close = difflib.get_close_matches(flag, flags, n=1, cutoff=0.6)
+                if close:
+                    hints.append((flag, close[0]))
+            elif self.suggest_word is not None and not (i and extras[i - 1].startswith("-")):
+                meant = self.suggest_word(word)  # (a word after an unknown flag is its value)
+                if meant:
+                    hints.append((word, meant))
+        said = [f"did you mean {meant}?" if len(hints) == 1 else f"{word}: did you mean {meant}?"
+                for word, meant in hints]  # fmt: skip
+        hint = f" ({'; '.join(said)})" if said else ""
+        return f"unrecognized arguments: {' '.join(extras)}{hint}"
+
+    def _unknown_words(self, given: list[str]) -> list[str]:
+        """The words of `given` this parser does not know, read as if nothing were required."""
+        required: list[tuple[Any, bool]] = [(a, a.required) for a in self._actions]
+        required += [(g, g.required) for g in self._mutually_exclusive_groups]
+        for item, _ in required:
+            item.required = False
+        self._probing = True
+        try:
+            return super().parse_known_args(given, argparse.Namespace())[1]
+        except _ProbeFailed:
+            return []
+        finally:
+            self._probing = False
+            for item, was in required:
+                item.required = was
+
+
+# The parser that met words it does not know, while a top-level `parse_args` runs.
+_UNKNOWN_WORDS_OWNER: contextvars.ContextVar[OneLineParser | None] = contextvars.ContextVar(
+    "unknown_words_owner", default=None
+)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -132,7 +220,11 @@ def command_parser(
                 action.help = f"{action.help}; the default (`{prog} ARGS` is `{prog} {name} ARGS`)"
         missing = missing_requirements(module)
         if missing:
-            needs = f"needs {' and '.join(missing)} (not installed here): {module.INSTALL}"
+            extra = module.EXTRA
+            needs = (
+                f"needs {' and '.join(missing)} (not installed here): install the {extra} "
+                f"extra ({install_command(extra)})"
+            )
             for action in listed:
                 action.help = f"{action.help} [{needs}]"
             sub.description = f"{needs[0].upper()}{needs[1:]}. {sub.description or ''}".rstrip()
@@ -201,6 +293,11 @@ def _run(build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str
             return int(func(args) or 0)
     except UserError as err:
         return fail(first_line(err))
+    except ImportError as err:  # an optional package the command reached for is not installed
+        message = missing_extra(err)
+        if message is None:
+            raise
+        return fail(message)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
 

@@ -51,7 +51,7 @@ def test_help_needs_no_optional_package(prog):
 def test_resnet_train_without_torch_says_what_to_install():
     done = _hidden("resnet-train", ["--help"])
     assert "needs torch and safetensors (not installed here)" in " ".join(done.stdout.split())
-    assert "pip install 'resnet-graphgen[train]'" in done.stdout.replace("-\n", "-")
+    assert "install the train extra (pip install -e '.[train]')" in " ".join(done.stdout.split())
     for argv in (["--depth", "20", "--out", "run"], ["experiment", "shortcuts", "--out", "x"]):
         done = _hidden("resnet-train", argv)
         assert done.returncode == 2 and done.stdout == ""

@@ -20,7 +20,14 @@ from graphgen.arguments import (
 from graphgen.onnx_io import build_file, check_target
 from graphgen.plan import expand, fold_bn
 from graphgen.spec import STANDARD_VARIANTS, Spec, spec_for_depth
-from resnet_common.cli import Subparsers, add_alias, add_json_flag, print_json, seed_int
+from resnet_common.cli import (
+    OneLineParser,
+    Subparsers,
+    add_alias,
+    add_json_flag,
+    print_json,
+    seed_int,
+)
 from resnet_common.errors import UserError
 from resnet_common.fileio import refuse_overwriting_inputs, write_error
 from resnet_common.limits import SizeLimits
@@ -76,7 +83,31 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     add_size_limit_argument(p)
     add_json_flag(p)
     p.set_defaults(func=run)
+    if isinstance(p, OneLineParser):
+        p.suggest_word = meant_flags
     return p
+
+
+def meant_flags(word: str) -> str | None:
+    """The flags a stray word probably meant: `graphgen build resnet50` names a network, which
+    `build` takes as --depth, --arch or --spec."""
+    from graphgen.archs import ARCHS
+
+    name = word.rpartition(":")[2]
+    variant = STANDARD_VARIANTS.get(word)
+    shortcut = " --shortcut none" if variant is not None and variant.shortcut == "none" else ""
+    paper = f"--depth {word.rsplit('resnet', 1)[-1].rsplit('plain', 1)[-1]}{shortcut}"
+    if name in ARCHS and variant is not None:
+        return f"{paper} for the paper's {word} or --arch {word} for torchvision's and timm's"
+    if name in ARCHS:
+        return f"--arch {word}"
+    if variant is not None:
+        return paper
+    if word.isdigit():
+        return f"--depth {word}"
+    if word.lower().endswith((".yaml", ".yml", ".json")):
+        return f"--spec {word}"
+    return None
 
 
 def _suffix(args: argparse.Namespace, spec: Spec | None = None) -> str:

@@ -23,7 +23,7 @@ from resnet_common.errors import UserError
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
 REQUIRES = ("torch", "safetensors", "matplotlib")
-INSTALL = "pip install 'resnet-graphgen[train]'"
+EXTRA = "train"  # resnet_common.extras: brings torch, safetensors, matplotlib and pillow
 
 
 def _common(p: argparse.ArgumentParser) -> None:

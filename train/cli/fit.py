@@ -41,7 +41,7 @@ from train.config import DATASETS
 from train.recipe import SYNTHETIC_DEFAULT_EPOCHS
 
 REQUIRES = ("torch", "safetensors")
-INSTALL = "pip install 'resnet-graphgen[train]'"
+EXTRA = "train"  # resnet_common.extras: brings torch, safetensors, matplotlib and pillow
 # resnet-train's --dataset -> graphgen's spec family (the CIFAR nets for small images).
 SPEC_FAMILY = {"synthetic": "cifar10", "cifar10": "cifar10", "imagefolder": "imagenet"}
 # What `--resume RUN` honours; every other flag is refused (the run's config.json decides).
