@@ -311,7 +311,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "check(model, x, expected=expected, against=source.name,",
         "check(model, x, expected=run_float64(model, x), against=source.name,",
         "an ONNX import is verified against graphgen's own numpy pass, not the source graph",
-        ("tests/test_import_onnx.py",),
+        ("tests/test_import_onnx.py", "tests/test_import_checks_the_source.py"),
     ),
     # -- inject ---------------------------------------------------------------------------------
     Mutant(
