@@ -345,7 +345,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "return max(divisor, int(value + divisor / 2) // divisor * divisor)",
         "return max(divisor, int(value) // divisor * divisor)",
         "SE's squeeze width rounded down, not to the nearest multiple of the divisor (timm)",
-        ("tests/test_archs.py", "tests/test_golden.py"),
+        ("tests/test_attention_sizes.py", "tests/test_archs.py"),
     ),
     Mutant(
         "eca-kernel-even",
@@ -356,11 +356,11 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_golden.py",),
     ),
     Mutant(
-        "avg-down-counts-padding",
+        "avg-down-floor-mode",
         "graphgen/onnx_emit.py",
-        "count_include_pad=0,",
-        "count_include_pad=1,",
-        "ResNet-D's average-pool shortcut divides by the padded window at odd sizes",
+        "ceil_mode=1,",
+        "ceil_mode=0,",
+        "ResNet-D's average-pool shortcut drops the last row and column at odd sizes",
         ("tests/test_golden.py",),
     ),
     Mutant(
