@@ -19,7 +19,7 @@ from graphgen.blocks import BLOCK_KINDS, BlockKind, block_kind
 from graphgen.errors import SpecError
 from graphgen.layouts import TORCHVISION
 from graphgen.stems import STEM_POOLS, STEM_TYPES, stem_channels
-from resnet_common.documents import check_bounded, read_document
+from resnet_common.documents import DocumentError, check_bounded, read_document
 from resnet_common.errors import shown
 
 SHORTCUTS = ("A", "B", "C", "none")
@@ -551,7 +551,10 @@ SPEC_KEYS = {f.name for f in dataclasses.fields(Spec)} | {"depth", "dataset", LI
 
 def spec_from_mapping(data: object, *, source: str = "spec") -> Spec:
     """A spec from parsed YAML/JSON: either full fields, or `depth` (+ `dataset`) plus overrides."""
-    check_bounded(data, source=source)  # an alias bomb, deep nesting, 5000-digit integers
+    try:
+        check_bounded(data, source=source)  # an alias bomb, deep nesting, 5000-digit integers
+    except DocumentError as err:  # a spec's problem, as every other one is a SpecError
+        raise SpecError(str(err)) from None
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping of spec keys, got {type(data).__name__}")
     unknown = sorted((k for k in data if k not in SPEC_KEYS), key=repr)

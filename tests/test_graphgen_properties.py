@@ -208,3 +208,10 @@ def test_any_spec_dict_builds_a_valid_graph_or_fails_in_one_line(data, tmp_path_
     else:
         assert code == 2 and err.startswith("error:") and "\n" not in err, err
         assert sorted(p.name for p in folder.iterdir()) == ["spec.json"]
+
+
+def test_a_huge_integer_in_a_spec_is_a_spec_error():
+    """A bound of the document reader (30 digits) is a SpecError like any other bad value (found
+    by hypothesis: 'bogus_key' set to a 31-digit integer escaped as another error type)."""
+    with pytest.raises(SpecError, match="at most 30"):
+        spec_from_mapping({"depth": 20, "bogus_key": 10**40})
