@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
