@@ -87,22 +87,38 @@ def _slug(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
 
-    from runtimes import registry
+    from runtimes import bounds, registry
     from runtimes.loadgen import LoadgenSettings, availability
     from runtimes.models import check_models
     from runtimes.sweep import (
+        check_own_files,
         output_lock,
         prepare_out,
         refuse_if_in_use,
     )
 
     refuse_if_in_use(args.out)
-    reason = availability()
-    if reason is not None:
-        raise UserError(reason)
+    check_own_files(args.out)
+    bounds.check_threads(args.threads)
     bad = [s for s in args.scenario if s not in SCENARIOS]
     if bad:
         raise UserError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
+    settings = [
+        LoadgenSettings(
+            scenario=s,
+            min_duration_ms=args.min_duration_ms,
+            min_query_count=args.min_query_count,
+            samples=args.samples,
+            batch=args.batch,
+            target_qps=args.target_qps,
+            target_latency_ms=args.target_latency_ms,
+            seed=args.seed,
+        )
+        for s in args.scenario
+    ]
+    reason = availability()
+    if reason is not None:
+        raise UserError(reason)
     registry.check_names(args.runtimes)
     for name in args.runtimes:
         why = registry.availability(name)
@@ -121,19 +137,6 @@ def run(args: argparse.Namespace) -> int:
         parity=False,
         limits=footprint.limits_from(args.size_limits),
     )
-    settings = [
-        LoadgenSettings(
-            scenario=s,
-            min_duration_ms=args.min_duration_ms,
-            min_query_count=args.min_query_count,
-            samples=args.samples,
-            batch=args.batch,
-            target_qps=args.target_qps,
-            target_latency_ms=args.target_latency_ms,
-            seed=args.seed,
-        )
-        for s in args.scenario
-    ]
     prepare_out(args.out)
     with output_lock(args.out):  # one writer per --out, as for `run`
         return _run(args, settings)
@@ -143,6 +146,7 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from resnet_common.fileio import append_durable
     from resnet_common.records import ENVIRONMENT_FILE, LOADGEN_FILE
     from runtimes import environment, registry
     from runtimes.loadgen import headline, run_loadgen
@@ -191,8 +195,7 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
                     raise
                 except Exception as err:  # the engine failed: a result, as in the sweep
                     row |= {"error": typed_line(err)}
-                with open(args.out / LOADGEN_FILE, "a") as f:
-                    f.write(json.dumps(row, default=str) + "\n")
+                append_durable(args.out / LOADGEN_FILE, json.dumps(row, default=str) + "\n")
                 results.append(row)
     from reports.render import render
     from reports.schema import load_report

@@ -26,9 +26,16 @@ from resnet_common.cli import (
     size_limits,
 )
 from resnet_common.errors import UserError
-from runtimes import footprint, models, registry
+from runtimes import bounds, footprint, models, registry
 from runtimes.base import MODES, TIMING_MODES
-from runtimes.sweep import Sweep, SweepConfig, output_lock, prepare_out, refuse_if_in_use
+from runtimes.sweep import (
+    Sweep,
+    SweepConfig,
+    check_own_files,
+    output_lock,
+    prepare_out,
+    refuse_if_in_use,
+)
 from runtimes.timing import LoopConfig
 
 DEFAULT_OUT = Path("bench-results")
@@ -166,11 +173,16 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
 
     held = args.out / RESULTS_FILE
     refuse_if_in_use(args.out)  # a live run's folder: say whose, before anything else
+    check_own_files(args.out)
     if args.retry_failed:
         args.resume = True
     if args.resume and args.overwrite:
         flag = "--retry-failed" if args.retry_failed else "--resume"
         raise UserError(f"{flag} keeps OUT's results and --overwrite replaces them: pick one")
+    if args.resume:
+        from runtimes.sweep.resume import check_resumable
+
+        check_resumable(args.out)
     if not args.resume and not args.overwrite and held.is_file() and held.stat().st_size > 0:
         raise UserError(
             f"{args.out} already holds results ({held}): --resume to continue them, "
@@ -198,6 +210,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         runtimes, skipped = registry.usable()
         if not runtimes:
             raise UserError("no engine is usable here; see `bench-runtimes list`")
+    bounds.check_loop(
+        warmup=args.warmup,
+        warmup_s=args.warmup_s,
+        iterations=args.iterations,
+        duration_s=args.duration_s,
+    )
+    bounds.check_threads(args.threads)
     loop = LoopConfig(
         warmup=args.warmup,
         warmup_s=None if args.warmup else (args.warmup_s or 0.5),

@@ -16,10 +16,12 @@ from resnet_common.records import (
     read_records,
     record_key,
 )
+from runtimes import bounds
 from runtimes.sweep import resume
 from runtimes.sweep.config import Job, SweepConfig, jobs
 from runtimes.sweep.outdir import (
     ResultsWriter,
+    check_own_files,
     output_lock,
     prepare_out,
     refuse_if_in_use,
@@ -30,6 +32,18 @@ from runtimes.sweep.record import Prepared, Recorder
 OnStart = Callable[[Job], None]
 OnRecord = Callable[[Job, dict[str, Any]], None]
 Stream = Iterator[tuple[Job, dict[str, Any]]]
+
+
+def check_config(config: SweepConfig) -> None:
+    """Refuse a loop or thread count past runtimes.bounds, before anything is created."""
+    loop = config.loop
+    bounds.check_loop(
+        warmup=loop.warmup,
+        warmup_s=loop.warmup_s,
+        iterations=loop.iterations,
+        duration_s=loop.duration_s,
+    )
+    bounds.check_threads(config.threads)
 
 
 class Sweep:
@@ -43,7 +57,7 @@ class Sweep:
 
     def latest_records(self) -> dict[str, dict[str, Any]]:
         """The last record of each key already in the results file."""
-        records, self.warnings = read_records(self.config.out / RESULTS_FILE)
+        records, self.warnings = read_records(self.config.out / RESULTS_FILE, strict=True)
         return {record_key(r): r for r in records}
 
     def run(
@@ -55,6 +69,10 @@ class Sweep:
     ) -> list[dict[str, Any]]:
         config = self.config
         refuse_if_in_use(config.out)
+        check_own_files(config.out)
+        check_config(config)
+        if config.resume:
+            resume.check_resumable(config.out)
         prepare_out(config.out)
         with output_lock(config.out):
             return self._run_locked(on_start, on_record, environment)
@@ -63,10 +81,14 @@ class Sweep:
         """One job timed alone, into its record (the sequential schedule's step)."""
         return self.recorder.measured(job)
 
-    def mark_inflight(self, path: Path, started: list[Job]) -> None:
-        """Name `started` in the in-flight marker before they are measured."""
+    def mark_inflight(
+        self, path: Path, started: list[Job], *, running: list[Job] | None = None
+    ) -> None:
+        """Name `started` in the in-flight marker before they are measured, and which of them
+        run (default: the last one, being loaded or timed alone)."""
         keyed = [{**self.recorder.base(job), "key": self.recorder.key(job)} for job in started]
-        resume.mark_inflight(path, keyed)
+        now = started[-1:] if running is None else running
+        resume.mark_inflight(path, keyed, running=[self.recorder.key(job) for job in now])
 
     def _run_locked(
         self, on_start: OnStart, on_record: OnRecord, environment: dict[str, Any] | None
@@ -167,18 +189,20 @@ class Sweep:
             group.append((prepared, slot))
             if not has_room():
                 number += 1
-                yield from self._time_group(group, number)
+                yield from self._time_group(group, number, inflight)
                 group = []
                 inflight.unlink(missing_ok=True)
         if group:
             number += 1
-            yield from self._time_group(group, number)
+            yield from self._time_group(group, number, inflight)
 
-    def _time_group(self, group: list[tuple[Prepared, Any]], number: int) -> Stream:
+    def _time_group(self, group: list[tuple[Prepared, Any]], number: int, inflight: Path) -> Stream:
         from runtimes.interleave import plan_rounds, run_rounds
         from runtimes.machine_load import monitored
         from runtimes.timing import peak_rss_mb
 
+        # Timed in rounds, no one job runs: a kill from outside now is charged to none of them
+        self.mark_inflight(inflight, [p.job for p, _ in group], running=[])
         slots = [slot for _, slot in group]
         rounds = plan_rounds(slots, self.config.loop)
         busy = [t for p, _ in group if (t := self.recorder.busy_threads(p)) is not None]
