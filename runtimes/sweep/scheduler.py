@@ -31,6 +31,7 @@ from runtimes.sweep.record import Prepared, Recorder
 
 OnStart = Callable[[Job], None]
 OnRecord = Callable[[Job, dict[str, Any]], None]
+OnGroup = Callable[[int, list[Job], int], None]  # group number, its jobs, its rounds
 Stream = Iterator[tuple[Job, dict[str, Any]]]
 
 
@@ -54,6 +55,7 @@ class Sweep:
         self.config = config
         self.recorder = Recorder(config)
         self.warnings: list[str] = []
+        self._on_group: OnGroup = lambda number, jobs, rounds: None
 
     def latest_records(self) -> dict[str, dict[str, Any]]:
         """The last record of each key already in the results file."""
@@ -66,6 +68,7 @@ class Sweep:
         on_start: OnStart = lambda job: None,
         on_record: OnRecord = lambda job, rec: None,
         environment: dict[str, Any] | None = None,
+        on_group: OnGroup = lambda number, jobs, rounds: None,
     ) -> list[dict[str, Any]]:
         config = self.config
         refuse_if_in_use(config.out)
@@ -75,7 +78,25 @@ class Sweep:
             resume.check_resumable(config.out)
         prepare_out(config.out)
         with output_lock(config.out):
+            self._on_group = on_group
             return self._run_locked(on_start, on_record, environment)
+
+    def unfinished(self) -> list[Job]:
+        """The jobs of this sweep never measured because the process was killed during them
+        (their latest record is an interruption that --resume does not run again)."""
+        records, _ = read_records(self.config.out / RESULTS_FILE)
+        latest = {record_key(r): r for r in records}
+        left = []
+        for job in jobs(self.config):
+            record = latest.get(self.recorder.key(job))
+            interrupted = (record or {}).get("interrupted") or {}
+            if (
+                record is not None
+                and record["status"] == "failed"
+                and (interrupted.get("how") == "killed")
+            ):
+                left.append(job)
+        return left
 
     def run_job(self, job: Job) -> dict[str, Any]:
         """One job timed alone, into its record (the sequential schedule's step)."""
@@ -205,6 +226,7 @@ class Sweep:
         self.mark_inflight(inflight, [p.job for p, _ in group], running=[])
         slots = [slot for _, slot in group]
         rounds = plan_rounds(slots, self.config.loop)
+        self._on_group(number, [p.job for p, _ in group], rounds)
         busy = [t for p, _ in group if (t := self.recorder.busy_threads(p)) is not None]
         with monitored(threads=max(busy) if busy else None) as monitor:
             errors = run_rounds(slots, rounds, seed=self.config.seed + number)
