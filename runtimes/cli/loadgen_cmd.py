@@ -60,15 +60,40 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         type=precision_name,
         choices=PRECISIONS,
         default="fp32",
-        help="fp16: graphgen's float16 graph; int8: a QDQ graph quantized from the fp32 one",
+        help="fp16 and bf16: graphgen's float16 and bfloat16 graphs; int8: a QDQ graph "
+        "quantized from the fp32 one; int8-bf16: that graph with its float parts in bf16 "
+        "(default fp32)",
     )
     p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
     p.add_argument("--batch", type=positive_int, default=8, help="Offline/MultiStream batch (8)")
-    p.add_argument("--min-duration-ms", dest="min_duration_ms", type=positive_int, default=10_000)
-    p.add_argument("--min-query-count", dest="min_query_count", type=positive_int, default=100)
-    p.add_argument("--target-qps", dest="target_qps", type=positive_float, default=10.0)
     p.add_argument(
-        "--target-latency-ms", dest="target_latency_ms", type=positive_float, default=100.0
+        "--min-duration-ms",
+        dest="min_duration_ms",
+        type=positive_int,
+        default=10_000,
+        help="LoadGen runs each test at least this long (default 10000; at most a day)",
+    )
+    p.add_argument(
+        "--min-query-count",
+        dest="min_query_count",
+        type=positive_int,
+        default=100,
+        help="... and issues at least this many queries (default 100; at most 10,000,000)",
+    )
+    p.add_argument(
+        "--target-qps",
+        dest="target_qps",
+        type=positive_float,
+        default=10.0,
+        help="Server: the Poisson arrival rate, queries per second (default 10; at most "
+        "1,000,000, and min-query-count / target-qps at most a day)",
+    )
+    p.add_argument(
+        "--target-latency-ms",
+        dest="target_latency_ms",
+        type=positive_float,
+        default=100.0,
+        help="Server: the bound the 99th-percentile latency must stay within (default 100)",
     )
     p.add_argument("--samples", type=positive_int, default=64, help="images in the sample library")
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core)")
@@ -124,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
         why = registry.availability(name)
         if why is not None:
             raise UserError(f"{name} is not available here: {why}")
+        why = registry.refusal(name, args.precision)  # e.g. bf16 where the engine has no kernel
+        if why is not None:
+            raise UserError(f"--precision {args.precision}: {why}")
     check_models(
         args.models, precisions=[args.precision], batches=[args.batch], image_size=args.image_size
     )

@@ -118,7 +118,7 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         default=None,
         help="load the jobs that fit in memory together and time them in shuffled rounds, so a "
         "slow phase of the machine falls on all of them alike; the report then gives paired "
-        "ratios with 95%% intervals (default: on when more than one engine, model, precision or "
+        "ratios with their 95 percent intervals (default: on when more than one engine, model, precision or "
         "mode is timed)",
     )
     p.add_argument("--timing", choices=TIMING_MODES, help="GPU engines only (default device)")
