@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import _hostile as h
-from tests.test_bad_inputs import Case
+from tests.test_bad_inputs import Case, run_case  # noqa: F401 (run_case: --count)
 from tests.test_hardening_second import check_case
 
 B = "bench-runtimes"
@@ -173,6 +173,9 @@ FOREIGN: list[Case] = [
          (environment({"batch": "8"}),)),
     Case("resume-env-sweep-models-number", B, ("run", "--resume", *OUT), "models",
          (environment({"models": 5}),)),
+    Case("resume-env-no-sweep", B, ("run", "--resume", *OUT), "records no sweep",
+         (results(_record() + "\n"),
+          h.text_file("out/environment.json", json.dumps({"command": "bench-runtimes run"})))),
     Case("resume-env-deep", B, ("run", "--resume", *OUT), "environment.json",
          (results(_record() + "\n"), h.text_file("out/environment.json", h.deep(100_000))),),
     Case("resume-env-5000-digits", B, ("run", "--resume", *OUT), "digits",

@@ -202,7 +202,17 @@ def _fill_from_folder(args: argparse.Namespace) -> None:
     env = read_document(path, what="environment file", max_bytes=2**22)
     recorded = env.get("sweep") if isinstance(env, dict) else None
     if not isinstance(recorded, dict):
-        return  # a folder of an older version: the sweep this command line names
+        if args.models is None and args.runtimes is None and isinstance(env, dict):
+            # a folder of an older version: the default sweep is very likely not its own
+            command = env.get("command")
+            shown_command = (
+                f" (it was made by `{command[:200]}`)" if isinstance(command, str) else ""
+            )
+            raise UserError(
+                f"{path} records no sweep to resume (written by an older version){shown_command}:"
+                " give its --models and --runtimes with --resume"
+            )
+        return
     given_loop = {k for k in LOOP_FLAGS if getattr(args, k, None) is not None}
     names = [*SWEEP_DEFAULTS, *([] if given_loop else LOOP_FLAGS)]
     for name in names:
