@@ -37,6 +37,8 @@ INFLIGHT_FILE = "inflight.json"  # the job being measured; left behind when the 
 CRASH_FILE = "crash.log"  # faulthandler's stack when an engine crashes the process
 ENVIRONMENT_FILE = "environment.json"
 LOADGEN_FILE = "loadgen.jsonl"  # `bench-runtimes loadgen` results, one test a line
+# The files of a result folder that commands append to, read back or rewrite in place.
+FOLDER_FILES = (RESULTS_FILE, INFLIGHT_FILE, CRASH_FILE, ENVIRONMENT_FILE, LOADGEN_FILE)
 
 
 class SchemaError(UserError):
@@ -101,8 +103,50 @@ def version_problem(version: object) -> str | None:
     return None
 
 
+# The fields a reader computes with, and the numbers they must be where present (None allowed:
+# a NaN is written as null). A hand-edited "batch": "8" or "throughput_ips": [1] is refused here,
+# by name, instead of crashing a report half written.
+NUMBER_FIELDS = (
+    "throughput_ips",
+    "gflops",
+    "load_time_s",
+    "first_inference_ms",
+    "peak_host_rss_mb",
+    "peak_device_mb",
+    "host_rss_load_mb",
+)
+TEXT_KEY_FIELDS = ("model", "runtime", "precision")
+COUNT_KEY_FIELDS = (("batch", 1), ("image_size", 0))  # 0: a model that did not resolve
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def key_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a record's key fields (text names, positive integer sizes, a known
+    mode), or None."""
+    from resnet_common.errors import shown
+
+    for name in TEXT_KEY_FIELDS:
+        if name in record and not isinstance(record[name], str):
+            return f"{name} {shown(record[name], 30)} (a {type(record[name]).__name__}, not text)"
+    for name, least in COUNT_KEY_FIELDS:
+        value = record.get(name)
+        if name in record and not (
+            isinstance(value, int) and not isinstance(value, bool) and least <= value < 2**63
+        ):
+            return f"{name} {shown(value, 30)}, not an integer >= {least}"
+    if mode_of(record) not in MODES:
+        return f"unknown mode {shown(record.get('mode'), 30)}"
+    return None
+
+
 def check_record(record: object) -> dict[str, Any]:
-    """The record itself when it has this version's required fields, else SchemaError."""
+    """The record itself when it has this version's required fields, of the types readers
+    compute with, else SchemaError."""
+    from resnet_common.errors import shown
+
     if not isinstance(record, dict):
         raise SchemaError("a result record must be a JSON object")
     missing = [k for k in REQUIRED if k not in record]
@@ -111,14 +155,29 @@ def check_record(record: object) -> dict[str, Any]:
     wrong = version_problem(record["schema_version"])
     if wrong:
         raise SchemaError(f"result record has {wrong}")
-    if record["status"] not in STATUSES:
-        raise SchemaError(f"result record has unknown status {record['status']!r}")
-    if mode_of(record) not in MODES:
-        raise SchemaError(f"result record has unknown mode {record.get('mode')!r}")
+    if not isinstance(record["status"], str) or record["status"] not in STATUSES:
+        raise SchemaError(f"result record has unknown status {shown(record['status'], 30)}")
+    wrong = key_problem(record)
+    if wrong:
+        raise SchemaError(f"result record has {wrong}")
+    if record.get("reason") is not None and not isinstance(record["reason"], str):
+        raise SchemaError(f"result record {record_key(record)} has a reason that is not text")
+    for name in NUMBER_FIELDS:
+        if record.get(name) is not None and not _is_number(record[name]):
+            raise SchemaError(
+                f"result record {record_key(record)} has {name} {shown(record[name], 30)}, "
+                "not a number"
+            )
     if record["status"] == "ok":
         lat = record.get("latency_ms")
         if not isinstance(lat, dict) or any(k not in lat for k in LATENCY_FIELDS):
             raise SchemaError(f"ok record {record_key(record)} lacks latency_ms statistics")
+        bad = [k for k in LATENCY_FIELDS if lat[k] is not None and not _is_number(lat[k])]
+        if bad:
+            raise SchemaError(
+                f"ok record {record_key(record)} has latency_ms.{bad[0]} "
+                f"{shown(lat[bad[0]], 30)}, not a number"
+            )
     return record
 
 
@@ -128,29 +187,80 @@ def check_record(record: object) -> dict[str, Any]:
 # lost either. When a key appears twice (a re-run without --resume), the later record wins.
 
 
-def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Good records in file order (last one per key wins), and a warning per skipped line."""
+def read_records(
+    path: str | Path, *, strict: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Good records in file order (last one per key wins), and a warning per skipped line.
+    `strict` (what `run --resume` reads before appending): only a line a kill cut short is
+    skipped; any other bad line is a SchemaError naming it."""
     path = Path(path)
-    records, skipped = scan_records(path)
+    records, skipped = scan_records(path, strict=strict)
     return records, [f"{path}:{n}: skipped a corrupt result line ({why})" for n, why in skipped]
 
 
-def scan_records(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """Good records (last one per key wins) and (line number, why) for each skipped line."""
+# A record is a few KB; an interleaved one timed for a day (runtimes.bounds.MAX_SECONDS) holds
+# its 864,000 round medians, about 20 MB.
+MAX_LINE_BYTES = 32 * 2**20
+MAX_RECORD_DEPTH = 8
+_STRICT = (
+    "not what a killed run leaves, so --resume will not append after it: mend or remove "
+    "that line, or start again with --overwrite"
+)  # a record nests dicts three levels deep
+
+
+def _too_deep(value: object, limit: int) -> bool:
+    """Whether `value` nests past `limit` levels (walked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def scan_records(
+    path: Path, *, strict: bool = False
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Good records (last one per key wins) and (line number, why) for each skipped line.
+
+    Each line is read bounded: a line past MAX_LINE_BYTES, nested past MAX_RECORD_DEPTH levels
+    or holding an integer of thousands of digits (resnet_common.documents' JSON parser) is
+    skipped like a line a kill cut short, never parsed whole; with `strict`, refused (a
+    SchemaError naming the file and line): only a line that is not JSON at all is what a kill
+    leaves."""
+    from resnet_common.documents import DocumentError, parse_json
+
     by_key: dict[str, dict[str, Any]] = {}
     skipped: list[tuple[int, str]] = []
     if not path.exists():
         return [], skipped
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                why = f"a line longer than {MAX_LINE_BYTES:,} bytes"
+                if strict:
+                    raise SchemaError(f"{path}:{number}: {why}; {_STRICT}")
+                skipped.append((number, why))
+                while raw and not raw.endswith(b"\n"):  # the rest of that line
+                    raw = f.readline(MAX_LINE_BYTES + 1)
+                continue
+            line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
             try:
-                record = check_record(json.loads(line))
-            except (json.JSONDecodeError, SchemaError) as err:
-                skipped.append(
-                    (number, err.msg if isinstance(err, json.JSONDecodeError) else str(err))
-                )
+                parsed = parse_json(line, f"line {number}")
+                if _too_deep(parsed, MAX_RECORD_DEPTH):
+                    raise SchemaError(f"nested past {MAX_RECORD_DEPTH} levels")
+                record = check_record(parsed)
+            except (DocumentError, SchemaError) as err:
+                why = str(err).removeprefix(f"line {number}: ")
+                if strict and not isinstance(err.__context__, json.JSONDecodeError):
+                    raise SchemaError(f"{path}:{number}: {why}; {_STRICT}") from None
+                skipped.append((number, why))
                 continue
             by_key.pop(record_key(record), None)
             by_key[record_key(record)] = record

@@ -28,7 +28,9 @@ from runtimes.timing import (
     Measurement,
     bound_step,
     burst_rate_ms,
+    current_rss_mb,
     peak_device_mb,
+    rss_growth_mb,
     summarize,
     timed_loop,
 )
@@ -62,6 +64,7 @@ class Slot:
     steady_s: float = 0.0
     streams: int = 1
     mode: str = "latency"  # the runner's: latency or throughput
+    host_rss_load_mb: float | None = None  # the resident set's growth across start()
 
     @property
     def throughput(self) -> bool:
@@ -69,6 +72,13 @@ class Slot:
 
     def start(self, config: LoopConfig) -> None:
         """Load, time the first inference, bind and warm up (the same steps as `measure`)."""
+        rss_before = current_rss_mb()
+        try:
+            self._start(config)
+        finally:
+            self.host_rss_load_mb = rss_growth_mb(rss_before)
+
+    def _start(self, config: LoopConfig) -> None:
         self.runner.activate()
         t0 = time.perf_counter_ns()
         self.runner.infer(self.feeds)
@@ -129,6 +139,7 @@ class Slot:
             streams=self.streams,
             steady_completed=self.steady_completed,
             steady_s=self.steady_s,
+            host_rss_load_mb=self.host_rss_load_mb,
         )
 
 

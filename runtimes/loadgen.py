@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from resnet_common.errors import UserError
+from runtimes import bounds
 from runtimes.base import Runner
 
 SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
@@ -67,6 +68,12 @@ class LoadgenSettings:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not self.target_qps > 0 or not self.target_latency_ms > 0:
             raise UserError("--target-qps and --target-latency-ms must be positive")
+        bounds.check_loadgen(
+            min_duration_ms=self.min_duration_ms,
+            min_query_count=self.min_query_count,
+            target_qps=self.target_qps,
+            target_latency_ms=self.target_latency_ms,
+        )
 
     def batches(self) -> tuple[int, ...]:
         """The batch sizes the runner will see (GPU engines build a profile over them)."""
@@ -91,7 +98,9 @@ def _test_settings(lg: Any, s: LoadgenSettings, measured_s: float) -> Any:
         settings.server_target_qps = s.target_qps
         settings.server_target_latency_ns = int(s.target_latency_ms * 1e6)
     if s.scenario == "Offline":
-        settings.offline_expected_qps = max(1.0, s.batch / max(measured_s, 1e-9))
+        # LoadGen sizes the one Offline query as expected qps x min duration: keep it bounded
+        most = bounds.MAX_QUERIES / max(s.min_duration_ms / 1e3, 1e-3)
+        settings.offline_expected_qps = min(most, max(1.0, s.batch / max(measured_s, 1e-9)))
     return settings
 
 

@@ -110,6 +110,24 @@ def peak_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
+def current_rss_mb() -> float | None:
+    """The process's resident set now (VmRSS), in MiB; None where the kernel does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_growth_mb(before: float | None) -> float | None:
+    """How much the resident set grew since `before` (current_rss_mb), in MiB."""
+    now = current_rss_mb()
+    return None if before is None or now is None else now - before
+
+
 def peak_device_mb(runner: Runner) -> float | None:
     """The runner's peak device memory in MiB; None for CPU engines."""
     value = runner.peak_device_memory_bytes()
@@ -150,6 +168,9 @@ class Measurement:
     streams: int = 1
     steady_completed: int = 0  # throughput mode: completed with every stream busy ...
     steady_s: float = 0.0  # ... in this time (runtimes.base.Burst)
+    # The resident set's growth across this job's load, first inference and warm-up: its own
+    # share of the host memory, even when other jobs are loaded beside it (interleaved).
+    host_rss_load_mb: float | None = None
 
     def throughput_ips(self, batch: int) -> float:
         """Latency mode: batch / median latency; throughput mode: images completed with every
@@ -212,6 +233,7 @@ def measure(
     allocates is never attributed to the engine. The runner is deactivated even when it fails,
     so a crash of one engine frees its memory before the sweep moves on."""
     reset_peak_rss()
+    rss_before = current_rss_mb()
     try:
         runner.activate()
         start = time.perf_counter_ns()
@@ -224,12 +246,14 @@ def measure(
         if runner.mode == "throughput":
             warmed = runner.burst(seconds=config.warmup_s, count=config.warmup)
             warm: list[float] = warmed.latencies_ms
+            load_mb = rss_growth_mb(rss_before)
             timed = runner.burst(seconds=config.duration_s, count=config.iterations)
             samples, timed_s, completed = timed.latencies_ms, timed.wall_s, timed.completed
             steady = (timed.steady_completed, timed.steady_s)
         else:
             run_once = bound_step(runner)
             warm = _loop(run_once, config.warmup, config.warmup_s, minimum=1)
+            load_mb = rss_growth_mb(rss_before)
             t0 = time.perf_counter()
             samples = _loop(run_once, config.iterations, config.duration_s, MIN_DURATION_ITERATIONS)
             timed_s = time.perf_counter() - t0
@@ -256,6 +280,7 @@ def measure(
         streams=streams,
         steady_completed=steady[0],
         steady_s=steady[1],
+        host_rss_load_mb=load_mb,
     )
 
 

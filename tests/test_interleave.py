@@ -113,17 +113,36 @@ def test_rounds_are_shuffled_and_a_failing_engine_leaves_only_its_own_record(tmp
     assert plan_rounds(slots[:2], LOOP) >= 24  # count mode: every job gets its iterations
 
 
-def test_a_kill_during_an_interleaved_group_names_every_loaded_job(tmp_path):
+def test_a_kill_in_an_interleaved_group_is_charged_to_the_job_running_only(tmp_path):
+    """The marker names every loaded job; a kill while one is being loaded is charged to that
+    one only, a kill while the group is timed in rounds to none (each is measured again), and a
+    marker of an older version, which does not say, to all of them."""
     cfg = config(tmp_path, "out", interleave=True, models=[TINY])
     sweep = Sweep(cfg)
-    (tmp_path / "out").mkdir()
-    sweep.mark_inflight(tmp_path / "out" / INFLIGHT_FILE, [j for j in _jobs(cfg)])
     out = tmp_path / "out"
-    died = died_records(out / INFLIGHT_FILE, out / "crash.log", {}, retry_failed=False, warnings=[])
-    assert sorted(r["runtime"] for r in died) == ["openvino", "ort-cpu"]
-    assert all(r["status"] == "failed" and r["interrupted"]["how"] == "killed" for r in died)
-    marker = json.loads((tmp_path / "out" / INFLIGHT_FILE).read_text())
-    assert len(marker["jobs"]) == 2
+    out.mkdir()
+    loaded = _jobs(cfg)
+
+    def died(**running):
+        sweep.mark_inflight(out / INFLIGHT_FILE, loaded, **running)
+        warnings: list[str] = []
+        records = died_records(
+            out / INFLIGHT_FILE, out / "crash.log", {}, retry_failed=False, warnings=warnings
+        )
+        return sorted(r["runtime"] for r in records), warnings
+
+    charged, _ = died()  # the last one was being loaded
+    assert charged == [loaded[-1].runtime]
+    charged, warnings = died(running=[])  # the group was timed in rounds
+    assert charged == [] and "measured again with no interruption charged" in warnings[-1]
+    marker = json.loads((out / INFLIGHT_FILE).read_text())
+    assert len(marker["jobs"]) == 2 and marker["running"] == []
+    del marker["running"]
+    (out / INFLIGHT_FILE).write_text(json.dumps(marker))
+    records = died_records(out / INFLIGHT_FILE, out / "crash.log", {}, retry_failed=False,
+                           warnings=[])  # fmt: skip
+    assert sorted(r["runtime"] for r in records) == ["openvino", "ort-cpu"]
+    assert all(r["status"] == "failed" and r["interrupted"]["how"] == "killed" for r in records)
 
 
 def _jobs(cfg):

@@ -58,8 +58,8 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "--threshold",
         type=_threshold,
         default=0.05,
-        help="allowed slowdown of the median, as a percentage (5%%) or a fraction (0.05); "
-        "default 5%%",
+        help="allowed slowdown of the median: a fraction (0.05), or a percentage with its sign; "
+        "default 0.05",
     )
     add_json_flag(p, "one JSON object (every change, its verdict, and the lost results)")
     p.set_defaults(func=run)

@@ -43,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
             escape(info.version or "not installed"),
             escape(info.reason or ""),
         )
-    Console().print(table)
+    import sys
+
+    # piped, a table is not cut to rich's 80-column default: names and reasons stay whole
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
     return 0

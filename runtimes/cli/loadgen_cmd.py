@@ -60,15 +60,40 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         type=precision_name,
         choices=PRECISIONS,
         default="fp32",
-        help="fp16: graphgen's float16 graph; int8: a QDQ graph quantized from the fp32 one",
+        help="fp16 and bf16: graphgen's float16 and bfloat16 graphs; int8: a QDQ graph "
+        "quantized from the fp32 one; int8-bf16: that graph with its float parts in bf16 "
+        "(default fp32)",
     )
     p.add_argument("--image-size", dest="image_size", type=positive_int, help="(default: model's)")
     p.add_argument("--batch", type=positive_int, default=8, help="Offline/MultiStream batch (8)")
-    p.add_argument("--min-duration-ms", dest="min_duration_ms", type=positive_int, default=10_000)
-    p.add_argument("--min-query-count", dest="min_query_count", type=positive_int, default=100)
-    p.add_argument("--target-qps", dest="target_qps", type=positive_float, default=10.0)
     p.add_argument(
-        "--target-latency-ms", dest="target_latency_ms", type=positive_float, default=100.0
+        "--min-duration-ms",
+        dest="min_duration_ms",
+        type=positive_int,
+        default=10_000,
+        help="LoadGen runs each test at least this long (default 10000; at most a day)",
+    )
+    p.add_argument(
+        "--min-query-count",
+        dest="min_query_count",
+        type=positive_int,
+        default=100,
+        help="... and issues at least this many queries (default 100; at most 10,000,000)",
+    )
+    p.add_argument(
+        "--target-qps",
+        dest="target_qps",
+        type=positive_float,
+        default=10.0,
+        help="Server: the Poisson arrival rate, queries per second (default 10; at most "
+        "1,000,000, and min-query-count / target-qps at most a day)",
+    )
+    p.add_argument(
+        "--target-latency-ms",
+        dest="target_latency_ms",
+        type=positive_float,
+        default=100.0,
+        help="Server: the bound the 99th-percentile latency must stay within (default 100)",
     )
     p.add_argument("--samples", type=positive_int, default=64, help="images in the sample library")
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core)")
@@ -87,40 +112,22 @@ def _slug(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
 
-    from runtimes import registry
+    from runtimes import bounds, registry
     from runtimes.loadgen import LoadgenSettings, availability
     from runtimes.models import check_models
     from runtimes.sweep import (
+        check_own_files,
         output_lock,
         prepare_out,
         refuse_if_in_use,
     )
 
     refuse_if_in_use(args.out)
-    reason = availability()
-    if reason is not None:
-        raise UserError(reason)
+    check_own_files(args.out)
+    bounds.check_threads(args.threads)
     bad = [s for s in args.scenario if s not in SCENARIOS]
     if bad:
         raise UserError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
-    registry.check_names(args.runtimes)
-    for name in args.runtimes:
-        why = registry.availability(name)
-        if why is not None:
-            raise UserError(f"{name} is not available here: {why}")
-    check_models(
-        args.models, precisions=[args.precision], batches=[args.batch], image_size=args.image_size
-    )
-    from runtimes import footprint
-
-    footprint.check_jobs(  # the sample library is held in memory, as a batch of its own
-        args.models,
-        batches=[max(args.batch, args.samples)],
-        precisions=[args.precision],
-        image_size=args.image_size,
-        parity=False,
-        limits=footprint.limits_from(args.size_limits),
-    )
     settings = [
         LoadgenSettings(
             scenario=s,
@@ -134,6 +141,30 @@ def run(args: argparse.Namespace) -> int:
         )
         for s in args.scenario
     ]
+    reason = availability()
+    if reason is not None:
+        raise UserError(reason)
+    registry.check_names(args.runtimes)
+    for name in args.runtimes:
+        why = registry.availability(name)
+        if why is not None:
+            raise UserError(f"{name} is not available here: {why}")
+        why = registry.refusal(name, args.precision)  # e.g. bf16 where the engine has no kernel
+        if why is not None:
+            raise UserError(f"--precision {args.precision}: {why}")
+    check_models(
+        args.models, precisions=[args.precision], batches=[args.batch], image_size=args.image_size
+    )
+    from runtimes import footprint
+
+    footprint.check_jobs(  # the sample library is held in memory, as a batch of its own
+        args.models,
+        batches=[max(args.batch, args.samples)],
+        precisions=[args.precision],
+        image_size=args.image_size,
+        parity=False,
+        limits=footprint.limits_from(args.size_limits),
+    )
     prepare_out(args.out)
     with output_lock(args.out):  # one writer per --out, as for `run`
         return _run(args, settings)
@@ -143,6 +174,7 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from resnet_common.fileio import append_durable
     from resnet_common.records import ENVIRONMENT_FILE, LOADGEN_FILE
     from runtimes import environment, registry
     from runtimes.loadgen import headline, run_loadgen
@@ -191,8 +223,7 @@ def _run(args: argparse.Namespace, settings: list[Any]) -> int:
                     raise
                 except Exception as err:  # the engine failed: a result, as in the sweep
                     row |= {"error": typed_line(err)}
-                with open(args.out / LOADGEN_FILE, "a") as f:
-                    f.write(json.dumps(row, default=str) + "\n")
+                append_durable(args.out / LOADGEN_FILE, json.dumps(row, default=str) + "\n")
                 results.append(row)
     from reports.render import render
     from reports.schema import load_report

@@ -26,9 +26,16 @@ from resnet_common.cli import (
     size_limits,
 )
 from resnet_common.errors import UserError
-from runtimes import footprint, models, registry
+from runtimes import bounds, footprint, models, registry
 from runtimes.base import MODES, TIMING_MODES
-from runtimes.sweep import Sweep, SweepConfig, output_lock, prepare_out, refuse_if_in_use
+from runtimes.sweep import (
+    Sweep,
+    SweepConfig,
+    check_own_files,
+    output_lock,
+    prepare_out,
+    refuse_if_in_use,
+)
 from runtimes.timing import LoopConfig
 
 DEFAULT_OUT = Path("bench-results")
@@ -66,13 +73,11 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
     p.add_argument(
         "--batch",
         type=csv_list("batch", positive_int),
-        default=[1],
         help="batch sizes, comma list, e.g. 1,8,32 (default 1)",
     )
     p.add_argument(
         "--precision",
         type=csv_list("precision", precision_name),
-        default=["fp32"],
         help="comma list of fp32, fp16, bf16, int8, int8-bf16 (default fp32; fp16 and bf16 run "
         "graphgen's float16 and bfloat16 graphs, int8 a QDQ graph quantized from the fp32 one "
         "(docs/int8.md), int8-bf16 that graph with its float parts in bf16 where the engine "
@@ -82,7 +87,6 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         "--mode",
         dest="modes",
         type=csv_list("mode"),
-        default=["latency"],
         help="comma list of latency (one synchronous stream, default) and throughput (several "
         "requests in flight, as the engine's own benchmark tool runs it: images completed per "
         "second of wall time); recorded in each record",
@@ -114,16 +118,18 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         default=None,
         help="load the jobs that fit in memory together and time them in shuffled rounds, so a "
         "slow phase of the machine falls on all of them alike; the report then gives paired "
-        "ratios with 95%% intervals (default: on when more than one engine, model, precision or "
+        "ratios with their 95 percent intervals (default: on when more than one engine, model, precision or "
         "mode is timed)",
     )
-    p.add_argument("--timing", choices=TIMING_MODES, default="device", help="GPU engines only")
+    p.add_argument("--timing", choices=TIMING_MODES, help="GPU engines only (default device)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"(default {DEFAULT_OUT})")
     p.add_argument(
         "--resume",
         action="store_true",
-        help="skip results already in OUT; a job killed from outside mid-measurement (SIGKILL, "
-        "the OOM killer) is measured again once, one that crashed the process is not",
+        help="continue the sweep OUT holds: its own models, engines and settings as recorded "
+        "(flags given now replace them), skipping results already there; a job killed from "
+        "outside while it ran (SIGKILL, the OOM killer) is measured again once, one that "
+        "crashed the process is not",
     )
     p.add_argument(
         "--retry-failed",
@@ -137,9 +143,11 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> argparse.Argume
         help="replace the results already in OUT (without it, or --resume, a folder that holds "
         "results is refused: it may be the baseline `compare` needs)",
     )
-    p.add_argument("--no-parity", dest="parity", action="store_false", help="skip parity")
+    p.add_argument(
+        "--no-parity", dest="parity", action="store_false", default=None, help="skip parity"
+    )
     p.add_argument("--machine", help="label for this host in merged reports (default hostname)")
-    p.add_argument("--seed", type=seed_int, default=1, help="input seed, 0 .. 2**63-1 (default 1)")
+    p.add_argument("--seed", type=seed_int, help="input seed, 0 .. 2**63-1 (default 1)")
     add_size_limit(p)
     add_json_flag(
         p, "one JSON object (this run's records, the report's paths, the engines skipped)"
@@ -160,17 +168,106 @@ def add_size_limit(p: argparse.ArgumentParser) -> None:
     )
 
 
+# What a sweep folder records of its sweep (environment.json's "sweep"), so that --resume
+# continues that sweep rather than the default one; the defaults of what was not given.
+SWEEP_DEFAULTS: dict[str, Any] = {
+    "models": None,
+    "runtimes": None,
+    "batch": [1],
+    "precision": ["fp32"],
+    "modes": ["latency"],
+    "image_size": None,
+    "threads": None,
+    "seed": 1,
+    "parity": True,
+    "interleave": None,
+    "timing": "device",
+}
+LOOP_FLAGS = ("warmup", "warmup_s", "iterations", "duration_s")
+
+
+def recorded_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """What `run` records in environment.json to continue this sweep with --resume."""
+    return {k: getattr(args, k) for k in (*SWEEP_DEFAULTS, *LOOP_FLAGS)}
+
+
+def _fill_from_folder(args: argparse.Namespace) -> None:
+    """--resume: each sweep setting not given now is the one OUT's sweep recorded."""
+    from resnet_common.documents import read_document
+    from resnet_common.records import ENVIRONMENT_FILE
+
+    path = args.out / ENVIRONMENT_FILE
+    if not path.is_file():
+        return
+    env = read_document(path, what="environment file", max_bytes=2**22)
+    recorded = env.get("sweep") if isinstance(env, dict) else None
+    if not isinstance(recorded, dict):
+        if args.models is None and args.runtimes is None and isinstance(env, dict):
+            # a folder of an older version: the default sweep is very likely not its own
+            command = env.get("command")
+            shown_command = (
+                f" (it was made by `{command[:200]}`)" if isinstance(command, str) else ""
+            )
+            raise UserError(
+                f"{path} records no sweep to resume (written by an older version){shown_command}:"
+                " give its --models and --runtimes with --resume"
+            )
+        return
+    given_loop = {k for k in LOOP_FLAGS if getattr(args, k, None) is not None}
+    names = [*SWEEP_DEFAULTS, *([] if given_loop else LOOP_FLAGS)]
+    for name in names:
+        if getattr(args, name, None) is None and recorded.get(name) is not None:
+            setattr(args, name, _checked_setting(name, recorded[name], path))
+
+
+def _checked_setting(name: str, value: object, path: Path) -> object:
+    """A recorded setting of the type its flag gives, else a UserError naming it."""
+    lists = {"models": str, "runtimes": str, "batch": int, "precision": str, "modes": str}
+    if name in lists:
+        kind = lists[name]
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+        ):
+            return value
+    elif name in ("parity", "interleave"):
+        if isinstance(value, bool):
+            return value
+    elif name == "timing":
+        if value in TIMING_MODES:
+            return value
+    elif name in ("warmup_s", "duration_s"):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise UserError(
+        f"{path}: the recorded sweep's {name} is not one --resume can use; give --{name} "
+        "on the command line, or start again with --overwrite"
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, str]]:
     """The sweep config and the engines skipped before it starts ({engine: why})."""
     from resnet_common.records import RESULTS_FILE
 
     held = args.out / RESULTS_FILE
     refuse_if_in_use(args.out)  # a live run's folder: say whose, before anything else
+    check_own_files(args.out)
     if args.retry_failed:
         args.resume = True
     if args.resume and args.overwrite:
         flag = "--retry-failed" if args.retry_failed else "--resume"
         raise UserError(f"{flag} keeps OUT's results and --overwrite replaces them: pick one")
+    if args.resume:
+        from runtimes.sweep.resume import check_resumable
+
+        check_resumable(args.out)
+        _fill_from_folder(args)
+    for name, default in SWEEP_DEFAULTS.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, default)
     if not args.resume and not args.overwrite and held.is_file() and held.stat().st_size > 0:
         raise UserError(
             f"{args.out} already holds results ({held}): --resume to continue them, "
@@ -198,6 +295,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, s
         runtimes, skipped = registry.usable()
         if not runtimes:
             raise UserError("no engine is usable here; see `bench-runtimes list`")
+    bounds.check_loop(
+        warmup=args.warmup,
+        warmup_s=args.warmup_s,
+        iterations=args.iterations,
+        duration_s=args.duration_s,
+    )
+    bounds.check_threads(args.threads)
     loop = LoopConfig(
         warmup=args.warmup,
         warmup_s=None if args.warmup else (args.warmup_s or 0.5),
@@ -248,17 +352,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         done = sweep_and_render(args, config, skipped, Console(stderr=True))
     except KeyboardInterrupt:
-        given = getattr(args, "command_line", ["bench-runtimes", "run"])
-        words = [w for w in given if w != "--overwrite"]  # --resume keeps what is there
-        again = shlex.join(words if args.resume else [*words, "--resume"])
+        again = _again(args, "--retry-failed" if args.retry_failed else "--resume")
         return fail(
             f"interrupted; every finished result is in {config.out / 'results.jsonl'}: "
             f"continue with `{again}`",
             130,
         )
+    left = done.pop("unfinished")
+    status = 0
+    if left:  # a resume that leaves work undone is not a success, whatever it measured
+        status = fail(
+            f"{len(left)} job(s) not measured, killed from outside twice ({left[0]}"
+            + (", ..." if len(left) > 1 else "")
+            + f"): continue with `{_again(args, '--retry-failed')}`",
+            1,
+        )
     if args.json:
         print_json(done)
-        return 0
+        return status
     from reports.schema import load_report
     from reports.summary import print_summary
 
@@ -270,7 +381,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {name}: {why}")
     print(f"{len(done['records'])} result(s) this run; results: {done['results']}")
     print(f"report: {done['report']['md']}, {done['report']['html']}")
-    return 0
+    return status
+
+
+def _again(args: argparse.Namespace, flag: str) -> str:
+    """This command line again with `flag` (--resume or --retry-failed), --overwrite dropped."""
+    given = getattr(args, "command_line", ["bench-runtimes", "run"])
+    words = [w for w in given if w not in ("--overwrite", "--resume", "--retry-failed")]
+    return shlex.join([*words, flag])
 
 
 def sweep_and_render(
@@ -292,13 +410,21 @@ def sweep_and_render(
             machine=args.machine, threads=args.threads, precisions=config.precisions
         )
         env["command"] = shlex.join(getattr(args, "command_line", ["bench-runtimes", "run"]))
+        # what --resume continues (environment.json is kept from the first run)
+        env["sweep"] = recorded_sweep(args) | {
+            "models": config.models,
+            "runtimes": config.runtimes,
+            "interleave": config.interleave,
+        }
         config.peaks = env.get("matmul_peaks")
         sweep = Sweep(config)
         records = _run_with_progress(sweep, env, console)
         for warning in sweep.warnings:
             console.print(f"[yellow]warning[/] {escape(warning)}")
+        left = [job.label for job in sweep.unfinished()]
         written = render([config.out], out=config.out)
     return {
+        "unfinished": left,
         "records": records,
         "results": str(config.out / "results.jsonl"),
         "report": {kind: str(path) for kind, path in written.items()},
@@ -330,8 +456,11 @@ def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[
         console=console,
         transient=not sys.stderr.isatty(),
     )
-    if not console.is_terminal:  # a log, not a screen: one plain line per result
+    if not console.is_terminal:  # a log, not a screen: one plain line per step, as it happens
         done = [0]
+
+        def say(text: str) -> None:
+            print(text, file=sys.stderr, flush=True)
 
         def line(job: Any, record: dict[str, Any]) -> None:
             done[0] += 1
@@ -341,9 +470,19 @@ def _run_with_progress(sweep: Sweep, env: dict[str, Any], console: Any) -> list[
                 status = f"ok, median {record['latency_ms']['median']:.3f} ms"
             else:
                 status = f"{record['status']}: {record.get('reason') or ''}"
-            print(f"[{done[0]}/{total}] {job.label}: {status}", file=sys.stderr, flush=True)
+            say(f"[{done[0]}/{total}] {job.label}: {status}")
 
-        return sweep.run(on_record=line, environment=env)
+        def group(number: int, members: list[Any], rounds: int) -> None:
+            say(f"timing group {number}: {len(members)} job(s) loaded together, {rounds} rounds")
+
+        interleaved = sweep.config.interleave
+        return sweep.run(
+            # interleaved, a record comes only once its whole group is timed: say each load
+            on_start=(lambda job: say(f"loading {job.label}")) if interleaved else lambda job: None,
+            on_record=line,
+            on_group=group,
+            environment=env,
+        )
     with progress:
         task = progress.add_task("starting", total=total)
         return sweep.run(

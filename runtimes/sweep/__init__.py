@@ -13,6 +13,7 @@ died), `record` (one job into its record), `scheduler` (`Sweep`: which jobs, in 
 from runtimes.sweep.config import Job, SweepConfig, jobs, usable_cores
 from runtimes.sweep.outdir import (
     ResultsWriter,
+    check_own_files,
     output_lock,
     prepare_out,
     refuse_if_in_use,
@@ -24,6 +25,7 @@ from runtimes.sweep.scheduler import Sweep
 __all__ = [
     "Job",
     "ResultsWriter",
+    "check_own_files",
     "Sweep",
     "SweepConfig",
     "jobs",

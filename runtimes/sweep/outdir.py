@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ class ResultsWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._file = open(path, "a+b")  # noqa: SIM115 - held open for the sweep's lifetime
+            # O_NOFOLLOW: a results file planted as a link must not append to its target
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            self._file = os.fdopen(fd, "a+b")
             self._file.seek(0, os.SEEK_END)
             if self._file.tell() > 0:  # a killed writer may have left a line without its newline
                 self._file.seek(-1, os.SEEK_END)
@@ -76,6 +79,28 @@ def prepare_out(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"cannot write to --out {out}: {err.strerror or err}") from None
+
+
+def check_own_files(out: Path) -> None:
+    """Refuse an output folder whose result files are links or not regular files: appending
+    to `results.jsonl` (or truncating `crash.log`) through a link planted there would write a
+    file outside the folder. Checked before anything is created."""
+    from resnet_common.records import FOLDER_FILES
+
+    for name in FOLDER_FILES:
+        path = out / name
+        try:
+            info = path.lstat()
+        except OSError:
+            continue  # absent (or out itself absent): nothing to follow
+        if stat.S_ISLNK(info.st_mode):
+            raise UserError(
+                f"{path} is a symbolic link: the files of a result folder must be its own, "
+                "or writing them would write where the link points; remove the link or use "
+                "another --out"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path} is not a regular file; remove it or use another --out")
 
 
 _HELD: set[Path] = set()  # output folders this process holds the lock of

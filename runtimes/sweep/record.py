@@ -229,6 +229,10 @@ class Recorder:
             "load_time_s": m.load_time_s,
             "first_inference_ms": m.first_inference_ms,
             "peak_host_rss_mb": m.peak_host_rss_mb,
+            # the peak is the process's: this job's alone when timed alone, the whole group's
+            # when interleaved (the scheduler says so); the load growth is always this job's
+            "peak_host_rss_mb_scope": "this job",
+            "host_rss_load_mb": m.host_rss_load_mb,
             "peak_device_mb": m.peak_device_mb,
             "timing": {
                 "mode": m.timing_mode,

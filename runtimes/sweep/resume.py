@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import json
 import os
 import socket
 import sys
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from resnet_common.errors import UserError
 from resnet_common.fileio import write_error
 from resnet_common.records import key_fields, new_record, record_key
 from runtimes.sweep.outdir import write_json_atomic
@@ -50,11 +50,65 @@ def due_again(record: dict[str, Any], *, retry_failed: bool) -> bool:
     return interrupted.get("how") == "killed" and interrupted.get("count") == 1
 
 
-def mark_inflight(path: Path, bases: list[dict[str, Any]]) -> None:
-    """Name the jobs being measured (their key fields and key) and this process, so that a
-    process that dies leaves them named."""
+def mark_inflight(path: Path, bases: list[dict[str, Any]], *, running: list[str]) -> None:
+    """Name the jobs loaded now (their key fields and key), the keys of those running (being
+    loaded, or timed alone; none while an interleaved group is timed in rounds) and this
+    process, so that a process that dies leaves them named."""
     owner = {"pid": os.getpid(), "host": socket.gethostname()}
-    write_json_atomic(path, {**bases[-1], "jobs": bases, **owner})
+    write_json_atomic(path, {**bases[-1], "jobs": bases, "running": running, **owner})
+
+
+MAX_MARKER_BYTES = 2**20
+
+
+def read_marker(path: Path) -> tuple[list[dict[str, Any]], set[str] | None, int] | None:
+    """The in-flight marker a dead run left: (the key fields of each job it names, the keys of
+    those that were running, None for a marker that does not say: all of them; its pid), or
+    None when there is none. Read bounded (resnet_common.documents); a marker that is not one
+    is a UserError naming it: --resume would charge an interruption to jobs it cannot name."""
+    from resnet_common.documents import read_document
+    from resnet_common.records import key_problem
+
+    if not os.path.lexists(path):
+        return None
+    data = read_document(path, what="in-flight marker", max_bytes=MAX_MARKER_BYTES)
+
+    def bad(why: str) -> UserError:
+        return UserError(
+            f"{path}: {why}; it names the jobs a killed run left unfinished: remove it to "
+            "resume without it"
+        )
+
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    listed = data.get("jobs", [data])
+    if not isinstance(listed, list) or not listed or not all(isinstance(j, dict) for j in listed):
+        raise bad('"jobs" is not a list of jobs')
+    bases = []
+    for one in listed:
+        missing = [k for k in ("model", "runtime", "precision", "batch") if k not in one]
+        wrong = key_problem(one)
+        if missing or wrong:
+            raise bad(f"a job lacks {', '.join(missing)}" if missing else f"a job has {wrong}")
+        bases.append(key_fields({"image_size": one.get("image_size"), **one}))
+    running = data.get("running")
+    if running is not None and not (
+        isinstance(running, list) and all(isinstance(k, str) for k in running)
+    ):
+        raise bad('"running" is not a list of job keys')
+    pid = data.get("pid", 0)
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < 2**31:
+        raise bad("its pid is not a process id")
+    return bases, None if running is None else set(running), pid
+
+
+def check_resumable(out: Path) -> None:
+    """Refuse, before anything is created, a folder --resume cannot append to: a results line
+    that is not one a kill leaves, an in-flight marker that is not one."""
+    from resnet_common.records import INFLIGHT_FILE, RESULTS_FILE, read_records
+
+    read_records(out / RESULTS_FILE, strict=True)
+    read_marker(out / INFLIGHT_FILE)
 
 
 @contextlib.contextmanager
@@ -62,8 +116,9 @@ def crash_log(path: Path) -> Iterator[None]:
     """Point faulthandler at `path` while jobs run: a segfault or abort in an engine leaves its
     stack there, which is how the next --resume tells an engine crash from a kill."""
     was_enabled = faulthandler.is_enabled()
-    try:
-        f = open(path, "w")  # noqa: SIM115 - faulthandler needs the file open throughout
+    try:  # O_NOFOLLOW: a crash.log planted as a link must not truncate its target
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+        f = os.fdopen(fd, "w")
     except OSError as err:
         raise write_error(err, path) from None
     faulthandler.enable(file=f, all_threads=True)
@@ -87,30 +142,38 @@ def died_records(
 ) -> list[dict[str, Any]]:
     """Records for the jobs a previous run started but never finished: failed when an
     engine crashed the process (its crash log holds the stack), interrupted when the
-    process was killed from outside (no crash log). Each is also said in `warnings`."""
-    try:
-        started = json.loads(inflight.read_text())
-        listed = started.get("jobs") or [started]
-        bases = [key_fields(one) for one in listed]
-        pid = int(started.get("pid") or 0)
-    except FileNotFoundError:
+    process was killed from outside (no crash log). A kill is charged only to the job that
+    was running (being loaded, or timed alone): the jobs loaded beside it, or a whole
+    interleaved group timed in rounds, are measured again with no record. A crash in rounds
+    cannot be pinned on one engine, so each job of the group is charged. Each is also said
+    in `warnings`."""
+    marker = read_marker(inflight)
+    if marker is None:
         return []
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        warnings.append(f"{inflight}: unreadable, ignored ({type(err).__name__})")
-        return []
+    bases, running, pid = marker
     try:
-        stack = crashed.read_text(errors="replace").strip()
+        stack = crashed.read_text(errors="replace").strip() if crashed.is_file() else ""
     except OSError:
         stack = ""
     died = []
+    spared = 0
     for base in bases:
         before = latest.get(record_key(base))
         if before is not None and not due_again(before, retry_failed=retry_failed):
             continue  # the record was written; only the marker's removal was lost
+        charged = running is None or record_key(base) in running or (stack and not running)
+        if not charged:
+            spared += 1
+            continue
         reason, extra = _crashed(stack, pid) if stack else _killed(before, pid)
         what = f"{base['model']} on {base['runtime']} {base['precision']} batch {base['batch']}"
         warnings.append(f"{what}: {reason}")
         died.append(new_record(**base, status="failed", reason=reason, **extra))
+    if spared:
+        warnings.append(
+            f"{spared} job(s) loaded when the process (pid {pid or 'unknown'}) was killed, "
+            "but not the one running, are measured again with no interruption charged"
+        )
     return died
 
 

@@ -16,10 +16,12 @@ from resnet_common.records import (
     read_records,
     record_key,
 )
+from runtimes import bounds
 from runtimes.sweep import resume
 from runtimes.sweep.config import Job, SweepConfig, jobs
 from runtimes.sweep.outdir import (
     ResultsWriter,
+    check_own_files,
     output_lock,
     prepare_out,
     refuse_if_in_use,
@@ -29,7 +31,20 @@ from runtimes.sweep.record import Prepared, Recorder
 
 OnStart = Callable[[Job], None]
 OnRecord = Callable[[Job, dict[str, Any]], None]
+OnGroup = Callable[[int, list[Job], int], None]  # group number, its jobs, its rounds
 Stream = Iterator[tuple[Job, dict[str, Any]]]
+
+
+def check_config(config: SweepConfig) -> None:
+    """Refuse a loop or thread count past runtimes.bounds, before anything is created."""
+    loop = config.loop
+    bounds.check_loop(
+        warmup=loop.warmup,
+        warmup_s=loop.warmup_s,
+        iterations=loop.iterations,
+        duration_s=loop.duration_s,
+    )
+    bounds.check_threads(config.threads)
 
 
 class Sweep:
@@ -40,10 +55,11 @@ class Sweep:
         self.config = config
         self.recorder = Recorder(config)
         self.warnings: list[str] = []
+        self._on_group: OnGroup = lambda number, jobs, rounds: None
 
     def latest_records(self) -> dict[str, dict[str, Any]]:
         """The last record of each key already in the results file."""
-        records, self.warnings = read_records(self.config.out / RESULTS_FILE)
+        records, self.warnings = read_records(self.config.out / RESULTS_FILE, strict=True)
         return {record_key(r): r for r in records}
 
     def run(
@@ -52,21 +68,48 @@ class Sweep:
         on_start: OnStart = lambda job: None,
         on_record: OnRecord = lambda job, rec: None,
         environment: dict[str, Any] | None = None,
+        on_group: OnGroup = lambda number, jobs, rounds: None,
     ) -> list[dict[str, Any]]:
         config = self.config
         refuse_if_in_use(config.out)
+        check_own_files(config.out)
+        check_config(config)
+        if config.resume:
+            resume.check_resumable(config.out)
         prepare_out(config.out)
         with output_lock(config.out):
+            self._on_group = on_group
             return self._run_locked(on_start, on_record, environment)
+
+    def unfinished(self) -> list[Job]:
+        """The jobs of this sweep never measured because the process was killed during them
+        (their latest record is an interruption that --resume does not run again)."""
+        records, _ = read_records(self.config.out / RESULTS_FILE)
+        latest = {record_key(r): r for r in records}
+        left = []
+        for job in jobs(self.config):
+            record = latest.get(self.recorder.key(job))
+            interrupted = (record or {}).get("interrupted") or {}
+            if (
+                record is not None
+                and record["status"] == "failed"
+                and (interrupted.get("how") == "killed")
+            ):
+                left.append(job)
+        return left
 
     def run_job(self, job: Job) -> dict[str, Any]:
         """One job timed alone, into its record (the sequential schedule's step)."""
         return self.recorder.measured(job)
 
-    def mark_inflight(self, path: Path, started: list[Job]) -> None:
-        """Name `started` in the in-flight marker before they are measured."""
+    def mark_inflight(
+        self, path: Path, started: list[Job], *, running: list[Job] | None = None
+    ) -> None:
+        """Name `started` in the in-flight marker before they are measured, and which of them
+        run (default: the last one, being loaded or timed alone)."""
         keyed = [{**self.recorder.base(job), "key": self.recorder.key(job)} for job in started]
-        resume.mark_inflight(path, keyed)
+        now = started[-1:] if running is None else running
+        resume.mark_inflight(path, keyed, running=[self.recorder.key(job) for job in now])
 
     def _run_locked(
         self, on_start: OnStart, on_record: OnRecord, environment: dict[str, Any] | None
@@ -167,20 +210,23 @@ class Sweep:
             group.append((prepared, slot))
             if not has_room():
                 number += 1
-                yield from self._time_group(group, number)
+                yield from self._time_group(group, number, inflight)
                 group = []
                 inflight.unlink(missing_ok=True)
         if group:
             number += 1
-            yield from self._time_group(group, number)
+            yield from self._time_group(group, number, inflight)
 
-    def _time_group(self, group: list[tuple[Prepared, Any]], number: int) -> Stream:
+    def _time_group(self, group: list[tuple[Prepared, Any]], number: int, inflight: Path) -> Stream:
         from runtimes.interleave import plan_rounds, run_rounds
         from runtimes.machine_load import monitored
         from runtimes.timing import peak_rss_mb
 
+        # Timed in rounds, no one job runs: a kill from outside now is charged to none of them
+        self.mark_inflight(inflight, [p.job for p, _ in group], running=[])
         slots = [slot for _, slot in group]
         rounds = plan_rounds(slots, self.config.loop)
+        self._on_group(number, [p.job for p, _ in group], rounds)
         busy = [t for p, _ in group if (t := self.recorder.busy_threads(p)) is not None]
         with monitored(threads=max(busy) if busy else None) as monitor:
             errors = run_rounds(slots, rounds, seed=self.config.seed + number)
