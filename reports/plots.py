@@ -9,7 +9,13 @@ median latency, so its bars are the same interval; throughput mode's is the meas
 (images completed over wall time), drawn without bars. The accuracy frontier puts every
 configuration on time per image against its error from fp32 and draws the Pareto front. Log
 axes print plain numbers (2, 5, 10, not 2x10^0). Model files are labelled by file name, never
-by path. Plots without data are left out.
+by path. Plots without data are left out. The bar panels of one figure share one latency scale
+(bars side by side on different scales compare falsely), and latency-vs-depth is on a log axis
+(a linear one flattens every fast engine onto the floor).
+
+Every text may come from data (a model file named `r$\\foo$.onnx`, a machine label): matplotlib
+would read `$...$` as mathtext and fail on it, so plots are drawn with math parsing off.
+Without matplotlib (the `reports` extra) there are no plots; `missing()` says what to install.
 """
 
 from __future__ import annotations
@@ -25,6 +31,23 @@ from resnet_common.records import mode_of
 
 Record = Mapping[str, Any]
 MARKERS = "osD^v<>pPX*h"
+
+
+EXTRA = "reports"  # the pyproject extra that brings matplotlib
+# Data is text, never markup: no mathtext, no TeX.
+_RC: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}
+
+
+def missing() -> str | None:
+    """Why no plot can be drawn here, or None when matplotlib imports."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return (
+            "matplotlib is not installed, so the report has no plots; "
+            f"pip install 'resnet-graphgen[{EXTRA}]' to draw them"
+        )
+    return None
 
 
 def _pyplot() -> Any:
@@ -125,13 +148,16 @@ def _throughput(r: Record) -> tuple[float, float, float]:
     return value, value - lo, hi - value
 
 
-def _grid(n: int, width: float = 6.0, height: float = 4.0) -> tuple[Any, list[Any]]:
+def _grid(
+    n: int, width: float = 6.0, height: float = 4.0, *, sharey: bool = False
+) -> tuple[Any, list[Any]]:
     plt = _pyplot()
     cols = min(n, 2)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(width * cols + 1.5, height * rows), squeeze=False, layout="constrained"
-    )
+        rows, cols, figsize=(width * cols + 1.5, height * rows), squeeze=False,
+        layout="constrained", sharey=sharey,
+    )  # fmt: skip
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -219,7 +245,7 @@ def latency_vs_depth(report: Record) -> bytes | None:
     return _lines(
         report, [r for r in ok if r["batch"] == smallest], lambda r: r.get("depth"), _latency,
         title=f"Median latency vs depth (batch {smallest}; bars: 95% CI of the median)",
-        xlabel="depth (weighted layers)", ylabel="latency (ms)",
+        xlabel="depth (weighted layers)", ylabel="latency (ms, log scale)", logy=True,
     )  # fmt: skip
 
 
@@ -250,7 +276,9 @@ def latency_bars(report: Record) -> bytes | None:
     multi = len(report["machines"]) > 1
     facets = _facets(ok)
     style = _style(report, ok)
-    fig, axes = _grid(len(facets), width=max(6.0, 0.5 * len(ok) / len(facets) + 3))
+    fig, axes = _grid(
+        len(facets), width=max(6.0, 0.5 * len(ok) / len(facets) + 3), sharey=True
+    )  # one latency scale for every panel: bars side by side compare by their height
     for ax, ((precision, size), recs) in zip(axes, facets.items(), strict=True):
         groups = sorted({(model_label(str(r["model"])), r["batch"]) for r in recs})
         here = sorted({_series(r, multi) for r in recs})
@@ -275,6 +303,7 @@ def latency_bars(report: Record) -> bytes | None:
             )  # fmt: skip
         ax.set_xticks(range(len(groups)), [f"{m}\nb{b}" for m, b in groups], fontsize=9)
         ax.set(title=f"{precision}, {size}px", ylabel="median latency (ms)")
+        ax.yaxis.set_tick_params(labelleft=True)  # shared, but each panel keeps its numbers
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Median latency per engine (bars: 95% CI of the median)")
     _legend(fig, axes)
@@ -424,10 +453,15 @@ PLOTS: dict[str, Callable[[Record], bytes | None]] = {
 
 
 def all_plots(report: Record) -> dict[str, bytes]:
-    """Every plot that has data, as PNG bytes by name."""
+    """Every plot that has data, as PNG bytes by name; none without matplotlib (`missing`)."""
+    if missing() is not None or not _ok(report):
+        return {}
+    import matplotlib
+
     out = {}
-    for name, draw in PLOTS.items():
-        png = draw(report) if _ok(report) else None
-        if png is not None:
-            out[name] = png
+    with matplotlib.rc_context(_RC):
+        for name, draw in PLOTS.items():
+            png = draw(report)
+            if png is not None:
+                out[name] = png
     return out
