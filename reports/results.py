@@ -1,12 +1,12 @@
 """Reading result folders: `results.jsonl` (one record a line), `environment.json` and
 `loadgen.jsonl`, without trusting them.
 
-Nothing here ever rewrites a file. A line that is not JSON (what a killed writer leaves) or not
-a record of a version this tool reads is skipped with a warning and left in place, as
-`resnet_common.records.read_records` does for `--resume`. A line that is a record but holds a
-value no report can show (a field of the wrong type, NaN, a 5000-digit integer, nesting 1000
-levels deep, a key given twice) is a hand edit: refused in one line naming the file, the line
-and the field (reports.validate), before anything is written. Files are read through
+Nothing here ever rewrites a file. A line that is not a JSON object (what a killed writer
+leaves) is skipped with a warning and left in place, as `resnet_common.records.read_records`
+does for `--resume`. A JSON object that is not a record this tool can show (another schema
+version, a missing field, a field of the wrong type, NaN, a 5000-digit integer, nesting 1000
+levels deep, a key given twice) is a hand edit or another tool's file: refused in one line
+naming the file, the line and the field (reports.validate), before anything is written. Files are read through
 `resnet_common.documents.read_capped`: a regular file of bounded size, never a device or a pipe.
 """
 
@@ -117,15 +117,17 @@ def scan_results(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]
             continue
         where = f"{path}:{number}"
         try:
-            record = check_record(loads(line, where=where))
+            value = loads(line, where=where)
         except json.JSONDecodeError as err:
             skipped.append((number, err.msg))
             continue
-        except RecordError:
-            raise
-        except SchemaError as err:
-            skipped.append((number, str(err)))
+        if not isinstance(value, dict):  # not a record at all: what a torn write can leave
+            skipped.append((number, "not a JSON object"))
             continue
+        try:
+            record = check_record(value)
+        except SchemaError as err:  # an object, but not a record this tool reads: refused
+            raise RecordError(f"{where}: {err}; fix or remove that line") from None
         check_record_fields(record, where=where)
         by_key.pop(record_key(record), None)
         by_key[record_key(record)] = record

@@ -190,7 +190,7 @@ def rss_cell(record: Mapping[str, Any]) -> str:
 
 
 PARITY_NOTE = (
-    "parity: the engine's outputs against torch in float64 on {images} seeded random images "
+    "parity: the engine's outputs against torch in float64 on {images} seeded random image(s) "
     "(the job's own batch). The relative L2 error (relL2) is what is judged; top-1 (and "
     "top-5) agreement on so few random images, through a net of random weights whose top "
     "logits are near ties, only says whether the engines put the same class first on those "
