@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import html
 import json
+import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -81,6 +82,19 @@ VERDICT_INTRO = (
     "excludes 1 (see Paired ratios). Timed apart, it is the ratio of the two medians, real "
     "when their 95% intervals separate."
 )
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and Inf as null, as the records are written: a hand-edited field no
+    report reads may hold one, and report.json stays JSON that any parser reads (depth is
+    bounded by the reader)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _write_atomic(path: Path, data: str | bytes) -> None:
@@ -323,7 +337,7 @@ def render(dirs: Sequence[str | Path], *, out: str | Path) -> dict[str, Path]:
     plots = all_plots(report)
     no_plots = missing() if report["records"] else None
     files = {
-        "json": json.dumps(report, indent=2, allow_nan=False) + "\n",
+        "json": json.dumps(_finite(report), indent=2, allow_nan=False) + "\n",
         "md": to_markdown(report, plots, no_plots=no_plots),
         "html": to_html(report, plots, no_plots=no_plots),
     }

@@ -15,6 +15,7 @@ import copy
 import functools
 import io
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -35,6 +36,12 @@ def real_sweep() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The records and environment of a real two-job interleaved sweep (a few seconds)."""
     from runtimes.cli import main
 
+    made = os.environ.get("REPORTS_HARDENING_SWEEP")  # `--count`: one sweep for every child
+    if made:
+        lines = Path(made, "results.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines], json.loads(
+            Path(made, "environment.json").read_text()
+        )
     with tempfile.TemporaryDirectory() as d:
         argv = ["run", "--models", "cifar-resnet20", "--runtimes", "ort-cpu", "--batch", "1,2"]
         argv += ["--interleave", "--warmup", "1", "--iterations", "6", "--out", f"{d}/out"]
@@ -294,4 +301,70 @@ if __name__ == "__main__":
         from tests.test_bad_inputs import _count
 
         root = Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).parents[1]).resolve()
-        _count(root, module="test_reports_hardening", cases=CASES)
+        with tempfile.TemporaryDirectory() as d:
+            records, env = real_sweep()
+            Path(d, "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            Path(d, "environment.json").write_text(json.dumps(env))
+            os.environ["REPORTS_HARDENING_SWEEP"] = d
+            _count(root, 180.0, module="test_reports_hardening", cases=CASES)
+
+
+# -- any one field of a real record set to any hostile value: rendered, or refused in one line --
+
+HOSTILE = [None, "x", "", -1, 0, 0.5, 1e300, -1e300, float("nan"), float("inf"), True, [], {},
+           [1, 2], {"a": 1}, 10**20, "9" * 10_000, "$\\frac{a}{b}$", "<b>&lt;</b>"]  # fmt: skip
+
+
+def _leaves(value: Any, prefix: str = "") -> list[str]:
+    """Every field path of a record, objects and their members alike (list items left out)."""
+    if not isinstance(value, dict):
+        return []
+    out = []
+    for k, v in value.items():
+        path = f"{prefix}.{k}" if prefix else k
+        out += [path, *_leaves(v, path)]
+    return out
+
+
+def test_any_field_of_a_real_record_set_to_a_hostile_value_renders_or_is_refused(tmp_path):
+    """Hypothesis picks a field of a real interleaved record and a hostile value for it; the
+    report is either made or refused with a UserError, never a crash from inside a table or a
+    plot, and a refusal leaves the folder as it was. Bounded: 20 examples, no shrinking."""
+    from hypothesis import HealthCheck, Phase, example, given, settings
+    from hypothesis import strategies as st
+
+    from reports.render import render
+    from resnet_common.errors import UserError
+
+    records, env = real_sweep()
+    paths = sorted(set(_leaves(records[1])) - {"schema_version"})
+
+    @settings(
+        max_examples=20,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )  # fmt: skip (no shrinking: each example renders a report with its plots)
+    @example("parity.reference", float("inf"), 0)  # unchecked: report.json writes it as null
+    @given(st.sampled_from(paths), st.sampled_from(HOSTILE), st.integers(0, 10**6))
+    def check(path: str, value: Any, n: int) -> None:
+        res = tmp_path / f"r{n}"
+        res.mkdir(exist_ok=True)
+        edited = copy.deepcopy(records[1])
+        _set(edited, path, value)
+        lines = [json.dumps(records[0]), json.dumps(edited)]
+        (res / "results.jsonl").write_text("\n".join(lines) + "\n")
+        (res / "environment.json").write_text(json.dumps(env))
+        before = sorted(p.name for p in res.iterdir())
+        try:
+            render([res], out=res)
+        except UserError as err:
+            assert "\n" not in str(err).strip() and "results.jsonl:2" in str(err)
+            assert sorted(p.name for p in res.iterdir()) == before
+        else:
+            assert (res / "report.md").is_file()
+        for p in res.iterdir():
+            p.unlink()
+
+    check()
