@@ -14,7 +14,7 @@ by path. Plots without data are left out. The bar panels of one figure share one
 (a linear one flattens every fast engine onto the floor).
 
 Every text may come from data (a model file named `r$\\foo$.onnx`, a machine label): matplotlib
-would read `$...$` as mathtext and fail on it, so plots are drawn with math parsing off.
+would read `$...$` as mathtext and fail on it, so each such text is escaped (`text`).
 Without matplotlib (the `reports` extra) there are no plots; `missing()` says what to install.
 """
 
@@ -34,8 +34,9 @@ MARKERS = "osD^v<>pPX*h"
 
 
 EXTRA = "reports"  # the pyproject extra that brings matplotlib
-# Data is text, never markup: no mathtext, no TeX.
-_RC: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}
+# Data is text, never markup: no TeX (and `text` escapes mathtext's `$`). Math parsing itself
+# stays on: matplotlib writes its own log-axis tick labels as mathtext.
+_RC: dict[Any, Any] = {"text.usetex": False}
 
 
 def missing() -> str | None:
@@ -70,20 +71,27 @@ def _ok(report: Record) -> list[Record]:
     return [r for r in report["records"] if r["status"] == "ok"]
 
 
+def text(value: object) -> str:
+    """Data as matplotlib draws it literally: a `$` escaped, so `r$\\foo$.onnx` is not read as
+    mathtext (which failed to parse it and took the report down). Every label, title and
+    annotation that holds a value from a record goes through here."""
+    return str(value).replace("$", "\\$")
+
+
 def model_label(name: str) -> str:
     """A model as a plot shows it: variant names as they are, files by their file name."""
-    return Path(name).name if name.endswith(".onnx") else name
+    return text(Path(name).name if name.endswith(".onnx") else name)
 
 
 def _series(r: Record, multi_machine: bool) -> str:
-    engine = str(r["runtime"]) + (" (throughput)" if mode_of(r) == "throughput" else "")
-    return f"{engine} @ {r['machine']}" if multi_machine else engine
+    engine = text(r["runtime"]) + (" (throughput)" if mode_of(r) == "throughput" else "")
+    return f"{engine} @ {text(r['machine'])}" if multi_machine else engine
 
 
 def _facets(records: list[Record]) -> dict[tuple[str, Any], list[Record]]:
     out: dict[tuple[str, Any], list[Record]] = {}
     for r in records:
-        out.setdefault((str(r["precision"]), r.get("image_size")), []).append(r)
+        out.setdefault((text(r["precision"]), r.get("image_size")), []).append(r)
     return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)))
 
 
@@ -320,7 +328,9 @@ def paired_ratio_plot(report: Record) -> bytes | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.38 * len(ratios)))
     multi = len(report["machines"]) > 1
-    labels = [f"{r.a} / {r.b} ({r.context}" + (f", {r.machine})" if multi else ")") for r in ratios]
+    labels = [
+        text(f"{r.a} / {r.b} ({r.context}" + (f", {r.machine})" if multi else ")")) for r in ratios
+    ]
     ys = list(range(len(ratios)))
     colours = ["#1f77b4" if r.lo <= 1 <= r.hi else "#d62728" for r in ratios]
     for y, r, c in zip(ys, ratios, colours, strict=True):
@@ -357,7 +367,7 @@ def parity_heatmap(report: Record) -> bytes | None:
     for r in _ok(report):
         value = parity_value(r.get("parity"))
         if value is not None:
-            col = f"{_series(r, multi)} {r['precision']}"
+            col = f"{_series(r, multi)} {text(r['precision'])}"
             key = (f"{model_label(str(r['model']))} {r.get('image_size')}px", col)
             cells[key] = max(cells.get(key, 0.0), value)
             rtol = (r.get("parity") or {}).get("rtol")
@@ -399,7 +409,7 @@ def accuracy_frontier(report: Record) -> bytes | None:
     panels: dict[tuple[str, str, Any], list[Record]] = {}
     for r in _ok(report):
         if accuracy(r)[0] is not None:
-            key = (str(r["machine"]), model_label(str(r["model"])), r.get("image_size"))
+            key = (text(r["machine"]), model_label(str(r["model"])), r.get("image_size"))
             panels.setdefault(key, []).append(r)
     if not panels:
         return None
@@ -407,8 +417,9 @@ def accuracy_frontier(report: Record) -> bytes | None:
     multi = len(report["machines"]) > 1
     for ax, ((machine, model, size), recs) in zip(axes, sorted(panels.items()), strict=True):
         points = sorted(
-            (max(accuracy(r)[0] or 0.0, 1e-12), per_image_ms(r), r) for r in recs
-        )  # fmt: skip
+            ((max(accuracy(r)[0] or 0.0, 1e-12), per_image_ms(r), r) for r in recs),
+            key=lambda p: p[:2],  # two configurations may tie: never compare the records
+        )
         front, best = [], math.inf
         for x, y, _ in points:
             if y < best:
@@ -420,7 +431,7 @@ def accuracy_frontier(report: Record) -> bytes | None:
                 x, y, "o", markersize=6, color="#1f77b4",
                 markerfacecolor="#1f77b4" if passed else "none",
             )  # fmt: skip
-            label = f"{r['runtime']} {r['precision']} b{r['batch']}"
+            label = text(f"{r['runtime']} {r['precision']} b{r['batch']}")
             label += " thr" if mode_of(r) == "throughput" else ""
             ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
         ax.step(

@@ -323,3 +323,23 @@ def test_render_writes_nothing_when_a_later_record_is_bad(tmp_path):
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after.keys() == before.keys()
     assert all(after[k] == before[k] for k in before if k != "results.jsonl")
+
+
+def test_every_plot_draws_dollar_text_from_any_field_literally():
+    """Model, engine, precision and machine are all data: each may hold `$...$`. Every plot is
+    drawn (ties between configurations included: the frontier compared records to sort them)
+    and each data label comes out as typed, while matplotlib's own log ticks stay math."""
+    from reports import plots
+
+    recs = []
+    for model, depth in (("r$\\foo$.onnx", 20), ("n$\\bar$", 56)):
+        for runtime in ("ort$\\x$", "openvino"):
+            for batch in (1, 2):
+                r = record(model, runtime, batch, 1.0 + depth * batch / 10, depth=depth)
+                recs.append(_interleaved({**r, "precision": "fp$32$"}, [1.0] * 6))
+    report = _report(recs, machine="m$\\a$")
+    assert set(plots.all_plots(report)) == set(plots.PLOTS)
+    [fig] = _figures(plots.accuracy_frontier, report)
+    titles = sorted(ax.get_title() for ax in fig.axes if ax.get_visible())
+    assert titles == ["n\\$\\bar\\$, 32px", "r\\$\\foo\\$.onnx, 32px"]  # escaped: drawn as typed
+    fig.canvas.draw()  # parses every text: a `$\foo$` read as math raises here
