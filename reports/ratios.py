@@ -162,7 +162,7 @@ def ratio_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
 PRECISIONS_INTRO = (
     "Each lower precision against the most exact one run of the same model, engine, batch, "
     "mode and image size (fp32 where it ran): the latency ratio A / B (below 1: A is faster). "
-    "Paired when both were timed together (`--interleave`): the median of the per-round "
+    "Paired when both were timed together (--interleave): the median of the per-round "
     "ratios with its 95% interval, a real difference when the interval excludes 1. Timed "
     "apart, only the medians' ratio is known, with no interval. The accuracy is A's relative "
     "L2 error against torch fp64 on the fp32 graph (parity's)."

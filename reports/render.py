@@ -77,7 +77,7 @@ FASTEST_INTRO = (
 
 VERDICT_INTRO = (
     "The fastest engine per model, precision, batch, mode and image size, and its speedup over "
-    "the next. Where the two were timed together (`--interleave`) the speedup is the median of "
+    "the next. Where the two were timed together (--interleave) the speedup is the median of "
     "the per-round ratios, next / fastest, with its 95% interval: real when the interval "
     "excludes 1 (see Paired ratios). Timed apart, it is the ratio of the two medians, real "
     "when their 95% intervals separate."
