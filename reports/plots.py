@@ -9,7 +9,13 @@ median latency, so its bars are the same interval; throughput mode's is the meas
 (images completed over wall time), drawn without bars. The accuracy frontier puts every
 configuration on time per image against its error from fp32 and draws the Pareto front. Log
 axes print plain numbers (2, 5, 10, not 2x10^0). Model files are labelled by file name, never
-by path. Plots without data are left out.
+by path. Plots without data are left out. The bar panels of one figure share one latency scale
+(bars side by side on different scales compare falsely), and latency-vs-depth is on a log axis
+(a linear one flattens every fast engine onto the floor).
+
+Every text may come from data (a model file named `r$\\foo$.onnx`, a machine label): matplotlib
+would read `$...$` as mathtext and fail on it, so each such text is escaped (`text`).
+Without matplotlib (the `reports` extra) there are no plots; `missing()` says what to install.
 """
 
 from __future__ import annotations
@@ -25,6 +31,24 @@ from resnet_common.records import mode_of
 
 Record = Mapping[str, Any]
 MARKERS = "osD^v<>pPX*h"
+
+
+EXTRA = "reports"  # the pyproject extra that brings matplotlib
+# Data is text, never markup: no TeX (and `text` escapes mathtext's `$`). Math parsing itself
+# stays on: matplotlib writes its own log-axis tick labels as mathtext.
+_RC: dict[Any, Any] = {"text.usetex": False}
+
+
+def missing() -> str | None:
+    """Why no plot can be drawn here, or None when matplotlib imports."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return (
+            "matplotlib is not installed, so the report has no plots; "
+            f"pip install 'resnet-graphgen[{EXTRA}]' to draw them"
+        )
+    return None
 
 
 def _pyplot() -> Any:
@@ -47,20 +71,27 @@ def _ok(report: Record) -> list[Record]:
     return [r for r in report["records"] if r["status"] == "ok"]
 
 
+def text(value: object) -> str:
+    """Data as matplotlib draws it literally: a `$` escaped, so `r$\\foo$.onnx` is not read as
+    mathtext (which failed to parse it and took the report down). Every label, title and
+    annotation that holds a value from a record goes through here."""
+    return str(value).replace("$", "\\$")
+
+
 def model_label(name: str) -> str:
     """A model as a plot shows it: variant names as they are, files by their file name."""
-    return Path(name).name if name.endswith(".onnx") else name
+    return text(Path(name).name if name.endswith(".onnx") else name)
 
 
 def _series(r: Record, multi_machine: bool) -> str:
-    engine = str(r["runtime"]) + (" (throughput)" if mode_of(r) == "throughput" else "")
-    return f"{engine} @ {r['machine']}" if multi_machine else engine
+    engine = text(r["runtime"]) + (" (throughput)" if mode_of(r) == "throughput" else "")
+    return f"{engine} @ {text(r['machine'])}" if multi_machine else engine
 
 
 def _facets(records: list[Record]) -> dict[tuple[str, Any], list[Record]]:
     out: dict[tuple[str, Any], list[Record]] = {}
     for r in records:
-        out.setdefault((str(r["precision"]), r.get("image_size")), []).append(r)
+        out.setdefault((text(r["precision"]), r.get("image_size")), []).append(r)
     return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)))
 
 
@@ -125,13 +156,16 @@ def _throughput(r: Record) -> tuple[float, float, float]:
     return value, value - lo, hi - value
 
 
-def _grid(n: int, width: float = 6.0, height: float = 4.0) -> tuple[Any, list[Any]]:
+def _grid(
+    n: int, width: float = 6.0, height: float = 4.0, *, sharey: bool = False
+) -> tuple[Any, list[Any]]:
     plt = _pyplot()
     cols = min(n, 2)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(width * cols + 1.5, height * rows), squeeze=False, layout="constrained"
-    )
+        rows, cols, figsize=(width * cols + 1.5, height * rows), squeeze=False,
+        layout="constrained", sharey=sharey,
+    )  # fmt: skip
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -219,7 +253,7 @@ def latency_vs_depth(report: Record) -> bytes | None:
     return _lines(
         report, [r for r in ok if r["batch"] == smallest], lambda r: r.get("depth"), _latency,
         title=f"Median latency vs depth (batch {smallest}; bars: 95% CI of the median)",
-        xlabel="depth (weighted layers)", ylabel="latency (ms)",
+        xlabel="depth (weighted layers)", ylabel="latency (ms, log scale)", logy=True,
     )  # fmt: skip
 
 
@@ -250,7 +284,9 @@ def latency_bars(report: Record) -> bytes | None:
     multi = len(report["machines"]) > 1
     facets = _facets(ok)
     style = _style(report, ok)
-    fig, axes = _grid(len(facets), width=max(6.0, 0.5 * len(ok) / len(facets) + 3))
+    fig, axes = _grid(
+        len(facets), width=max(6.0, 0.5 * len(ok) / len(facets) + 3), sharey=True
+    )  # one latency scale for every panel: bars side by side compare by their height
     for ax, ((precision, size), recs) in zip(axes, facets.items(), strict=True):
         groups = sorted({(model_label(str(r["model"])), r["batch"]) for r in recs})
         here = sorted({_series(r, multi) for r in recs})
@@ -275,6 +311,7 @@ def latency_bars(report: Record) -> bytes | None:
             )  # fmt: skip
         ax.set_xticks(range(len(groups)), [f"{m}\nb{b}" for m, b in groups], fontsize=9)
         ax.set(title=f"{precision}, {size}px", ylabel="median latency (ms)")
+        ax.yaxis.set_tick_params(labelleft=True)  # shared, but each panel keeps its numbers
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Median latency per engine (bars: 95% CI of the median)")
     _legend(fig, axes)
@@ -291,7 +328,9 @@ def paired_ratio_plot(report: Record) -> bytes | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.38 * len(ratios)))
     multi = len(report["machines"]) > 1
-    labels = [f"{r.a} / {r.b} ({r.context}" + (f", {r.machine})" if multi else ")") for r in ratios]
+    labels = [
+        text(f"{r.a} / {r.b} ({r.context}" + (f", {r.machine})" if multi else ")")) for r in ratios
+    ]
     ys = list(range(len(ratios)))
     colours = ["#1f77b4" if r.lo <= 1 <= r.hi else "#d62728" for r in ratios]
     for y, r, c in zip(ys, ratios, colours, strict=True):
@@ -328,7 +367,7 @@ def parity_heatmap(report: Record) -> bytes | None:
     for r in _ok(report):
         value = parity_value(r.get("parity"))
         if value is not None:
-            col = f"{_series(r, multi)} {r['precision']}"
+            col = f"{_series(r, multi)} {text(r['precision'])}"
             key = (f"{model_label(str(r['model']))} {r.get('image_size')}px", col)
             cells[key] = max(cells.get(key, 0.0), value)
             rtol = (r.get("parity") or {}).get("rtol")
@@ -370,7 +409,7 @@ def accuracy_frontier(report: Record) -> bytes | None:
     panels: dict[tuple[str, str, Any], list[Record]] = {}
     for r in _ok(report):
         if accuracy(r)[0] is not None:
-            key = (str(r["machine"]), model_label(str(r["model"])), r.get("image_size"))
+            key = (text(r["machine"]), model_label(str(r["model"])), r.get("image_size"))
             panels.setdefault(key, []).append(r)
     if not panels:
         return None
@@ -378,8 +417,9 @@ def accuracy_frontier(report: Record) -> bytes | None:
     multi = len(report["machines"]) > 1
     for ax, ((machine, model, size), recs) in zip(axes, sorted(panels.items()), strict=True):
         points = sorted(
-            (max(accuracy(r)[0] or 0.0, 1e-12), per_image_ms(r), r) for r in recs
-        )  # fmt: skip
+            ((max(accuracy(r)[0] or 0.0, 1e-12), per_image_ms(r), r) for r in recs),
+            key=lambda p: p[:2],  # two configurations may tie: never compare the records
+        )
         front, best = [], math.inf
         for x, y, _ in points:
             if y < best:
@@ -391,7 +431,7 @@ def accuracy_frontier(report: Record) -> bytes | None:
                 x, y, "o", markersize=6, color="#1f77b4",
                 markerfacecolor="#1f77b4" if passed else "none",
             )  # fmt: skip
-            label = f"{r['runtime']} {r['precision']} b{r['batch']}"
+            label = text(f"{r['runtime']} {r['precision']} b{r['batch']}")
             label += " thr" if mode_of(r) == "throughput" else ""
             ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
         ax.step(
@@ -424,10 +464,15 @@ PLOTS: dict[str, Callable[[Record], bytes | None]] = {
 
 
 def all_plots(report: Record) -> dict[str, bytes]:
-    """Every plot that has data, as PNG bytes by name."""
+    """Every plot that has data, as PNG bytes by name; none without matplotlib (`missing`)."""
+    if missing() is not None or not _ok(report):
+        return {}
+    import matplotlib
+
     out = {}
-    for name, draw in PLOTS.items():
-        png = draw(report) if _ok(report) else None
-        if png is not None:
-            out[name] = png
+    with matplotlib.rc_context(_RC):
+        for name, draw in PLOTS.items():
+            png = draw(report)
+            if png is not None:
+                out[name] = png
     return out

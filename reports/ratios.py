@@ -157,3 +157,71 @@ def ratio_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
         }
         for r in paired_ratios(report)
     ]
+
+
+PRECISIONS_INTRO = (
+    "Each lower precision against the most exact one run of the same model, engine, batch, "
+    "mode and image size (fp32 where it ran): the latency ratio A / B (below 1: A is faster). "
+    "Paired when both were timed together (--interleave): the median of the per-round "
+    "ratios with its 95% interval, a real difference when the interval excludes 1. Timed "
+    "apart, only the medians' ratio is known, with no interval. The accuracy is A's relative "
+    "L2 error against torch fp64 on the fp32 graph (parity's)."
+)
+_PRECISION_SHARED = ("machine", "model", "runtime", "batch", "image_size", "mode")
+
+
+def precision_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per model, engine, batch, mode and image size with two precisions or more: each less
+    exact precision over the most exact one (int8 / fp32, bf16 / fp32), paired where they were
+    timed together, else the two medians' ratio said as unpaired."""
+    from reports.fastest import accuracy, per_image_ms
+
+    groups: dict[tuple[Any, ...], dict[str, Mapping[str, Any]]] = {}
+    for r in report.get("records", []):
+        if r.get("status") == "ok":
+            key = tuple(_field(r, k) for k in _PRECISION_SHARED)
+            groups.setdefault(key, {})[str(r["precision"])] = r
+    rank = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    rows = []
+    for key, by_precision in groups.items():
+        if len(by_precision) < 2:
+            continue
+        order = sorted(by_precision, key=lambda p: (rank.get(p, len(rank)), p))
+        b = by_precision[order[0]]
+        machine, model, runtime, batch, size, mode = key
+        for precision in order[1:]:
+            a = by_precision[precision]
+            found = pair(a, b)
+            if found is not None:
+                ratio, lo, hi, rounds = found
+                interval, how = f"[{lo:.3f}, {hi:.3f}]", f"paired, {rounds} rounds"
+                real = lo > 1 or hi < 1
+            else:
+                ratio = per_image_ms(a) / per_image_ms(b)
+                interval, how, real = "-", "medians, timed apart", None
+            faster = f"{precision} {1 / ratio:.2f}x faster" if ratio < 1 else (
+                f"{order[0]} {ratio:.2f}x faster"
+            )  # fmt: skip
+            verdict = (
+                f"{faster} (not shown real: timed apart)"
+                if real is None
+                else (faster if real else f"no real difference ({faster} by the median)")
+            )
+            rel = accuracy(a)[0]
+            rows.append(
+                {
+                    "machine": str(machine),
+                    "model": str(model),
+                    "runtime": str(runtime),
+                    "batch": str(batch),
+                    "mode": str(mode),
+                    "image": f"{size}x{size}" if size else "-",
+                    "A / B": f"{precision} / {order[0]}",
+                    "latency ratio": f"{ratio:.3f}",
+                    "95% CI": interval,
+                    "how": how,
+                    "verdict": verdict,
+                    "accuracy of A": f"relL2 {rel:.1e}" if rel is not None else "-",
+                }
+            )
+    return rows

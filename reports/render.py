@@ -11,14 +11,17 @@ import base64
 import datetime as dt
 import html
 import json
+import math
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reports import tables
 from reports.fastest import Budget, fastest_rows, load_caveat
-from reports.plots import all_plots
-from reports.ratios import ratio_rows
+from reports.plots import all_plots, missing
+from reports.ratios import PRECISIONS_INTRO, precision_rows, ratio_rows
 from reports.results import ResultFolder, read_folder
 from reports.schema import make_report
 from resnet_common.errors import UserError
@@ -72,6 +75,28 @@ FASTEST_INTRO = (
 )
 
 
+VERDICT_INTRO = (
+    "The fastest engine per model, precision, batch, mode and image size, and its speedup over "
+    "the next. Where the two were timed together (--interleave) the speedup is the median of "
+    "the per-round ratios, next / fastest, with its 95% interval: real when the interval "
+    "excludes 1 (see Paired ratios). Timed apart, it is the ratio of the two medians, real "
+    "when their 95% intervals separate."
+)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and Inf as null, as the records are written: a hand-edited field no
+    report reads may hold one, and report.json stays JSON that any parser reads (depth is
+    bounded by the reader)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _write_atomic(path: Path, data: str | bytes) -> None:
     atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
 
@@ -80,8 +105,17 @@ def _write_atomic(path: Path, data: str | bytes) -> None:
 FRONT_PLOTS = ("latency_per_engine", "accuracy_frontier")  # shown beside their verdicts
 
 
+# What Markdown would read as HTML or a character reference: `<` opening a tag (`<script>`,
+# `</b>`, `<!--`, an autolink) and `&` opening an entity (`&lt;`). Escaped with a backslash
+# (CommonMark), as are `\`, `` ` ``, `*`, `$` (GitHub's math) and a `]` that would close a
+# link's text (`](`): they render as typed; anything else (`p99 <= 5 ms`, `R&D`) stays as it is, so
+# the raw file reads as the rendered one (html.escape showed `&lt;=` in report.md).
+_MD_MARKUP = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)|\](?=[(\[:])|[\\`*$]")
+
+
 def _md_cell(text: str) -> str:
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+    escaped = _MD_MARKUP.sub(lambda m: "\\" + m.group(0), str(text))
+    return escaped.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _md_table(rows: list[dict[str, str]]) -> str:
@@ -93,10 +127,16 @@ def _md_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = None) -> str:
+def to_markdown(
+    report: Mapping[str, Any],
+    plots: Mapping[str, bytes] | None = None,
+    *,
+    no_plots: str | None = None,
+) -> str:
     """The Markdown report; `plots` are linked as the PNG files `render` writes beside it."""
     plots = plots or {}
     measured, not_measured = tables.split_result_rows(report)
+    precisions = precision_rows(report)
     parts = [
         "# bench-runtimes report",
         f"Schema version {SCHEMA_VERSION}; generated {report['generated_at']}. Latencies in ms "
@@ -109,8 +149,7 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
         _md_table(fastest_rows(report)),
         *(["![Accuracy frontier](accuracy_frontier.png)"] if "accuracy_frontier" in plots else []),
         "## Verdict",
-        "The fastest engine per model, precision, batch, mode and image size, its speedup over "
-        "the next, and whether the difference is real (see Paired ratios).",
+        VERDICT_INTRO,
         _md_table(tables.verdict_rows(report)),
         *([caveat] if (caveat := verdict_caveat(report)) else []),
         *(
@@ -118,6 +157,7 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
             if "latency_per_engine" in plots
             else []
         ),
+        *(["## Precisions", PRECISIONS_INTRO, _md_table(precisions)] if precisions else []),
         "## Reproduce",
         _md_table(tables.reproduce_rows(report)),
         "## Machines",
@@ -128,6 +168,7 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
         _md_table(tables.max_batch_rows(report)),
         "## Results",
         _md_table(measured),
+        *([note] if (note := tables.results_note(report)) else []),
     ]
     if any(row.get("% peak", "").endswith("*") for row in measured):
         parts.append(tables.ABOVE_PEAK_NOTE)
@@ -148,6 +189,8 @@ def to_markdown(report: Mapping[str, Any], plots: Mapping[str, bytes] | None = N
     others = [name for name in plots if name not in FRONT_PLOTS]
     if others:
         parts += ["## Plots", *(f"![{n.replace('_', ' ')}]({n}.png)" for n in others)]
+    elif no_plots:
+        parts += ["## Plots", f"None: {no_plots}."]
     unstable = tables.unstable_records(report)
     if unstable:
         parts += [
@@ -196,9 +239,13 @@ def _html_table(rows: list[dict[str, str]]) -> str:
     return f'<div class="wide"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
-def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
+def to_html(
+    report: Mapping[str, Any], plots: Mapping[str, bytes], *, no_plots: str | None = None
+) -> str:
     e = html.escape
     measured, not_measured = tables.split_result_rows(report)
+    precisions = precision_rows(report)
+    results_note = tables.results_note(report)
     unstable = tables.unstable_records(report)
     warnings = "".join(
         f'<li class="warn">unstable: {e(r["model"])} on {e(r["runtime"])} batch {r["batch"]} '
@@ -234,15 +281,21 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         "<h2>Fastest within the accuracy budget</h2>"
         f"<p>{e(FASTEST_INTRO.format(budget=Budget().describe()))}</p>"
         f"{_html_table(fastest_rows(report))}" + frontier + "<h2>Verdict</h2>"
-        f"{_html_table(tables.verdict_rows(report))}"
+        f"<p>{e(VERDICT_INTRO)}</p>{_html_table(tables.verdict_rows(report))}"
         + (f'<p class="warn">{e(caveat)}</p>' if (caveat := verdict_caveat(report)) else "")
         + verdict_plot
+        + (
+            f"<h2>Precisions</h2><p>{e(PRECISIONS_INTRO)}</p>{_html_table(precisions)}"
+            if precisions
+            else ""
+        )
         + f"<h2>Reproduce</h2>{_html_table(tables.reproduce_rows(report))}"
         f"<h2>Machines</h2>{_html_table(tables.environment_rows(report))}"
         "<h2>Max-batch view</h2><p>Our sequential loop: p90 latency at batch 1, "
         "throughput at the largest batch run (MLPerf's scenarios: the LoadGen section).</p>"
         f"{_html_table(tables.max_batch_rows(report))}"
         f"<h2>Results</h2>{_html_table(measured)}"
+        + (f"<p>{e(results_note)}</p>" if results_note else "")
         + (
             f"<p>{e(tables.ABOVE_PEAK_NOTE)}</p>"
             if any(row.get("% peak", "").endswith("*") for row in measured)
@@ -262,28 +315,45 @@ def to_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
             else ""
         )
         + (f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else "")
-        + f"<h2>Plots</h2>{images or '<p><em>no data to plot</em></p>'}"
-        "</body></html>\n"
+        + "<h2>Plots</h2>"
+        + (
+            images
+            or f"<p><em>{e(f'None: {no_plots}.' if no_plots else 'no data to plot')}</em></p>"
+        )
+        + "</body></html>\n"
     )
 
 
 def render(dirs: Sequence[str | Path], *, out: str | Path) -> dict[str, Path]:
-    """Read, merge and write the three report files into `out`; returns their paths."""
+    """Read, merge and write the three report files into `out`; returns their paths.
+
+    Every folder is read and every record checked first, and every file is made in memory
+    before the first is written: a bad record or a drawing error leaves `out` as it was. Without
+    matplotlib the report is written without plots, and one line on stderr says what to
+    install."""
     unique = list(dict.fromkeys(Path(d).resolve() for d in dirs))  # a folder named twice is one
     folders = [read_folder(d) for d in unique]
+    report = merge(folders)
+    plots = all_plots(report)
+    no_plots = missing() if report["records"] else None
+    files = {
+        "json": json.dumps(_finite(report), indent=2, allow_nan=False) + "\n",
+        "md": to_markdown(report, plots, no_plots=no_plots),
+        "html": to_html(report, plots, no_plots=no_plots),
+    }
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot write to --out {out}: {err.strerror or err}") from None
-    report = merge(folders)
-    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    plots = all_plots(report)
-    _write_atomic(paths["json"], json.dumps(report, indent=2) + "\n")
+    paths = {kind: out / f"report.{kind}" for kind in files}
+    _write_atomic(paths["json"], files["json"])
     for name, png in plots.items():  # the Markdown report links them; the HTML embeds them
         _write_atomic(out / f"{name}.png", png)
-    _write_atomic(paths["md"], to_markdown(report, plots))
-    _write_atomic(paths["html"], to_html(report, plots))
+    _write_atomic(paths["md"], files["md"])
+    _write_atomic(paths["html"], files["html"])
+    if no_plots:
+        print(f"warning: {no_plots}", file=sys.stderr)
     return paths
 
 

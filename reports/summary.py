@@ -73,8 +73,8 @@ def _drop_constant(rows: list[dict[str, str]], columns: tuple[str, ...]) -> tupl
 
 
 def print_summary(report: Mapping[str, Any], *, console: Any) -> None:
-    """Results, the max-batch view, LoadGen's results, paired ratios, and one line per
-    unstable result."""
+    """Results, the max-batch view, LoadGen's results, precision and paired ratios, and one
+    line per unstable result."""
     multi = len(report["machines"]) > 1
     rows = _compact(tables.result_rows(report))
     if rows:
@@ -102,8 +102,13 @@ def print_summary(report: Mapping[str, Any], *, console: Any) -> None:
             loadgen, tables.LOADGEN_COLUMNS if multi else tables.LOADGEN_COLUMNS[1:]
         )
         console.print(_table(f"MLPerf LoadGen{said}", loadgen, columns))
-    from reports.ratios import ratio_rows
+    from reports.ratios import precision_rows, ratio_rows
 
+    precisions = precision_rows(report)
+    if precisions:
+        cols = tuple(c for c in precisions[0] if (multi or c != "machine") and c != "how")
+        console.print(_table("precisions (A / B latency; paired 95% CI where timed together)",
+                             precisions, cols))  # fmt: skip
     ratios = ratio_rows(report)
     if ratios:
         cols = tuple(c for c in ratios[0] if multi or c != "machine")

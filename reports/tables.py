@@ -73,8 +73,20 @@ def _f(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def parity_cell(parity: Mapping[str, Any] | None) -> str:
-    """A short parity summary: relative L2 and top-1 agreement where the metrics exist."""
+def parity_samples(record: Mapping[str, Any]) -> int | None:
+    """How many images parity compared: its own count where it records one, else the job's
+    batch (the sweep checks parity on the batch it timed)."""
+    parity = record.get("parity") or {}
+    count = parity.get("samples")
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+        return count
+    batch = record.get("batch")
+    return batch if isinstance(batch, int) and not isinstance(batch, bool) else None
+
+
+def parity_cell(parity: Mapping[str, Any] | None, samples: int | None = None) -> str:
+    """A short parity summary: relative L2 and top-1 agreement where the metrics exist, the
+    agreement with the number of images it counts ("top1 100% of 1")."""
     if not parity:
         return "-"
     if "error" in parity:
@@ -87,7 +99,7 @@ def parity_cell(parity: Mapping[str, Any] | None) -> str:
             break
     for key in ("top1", "top1_agreement"):
         if isinstance(metrics.get(key), (int, float)):
-            parts.append(f"top1 {metrics[key]:.0%}")
+            parts.append(f"top1 {metrics[key]:.0%}" + (f" of {samples}" if samples else ""))
             break
     verdict = parity.get("passed", parity.get("ok"))
     if isinstance(verdict, bool):
@@ -151,11 +163,64 @@ def record_peak(record: Mapping[str, Any], env: Mapping[str, Any]) -> float | No
     return None
 
 
+def rss_scope(record: Mapping[str, Any]) -> str | None:
+    """Whose peak the record's `peak_host_rss_mb` is, as the record says
+    (`peak_host_rss_mb_scope`); a record without the field that was timed in an interleaved
+    group holds the group's (every job of it was loaded in one process); None: this job's."""
+    scope = record.get("peak_host_rss_mb_scope")
+    if isinstance(scope, str) and scope and scope != "this job":
+        return scope
+    if scope is None and ((record.get("timing") or {}).get("interleaved")):
+        return "interleaved group"
+    return None
+
+
+RSS_NOTE = (
+    "RSS MB: the peak resident memory of the measuring process while the job was timed. A "
+    "value marked with its scope, such as (interleaved group), is the peak of a process that "
+    "held more than this job: every job of its interleaved group was loaded at once, so they "
+    "all show the same number, which is not the job's own footprint."
+)
+
+
+def rss_cell(record: Mapping[str, Any]) -> str:
+    value = _f(record.get("peak_host_rss_mb"), 0)
+    scope = rss_scope(record)
+    return f"{value} ({scope})" if scope and value != "-" else value
+
+
+PARITY_NOTE = (
+    "parity: the engine's outputs against torch in float64 on {images} seeded random image(s) "
+    "(the job's own batch). The relative L2 error (relL2) is what is judged; top-1 (and "
+    "top-5) agreement on so few random images, through a net of random weights whose top "
+    "logits are near ties, only says whether the engines put the same class first on those "
+    "inputs: it is not accuracy, and 100% of 1 image proves little."
+)
+
+
+def results_note(report: Mapping[str, Any]) -> str:
+    """What the Results table's parity and RSS columns mean, for the records it shows."""
+    ok = [r for r in report["records"] if r["status"] == "ok"]
+    parts = []
+    counts = sorted({n for r in ok if r.get("parity") and (n := parity_samples(r))})
+    if counts:
+        images = " to ".join(str(n) for n in dict.fromkeys((counts[0], counts[-1])))
+        parts.append(PARITY_NOTE.format(images=images))
+    if any(rss_scope(r) for r in ok):
+        parts.append(RSS_NOTE)
+    return " ".join(parts)
+
+
+def _cov(record: Mapping[str, Any]) -> float:
+    cov = (record.get("stability") or {}).get("cov")
+    return float(cov) if isinstance(cov, int | float) else 0.0
+
+
 def note_cell(record: Mapping[str, Any]) -> str:
     """What a reader must know beside the numbers: unstable, another precision ran than the
     one asked, the machine oversubscribed."""
     notes = []
-    if record.get("stability", {}).get("cov", 0) > UNSTABLE_COV:
+    if _cov(record) > UNSTABLE_COV:
         notes.append("unstable")
     ran = (record.get("runner") or {}).get("precision_note")
     if ran:
@@ -182,7 +247,7 @@ def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
             status=r["status"],
         )
         if r["status"] == "ok":
-            lat, stab = r["latency_ms"], r.get("stability", {})
+            lat, stab = r["latency_ms"], r.get("stability") or {}
             ci = stab.get("median_ci95_ms")
             gflops = r.get("gflops")
             row.update(
@@ -191,14 +256,14 @@ def result_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                     "95% CI ms": f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "-",
                     "p90 ms": _f(lat["p90"], 3),
                     "p99 ms": _f(lat["p99"], 3),
-                    "CoV": f"{stab['cov']:.1%}" if "cov" in stab else "-",
+                    "CoV": f"{stab['cov']:.1%}" if stab.get("cov") is not None else "-",
                     "img/s": _f(r.get("throughput_ips"), 1),
                     "GFLOP/s": _f(gflops, 1),
                     "% peak": peak_cell(gflops, peak),
                     "load s": _f(r.get("load_time_s"), 2),
                     "first ms": _f(r.get("first_inference_ms"), 1),
-                    "RSS MB": _f(r.get("peak_host_rss_mb"), 0),
-                    "parity": parity_cell(r.get("parity")),
+                    "RSS MB": rss_cell(r),
+                    "parity": parity_cell(r.get("parity"), parity_samples(r)),
                     "note": note_cell(r),
                 }
             )
@@ -278,11 +343,7 @@ def loadgen_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def unstable_records(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [
-        r
-        for r in report["records"]
-        if r["status"] == "ok" and r.get("stability", {}).get("cov", 0) > UNSTABLE_COV
-    ]
+    return [r for r in report["records"] if r["status"] == "ok" and _cov(r) > UNSTABLE_COV]
 
 
 def environment_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -329,24 +390,28 @@ VERDICT_COLUMNS = (
 
 def verdict_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     """The answer first: per (machine, model, precision, batch, image), the fastest engine,
-    how much faster than the next one, and whether that difference is real: by the paired
-    ratio of an interleaved run when there is one (its 95% interval excludes 1), else by the
-    two medians' 95% intervals separating."""
+    how much faster than the next one, and whether that difference is real. Where the two were
+    timed together the speedup is the paired one (the median of the per-round ratios, next /
+    fastest, with its 95% interval, real when the interval excludes 1), and the pair is
+    ordered by it: a ratio of the two medians can fall outside its own paired interval. Timed
+    apart, it is the medians' ratio, real when their 95% intervals separate."""
     from reports.fastest import per_image_ms
-    from reports.ratios import paired_ratios
+    from reports.ratios import pair
 
-    pairs = {
-        (r.machine, r.context, r.a, r.b): r for r in paired_ratios(report) if r.kind == "engines"
-    }
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for r in report["records"]:
         if r["status"] == "ok":
             key = (r["machine"], r["model"], r["precision"], r["batch"], r.get("image_size"))
             groups.setdefault((*key, mode_of(r)), []).append(r)
     rows = []
-    for (machine, model, precision, batch, size, mode), records in groups.items():
+    for (machine, model, precision, batch, _, mode), records in groups.items():
         ranked = sorted(records, key=per_image_ms)
         best = ranked[0]
+        paired = pair(ranked[1], best) if len(ranked) > 1 else None
+        if paired is not None and paired[0] < 1:  # paired, the runner-up is the faster one
+            ranked[0], ranked[1] = ranked[1], ranked[0]
+            best = ranked[0]
+            paired = pair(ranked[1], best)
         row = dict.fromkeys(VERDICT_COLUMNS, "-")
         row.update(
             machine=str(machine), model=str(model), precision=str(precision), batch=str(batch),
@@ -355,32 +420,29 @@ def verdict_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
         )  # fmt: skip
         if len(ranked) == 1:
             row["real?"] = "only one engine ran"
+            rows.append(row)
+            continue
+        nxt = ranked[1]
+        row["next"] = str(nxt["runtime"])
+        if paired is not None:
+            ratio, lo, hi, rounds = paired
+            row["speedup"] = f"{ratio:.2f}x [{lo:.2f}, {hi:.2f}]"
+            real = lo > 1 or hi < 1
+            row["real?"] = (
+                f"{'yes' if real else 'no'} (paired, {rounds} rounds: 95% CI of the speedup)"
+            )
+            rows.append(row)
+            continue
+        row["speedup"] = f"{per_image_ms(nxt) / per_image_ms(best):.2f}x (medians)"
+        if mode == "throughput":  # request latencies' intervals say nothing of the rate
+            row["real?"] = "not shown (throughput timed apart: no paired rounds)"
         else:
-            nxt = ranked[1]
-            row["next"] = str(nxt["runtime"])
-            row["speedup"] = f"{per_image_ms(nxt) / per_image_ms(best):.2f}x"
-            context = f"{model} {precision} b{batch} {size}px" + (
-                f" {mode}" if mode != "latency" else ""
-            )
-            paired = pairs.get((machine, context, best["runtime"], nxt["runtime"])) or pairs.get(
-                (machine, context, nxt["runtime"], best["runtime"])
-            )
-            if paired is not None:
-                real = paired.lo > 1 or paired.hi < 1
+            a = (best.get("stability") or {}).get("median_ci95_ms")
+            b = (nxt.get("stability") or {}).get("median_ci95_ms")
+            if a and b:
                 row["real?"] = (
-                    f"{'yes' if real else 'no'} (paired 95% CI [{paired.lo:.3f}, {paired.hi:.3f}])"
+                    "yes (intervals separate)" if a[1] < b[0] else "not shown (intervals overlap)"
                 )
-            elif mode == "throughput":  # request latencies' intervals say nothing of the rate
-                row["real?"] = "not shown (throughput timed apart: no paired rounds)"
-            else:
-                a = (best.get("stability") or {}).get("median_ci95_ms")
-                b = (nxt.get("stability") or {}).get("median_ci95_ms")
-                if a and b:
-                    row["real?"] = (
-                        "yes (intervals separate)"
-                        if a[1] < b[0]
-                        else "not shown (intervals overlap)"
-                    )
         rows.append(row)
     return rows
 
