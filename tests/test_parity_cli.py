@@ -52,6 +52,14 @@ def test_parity_passes_with_exit_0_and_json(capsys: pytest.CaptureFixture[str]) 
     assert [r["status"] for r in model["results"]] == ["pass", "pass"]
 
 
+def test_the_table_says_what_top_k_agreement_means(capsys: pytest.CaptureFixture[str]) -> None:
+    """On random weights and 2 random images, 100% top-5 is agreement between engines, not
+    accuracy: the table says so (issue 23)."""
+    assert main(["parity", "--models", "cifar-resnet20", "--runtimes", "ort-cpu"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "on these 2 seeded random image(s): agreement, not accuracy" in out
+
+
 def test_table_lists_unavailable_engines_as_skipped(capsys: pytest.CaptureFixture[str]) -> None:
     if registry.availability("trt") is None:
         pytest.skip("trt is usable here, so nothing is skipped")

@@ -117,6 +117,10 @@ def print_report(report: ParityReport) -> None:
             f"{model.image_size}x{model.image_size}  seed {model.seed}  vs {model.reference}  "
             f"(rtol {t.rtol:g}, atol {t.atol:g})",
             title_justify="left",
+            caption=f"top-1, top-5: how often the engine's top class (top-5 set) agrees with the "
+            f"reference's on these {model.batch} seeded random image(s): agreement, not accuracy; "
+            "the tolerances above are what is judged",
+            caption_justify="left",
         )
         for column in (
             "runtime",
