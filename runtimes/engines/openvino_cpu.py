@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from resnet_common.extras import install_command
 from runtimes.base import Burst, Runner, RunnerError
 
 INT8_KERNELS = ("u8", "i8")  # OpenVINO's runtime precisions of a quantized convolution
@@ -80,7 +81,7 @@ class OpenVinoRunner(Runner):
     @classmethod
     def availability(cls) -> str | None:
         if importlib.util.find_spec("openvino") is None:
-            return "openvino not installed"
+            return f"openvino not installed ({install_command('openvino')})"
         return None
 
     def config(self) -> dict[str, Any]:

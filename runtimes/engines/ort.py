@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from resnet_common.extras import install_command
 from runtimes.base import Burst, Runner, RunnerError
 
 CPU = "CPUExecutionProvider"
@@ -42,7 +43,8 @@ def provider_reason(provider: str) -> str | None:
     try:
         import onnxruntime as ort
     except ImportError:
-        return "onnxruntime not installed"
+        extra = "ort" if provider == CPU else "gpu"
+        return f"onnxruntime not installed ({install_command(extra)})"
     if provider not in ort.get_available_providers():
         return f"onnxruntime built without {provider}"
     return None

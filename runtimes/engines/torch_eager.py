@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from graphgen.errors import GraphError
+from resnet_common.extras import install_command
 from runtimes.base import Runner, RunnerError
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
@@ -65,7 +66,7 @@ class TorchRunner(Runner):
     @classmethod
     def availability(cls) -> str | None:
         if importlib.util.find_spec("torch") is None:
-            return "torch not installed"
+            return f"torch not installed ({install_command('torch')})"
         return None
 
     def activate_impl(self) -> None:
