@@ -74,9 +74,9 @@ class Matcher:
     def match_op(self, op: Op, ct: str) -> bool:
         node = self.g.nodes[ct]
         if isinstance(op, Add | Scale):
-            kind = "add" if isinstance(op, Add) else "scale"
-            if node.kind != kind:
-                return self.fail(op, f"expected a {kind}, found a {node.kind} ({node.name})")
+            joint = "add" if isinstance(op, Add) else "scale"
+            if node.kind != joint:
+                return self.fail(op, f"expected a {joint}, found a {node.kind} ({node.name})")
             a, b = node.inputs
             for first, second in ((a, b), (b, a)):
                 mark = len(self.trail)
