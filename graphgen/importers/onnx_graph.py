@@ -146,8 +146,8 @@ def _preset(
         try:
             weights, folded = matcher.run()
         except GraphError:
-            if len(matcher.memo) > closest[0]:
-                closest = (len(matcher.memo), name, matcher.failure)
+            if matcher.deepest > closest[0]:
+                closest = (matcher.deepest, name, matcher.failure)
             continue
         return spec, weights, folded, name
     near = f"; nor is it an --arch preset's network (closest: {closest[1]}, {closest[2]})"

@@ -1,7 +1,7 @@
 """Step 3 of the ONNX import: match the inferred plan against the canonical graph from the
 output back, pairing every plan op with a node, and read the plan's weights off the pairs. A BN
 that an exporter folded into its conv (torchvision exports) is unfolded exactly (scale 1,
-shift = the conv's bias, mean 0, var 1 - eps).
+shift = the conv's bias or 0 where it has none, mean 0, var 1 - eps).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class Matcher:
         self.trail: list[str] = []
         self.failure = ""
         self.failure_index = -1
+        self.deepest = 0  # the most ops paired at once: how near a failed match came
 
     def run(self) -> tuple[Weights, bool]:
         limit = sys.getrecursionlimit()
@@ -69,6 +70,7 @@ class Matcher:
         if ok:
             self.memo[pt] = ct
             self.trail.append(pt)
+            self.deepest = max(self.deepest, len(self.memo))
         return ok
 
     def match_op(self, op: Op, ct: str) -> bool:
@@ -89,7 +91,9 @@ class Matcher:
             return False
         if isinstance(op, ZeroPadShortcut):
             return self.match_zero_pad(op, ct)
-        if isinstance(op, BatchNorm) and node.kind == "conv" and "bias" in node.arrays:
+        # A BN folded into its conv; an exporter may drop a shift of zeros (a BN whose scale
+        # and shift are 0, as timm's zero_init_last leaves the last of each unit).
+        if isinstance(op, BatchNorm) and node.kind == "conv":
             producer = self.producer.get(op.x)
             if isinstance(producer, Conv) and not producer.bias:
                 return self.match(op.x, ct)  # folded into the conv: unfolded in _weights
@@ -141,10 +145,11 @@ class Matcher:
         return self.match(op.x, node.inputs[0])
 
     def match_conv_head(self, op: Linear, node: Node) -> bool:
-        """timm ResNetV2's classifier: a biased 1x1 conv on the pooled map."""
+        """timm ResNetV2's classifier: a 1x1 conv on the pooled map (its bias may be dropped by
+        an exporter where it is all zeros, as timm initialises it)."""
         want = (op.out_features, op.in_features, 1, 1)
-        if node.kind != "conv" or node.arrays["weight"].shape != want or "bias" not in node.arrays:
-            return self.fail(op, f"expected a biased 1x1 conv {want}, found {node.name}")
+        if node.kind != "conv" or node.arrays["weight"].shape != want:
+            return self.fail(op, f"expected a 1x1 conv {want}, found {node.name}")
         return self.match(op.x, node.inputs[0])
 
     def match_zero_pad(self, op: ZeroPadShortcut, ct: str) -> bool:
@@ -175,7 +180,7 @@ class Matcher:
                 folded = True
                 c = op.channels
                 weights[f"{op.name}.weight"] = np.ones(c, np.float32)
-                weights[f"{op.name}.bias"] = node.arrays["bias"]
+                weights[f"{op.name}.bias"] = node.arrays.get("bias", np.zeros(c, np.float32))
                 weights[f"{op.name}.running_mean"] = np.zeros(c, np.float32)
                 weights[f"{op.name}.running_var"] = np.full(c, 1 - BN_EPS, np.float32)
             elif isinstance(op, BatchNorm):

@@ -14,8 +14,9 @@
 The zoo variants: a grouped or depthwise conv (ResNeXt) is a Conv like any other, its int8
 weight scaled per output channel (axis 0 of its (cout, cin / groups, k, k) weight, which is what
 DequantizeLinear's axis 0 means for it). Attention (SE, ECA) keeps its gate in float: SE's two
-1x1 convs are Convs and quantized as such, but the sigmoid, the multiply that scales the branch
-and ECA's 1-d conv across the channels read and write float tensors. The gate is a few
+1x1 convs are Convs and quantized as such (in the ort placement the second's output passes a
+Q/DQ pair like every conv output), but the sigmoid, the multiply that scales the branch and
+ECA's 1-d conv across the channels compute in float, and nothing quantizes their outputs. The gate is a few
 multiplies per channel; its sigmoid output in [0, 1] quantized to 8 bits would scale every
 channel of the branch by a step of 1/255 and buys no speed on either engine.
 """
