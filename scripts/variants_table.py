@@ -27,6 +27,7 @@ import contextlib
 import datetime
 import importlib.metadata
 import io
+import json
 import platform
 import sys
 import tempfile
@@ -175,7 +176,19 @@ def markdown(rows: dict[str, dict[str, Any]], size: int, seconds: float) -> str:
         "tests/test_archs.py).",
         "",
         f"{versions}; {platform.python_version()}, {platform.machine()}; "
-        f"{datetime.date.today().isoformat()}; {seconds:.0f} s.",
+        f"{datetime.date.today().isoformat()}; the routes took {seconds:.0f} s in all.",
+        "",
+        "How each route reads a zoo variant: the importers recognise ResNeXt, Wide, the deep "
+        "stems, ResNet-D, SE/ECA, ResNet-RS and ResNetV2 as these presets (a state_dict by "
+        "`--arch NAME` or by names only a preset explains; an ONNX graph by pairing every node "
+        "with a preset's plan), not by inferring their fields. A variant of a depth or width no "
+        "preset has is refused by name, naming the closest preset and where it differs. "
+        "`graphgen quantize` quantizes grouped convs per output channel (axis 0 of the "
+        "(cout, cin / groups, k, k) weight) and keeps SE's and ECA's sigmoid and multiply (and "
+        "ECA's 1-d conv) in float, as its output line and the file's "
+        "`graphgen.quant.kept_float` say; tests/test_zoo_routes.py checks `--fold-bn` and fp16 "
+        "builds of every preset (one unit a stage, 32 px) against the fp32 graph on "
+        "onnxruntime.",
         "",
         "| preset | source | params | MACs (224) | " + " | ".join(ROUTES) + " |",
         "|---|---|--:|--:|" + "---|" * len(ROUTES),
@@ -196,18 +209,32 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="presets (default: all)")
     parser.add_argument("--out", type=Path, help="the Markdown table (default: print it)")
     parser.add_argument("--work", type=Path, help="keep the exports here")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        help="a JSON file of finished rows: read first (those presets are not run again), "
+        "rewritten after each preset, so an interrupted run resumes",
+    )
     args = parser.parse_args()
     torch.manual_seed(SEED)
     start = time.perf_counter()
     rows: dict[str, dict[str, Any]] = {}
+    if args.rows and args.rows.exists():
+        rows = json.loads(args.rows.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for name in args.only or list(ARCHS):
+            if name in rows:
+                continue
             rows[name] = routes(name, args.image_size, work)
+            if args.rows:
+                args.rows.write_text(json.dumps(rows, indent=1) + "\n")
             print(name, {k: v for k, v in rows[name].items() if not k.endswith(".s")},
                   file=sys.stderr, flush=True)  # fmt: skip
-    text = markdown(rows, args.image_size, time.perf_counter() - start)
+    order = [name for name in ARCHS if name in rows]
+    seconds = sum(v for row in rows.values() for k, v in row.items() if k.endswith(".s"))
+    text = markdown({n: rows[n] for n in order}, args.image_size, seconds)
     if args.out:
         args.out.write_text(text)
     else:
