@@ -217,7 +217,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.manual_seed(SEED)
-    start = time.perf_counter()
     rows: dict[str, dict[str, Any]] = {}
     if args.rows and args.rows.exists():
         rows = json.loads(args.rows.read_text())
