@@ -63,9 +63,9 @@ def parse_arch(text: str) -> Arch:
         return Arch((here or list(ships))[0], text, preset=text, required=False)
     if not sep or not name or library not in LIBRARIES:
         raise UserError(
-            f"--arch {text!r}: expected a preset ({', '.join(ARCHS)}) or LIBRARY:MODEL with "
-            f"LIBRARY one of {', '.join(LIBRARIES)} (e.g. torchvision:resnet50, timm:resnet50, "
-            "gluon:resnet50_v2)"
+            f"--arch {text!r}: expected LIBRARY:MODEL with LIBRARY one of "
+            f"{', '.join(LIBRARIES)} (e.g. torchvision:resnet50, timm:resnet50, "
+            f"gluon:resnet50_v2), or a preset: {', '.join(ARCHS)}"
         )
     preset = ARCHS.get(name)
     shipped = preset is not None and library in preset.libraries

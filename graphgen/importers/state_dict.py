@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from graphgen.blocks import find_block
-from graphgen.errors import GraphError, SpecError
+from graphgen.errors import GraphError, SpecError, StridePlacementError
 from graphgen.importers.common import place_stride, stride_note
 from graphgen.inject import IGNORED_SUFFIXES, check_weights, read_weights
 from graphgen.layouts import TORCHVISION
@@ -57,6 +57,8 @@ def import_state_dict(
         return _as_preset(preset, weights, image_size, source, stride_at, stride_from)
     try:
         return _infer(weights, image_size, source, stride_at, stride_from)
+    except StridePlacementError:  # the paper's names and shapes fit: only the stride is unsaid
+        raise
     except GraphError as err:
         name = _fitting_preset(weights, image_size, source, err)
         return _as_preset(name, weights, image_size, source, stride_at, stride_from)
