@@ -35,6 +35,7 @@ from graphgen.importers.common import (
 )
 from graphgen.importers.source_nets import (
     Arch,
+    available,
     parse_arch,
     require_library,
     source_label,
@@ -154,6 +155,7 @@ def _import(
         stride_from=stride_from,
         given_stride=given_stride,
         batch=options.batch,
+        preset=parsed.preset if parsed is not None else None,
     )
     spec, summary = read.spec, read.summary
     plan = checked_plan(spec, limits, hint=_limit_hint)  # before inputs of its size exist
@@ -187,7 +189,7 @@ def _import(
         checks.append(
             (f"expect:{name}", check(model, x, expected=y, against=against, dtype=options.dtype))
         )
-    line = _checked_line(checks, suffix, spec)
+    line = _checked_line(checks, suffix, spec, parsed)
     tags = ",".join(tag for tag, _ in checks) or NAMES_AND_SHAPES
     props = {**metadata(model), CHECKED_KEY: tags, CHECK_KEY: line}
     onnx.helper.set_model_props(model, {k: as_text(v) for k, v in props.items()})
@@ -217,6 +219,7 @@ def _read_source(
     stride_from: str,
     given_stride: str | None,
     batch: int | None,
+    preset: str | None = None,
 ) -> _Source:
     suffix = source.suffix.lower()
     if suffix == ".params":
@@ -239,7 +242,11 @@ def _read_source(
         from graphgen.importers.state_dict import import_state_dict
 
         spec, weights, summary = import_state_dict(
-            source, image_size=image_size or 224, stride_at=stride_at, stride_from=stride_from
+            source,
+            image_size=image_size or 224,
+            stride_at=stride_at,
+            stride_from=stride_from,
+            preset=preset,
         )
         return _Source(spec, weights, summary, carried=read_normalisation(source))
     raise UserError(
@@ -271,7 +278,7 @@ def _source_check(
             "onnx-source",
             check(model, x, expected=expected, against=source.name, exact=exact, dtype=dtype),
         )
-    if arch is None:
+    if arch is None or not (arch.required or available(arch)):
         return None
     truth = source_outputs(arch, source, classes=spec.classes, x=x)  # float64
     label = source_label(arch)
@@ -285,7 +292,9 @@ def _limit_hint(key: str) -> str:
     return f"graphgen import --size-limit {key}=N"
 
 
-def _checked_line(checks: list[tuple[str, Check]], suffix: str, spec: Spec) -> str:
+def _checked_line(
+    checks: list[tuple[str, Check]], suffix: str, spec: Spec, arch: Arch | None = None
+) -> str:
     """The one line that says what was checked: "verified" only after a comparison with a
     computation (the source graph, the --arch network, stored outputs)."""
     if checks:
@@ -294,6 +303,9 @@ def _checked_line(checks: list[tuple[str, Check]], suffix: str, spec: Spec) -> s
         "no MXNet here: --arch gluon:MODEL where MXNet is installed, or --expect with MXNet's "
         "stored outputs, checks it"
         if suffix == ".params"
+        else f"{arch.library} is not installed here: with it, --arch {arch.name} checks it "
+        "against the source network"
+        if arch is not None
         else "a state_dict holds no computation: --arch torchvision:MODEL or timm:MODEL checks "
         "it against the source network"
     )
@@ -311,7 +323,8 @@ def _check_arch_fits(arch: Arch | None, suffix: str) -> None:
     if arch.reads_params != (suffix == ".params"):
         wanted = "Gluon .params files" if arch.reads_params else "torch state_dicts"
         raise UserError(f"--arch {arch} checks {wanted}, not a {suffix} file")
-    require_library(arch)  # before reading the weights
+    if arch.required or available(arch):
+        require_library(arch)  # before reading the weights
 
 
 def _stride(given: str | None, arch: Arch | None) -> tuple[str | None, str]:

@@ -18,6 +18,15 @@ generator fails loudly. The sources:
   meets a 3x3 map, where ceil mode's last window overhangs): torchvision's ResNeXt; timm's wide
   bottleneck with SE and a deep stem, ResNet-D (deep stem, average-pooled shortcut), tiered
   stem with ECA, ResNet-RS (conv stem pool, SE 1/4), ResNetV2 and ResNetV2-D.
+
+`--onnx` (alone, no akamaster file needed) writes tests/fixtures/golden/onnx/: torch.onnx's
+exports, TorchScript and dynamo, of one `graphgen build --arch` preset per family, freshly
+initialised (BN statistics 0 and 1, so the TorchScript exporter's folded biases are equal and
+stored once behind Identity nodes) at 32 px. Their float tensors of more than KEEP_VALUES values
+are stripped (the files would be hundreds of MB); tests/test_zoo_routes.py refills them from a
+seed by name and checks the import against the refilled graph itself: the exporters' structure
+(node kinds, attributes, aliases, shape constants) is theirs as exported (the per-node stack
+traces and doc strings, most of a dynamo file's bytes, are dropped).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import sys
@@ -421,13 +431,99 @@ def make(out: Path, akamaster_path: Path) -> None:
     (out / "golden.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+# One preset per family feature (grouped conv, deep stem + avg shortcut, tiered stem... ECA,
+# conv stem pool + SE, ResNetV2-D), few enough for CI's time; docs/variants.md has every preset.
+ONNX_PRESETS = (
+    "resnet18", "resnext50_32x4d", "resnet50d", "ecaresnet50d", "resnetrs50", "resnetv2_50d",
+)  # fmt: skip
+ONNX_SIZE, KEEP_VALUES = 32, 64
+
+
+def _export(model: nn.Module, path: Path, *, dynamo: bool) -> None:
+    import warnings
+
+    x = torch.zeros(1, 3, ONNX_SIZE, ONNX_SIZE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (x,), str(path), input_names=["input"], output_names=["logits"],
+            opset_version=18 if dynamo else 17, dynamo=dynamo,
+            **({"external_data": False} if dynamo else {}),
+        )  # fmt: skip
+
+
+def _strip(path: Path) -> int:
+    """Clear the data of every float initializer past KEEP_VALUES values; their count."""
+    import onnx
+
+    model = onnx.load(str(path))
+    stripped = []
+    for t in model.graph.initializer:
+        size = int(np.prod(t.dims)) if t.dims else 1
+        if t.data_type == onnx.TensorProto.FLOAT and size > KEEP_VALUES:
+            t.ClearField("raw_data")
+            t.ClearField("float_data")
+            stripped.append(t.name)
+    for node in model.graph.node:  # the dynamo exporter's stack traces: most of its bytes
+        node.ClearField("metadata_props")
+        node.doc_string = ""
+    onnx.helper.set_model_props(model, {"golden.stripped": json.dumps(stripped)})
+    onnx.save(model, str(path))
+    return len(stripped)
+
+
+def make_onnx(out: Path) -> None:
+    from graphgen.archs import ARCHS
+
+    folder = out / "onnx"
+    folder.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, dict[str, Any]] = {}
+    for name in ONNX_PRESETS:
+        library = ARCHS[name].libraries[0]
+        torch.manual_seed(0)
+        model = (
+            torchvision.models.get_model(name, weights=None)
+            if library == "torchvision"
+            else timm.create_model(name, pretrained=False)
+        ).eval()
+        for exporter in ("ts", "dynamo"):
+            path = folder / f"{name}.{exporter}.onnx"
+            _export(model, path, dynamo=exporter == "dynamo")
+            entries[path.name] = {
+                "preset": name,
+                "library": f"{library} {importlib.metadata.version(library)}",
+                "exporter": "torch.onnx.export(dynamo=True)" if exporter == "dynamo"
+                else "torch.onnx.export (TorchScript)",
+                "image_size": ONNX_SIZE,
+                "stripped": _strip(path),
+                "bytes": path.stat().st_size,
+            }  # fmt: skip
+            print(f"{path.name}: {entries[path.name]}", flush=True)
+    meta = {
+        "made_by": "scripts/golden_fixtures.py --onnx",
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "exports": entries,
+    }
+    (folder / "onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "akamaster", type=Path, help=f"resnet.py of {AKAMASTER_REPO} at {AKAMASTER_COMMIT}"
+        "akamaster",
+        type=Path,
+        nargs="?",
+        help=f"resnet.py of {AKAMASTER_REPO} at {AKAMASTER_COMMIT}",
     )
     parser.add_argument("--out", type=Path, required=True, help="the fixtures' folder")
+    parser.add_argument("--onnx", action="store_true", help="only the exporters' graphs")
     args = parser.parse_args()
+    if args.onnx:
+        make_onnx(args.out)
+        return
+    if args.akamaster is None:
+        parser.error("the akamaster resnet.py is needed (or --onnx alone)")
     make(args.out, args.akamaster)
 
 

@@ -120,7 +120,7 @@ def test_stride_given_is_said_in_the_found_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("arch", "message"),
     [
-        ("resnet50", "expected LIBRARY:MODEL"),
+        ("resnet51", "expected LIBRARY:MODEL"),  # resnet50 alone names the preset
         ("keras:resnet50", "expected LIBRARY:MODEL"),
         ("gluon:resnet50_v1", "checks Gluon .params files, not a .pt file"),
     ],

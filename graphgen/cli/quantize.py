@@ -26,6 +26,7 @@ from graphgen.quantize import (
     quantize,
     seeded_calibration,
 )
+from graphgen.quantize.placement import kept_float
 from resnet_common.cli import Subparsers, add_json_flag, positive_int, print_json, seed_int
 from resnet_common.fileio import refuse_overwriting_inputs
 from resnet_common.locks import output_lock
@@ -138,11 +139,13 @@ def _quantize(args: argparse.Namespace, options: QuantOptions, out: Path) -> int
     if args.json:
         print_json(
             {"path": str(out), "source": str(args.model), "placement": options.placement,
-             "method": options.method_label, "calibration_images": len(calibration.images)}
+             "method": options.method_label, "calibration_images": len(calibration.images),
+             "kept_float": kept_float(plan)}
         )  # fmt: skip
         return 0
+    float_ops = kept_float(plan)
     print(
         f"wrote {out}  (int8 QDQ, {options.placement} placement, {options.method_label}, "
-        f"{len(calibration.images)} calibration images)"
+        f"{len(calibration.images)} calibration images" + (f"; {float_ops})" if float_ops else ")")
     )
     return 0

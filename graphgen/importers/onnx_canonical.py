@@ -1,9 +1,13 @@
 """Step 1 of the ONNX import: canonicalise a foreign ONNX graph into graphgen's plan kinds.
 
 From the output back, every node on the way becomes one of the plan's kinds (conv, bn, relu,
-add, maxpool, gap, fc, and option A's subsample and zero-pad); Identity, Dropout, Flatten,
-Reshape, Squeeze and float Casts are looked through, MatMul + Add is a fc. Weights may be
-initializers, Constant nodes, or initializers also listed as graph inputs (old exporters, MXNet).
+add, maxpool, gap, fc, option A's subsample and zero-pad; the zoo variants' grouped convs,
+ResNet-D's ceil-mode average pool `avgpool`, and attention's `chconv` (ECA's 1-d conv),
+`sigmoid` and `scale` (a Mul of two computed tensors)); Identity, Dropout, Flatten, Reshape,
+Squeeze, Expand and float Casts are looked through, MatMul + Add is a fc. Weights may be
+initializers, Constant nodes, initializers also listed as graph inputs (old exporters, MXNet), or
+Identity nodes over any of them (torch.onnx's TorchScript exporter stores equal BN-folded biases
+once and aliases the rest).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from graphgen.errors import GraphError
 from graphgen.plan import BN_EPS
 from resnet_common.errors import first_line, shown
 
-PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast"}
+PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Cast", "Expand"}
 # What computes a Pad's or Slice's operands from constants (torch.onnx's TorchScript export:
 # ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast), evaluated only on small constants:
 # a Range, Tile or Expand, or a ConstantOfShape of [10**12], makes any size from a few bytes.
@@ -34,7 +38,9 @@ TO_THE_END = 2**31 - 1  # a Slice end at least this large runs to the end of its
 
 @dataclass
 class Node:
-    kind: str  # input conv bn relu add maxpool gap fc subsample zeropad
+    kind: (
+        str  # input conv bn relu add maxpool gap fc subsample zeropad avgpool chconv sigmoid scale
+    )
     name: str
     inputs: list[str]
     order: int
@@ -164,7 +170,18 @@ class Canonical:
             tensor = node.input[0]
         return tensor
 
+    def _stored(self, name: str) -> str:
+        """The initializer or Constant an Identity chain aliases, else `name`."""
+        seen = 0
+        while name not in self.consts and name in self.producer and seen < len(self.producer):
+            node = self.producer[name][1]
+            if node.op_type != "Identity" or len(node.input) != 1:
+                break
+            name, seen = node.input[0], seen + 1
+        return name
+
     def _const(self, name: str, what: str) -> np.ndarray:
+        name = self._stored(name)
         if name not in self.consts:
             raise GraphError(
                 f"{self.source}: {what} {shown(name)} is computed, not a stored weight"
@@ -193,6 +210,8 @@ class Canonical:
             "MatMul": self._matmul,
             "Slice": self._subsample,
             "Pad": self._zero_pad,
+            "Sigmoid": self._sigmoid,
+            "Mul": self._mul,
         }.get(node.op_type)
         if read is None:
             raise _unfit(site)
@@ -203,6 +222,8 @@ class Canonical:
         if len(node.input) < 2:
             raise _unfit(site)
         w = self._const(node.input[1], "conv weight")
+        if w.ndim == 3:
+            return self._channel_conv(site, w)
         if w.ndim != 4:
             raise GraphError(f"{where}: a {w.ndim}-D weight, not a 2-D conv's")
         try:
@@ -217,7 +238,9 @@ class Canonical:
         if (
             w.ndim != 4
             or k[0] != k[1]
-            or group != 1
+            or not isinstance(group, int)
+            or group < 1
+            or w.shape[0] % group
             or dil != [1, 1]
             or auto not in (b"NOTSET", "NOTSET")
         ):
@@ -229,8 +252,40 @@ class Canonical:
         arrays = {"weight": w}
         if len(node.input) > 2 and node.input[2]:
             arrays["bias"] = self._const(node.input[2], "conv bias")
-        attrs = {"k": k[0], "s": strides[0], "p": pads[0]}
+        attrs = {"k": k[0], "s": strides[0], "p": pads[0], "g": group}
         return Node("conv", site.name, [node.input[0]], site.order, arrays, attrs)
+
+    def _channel_conv(self, site: _Site, w: np.ndarray) -> Node:
+        """ECA's 1-d conv across the channels: weight (1, 1, k), zero padding k // 2, no bias."""
+        node = site.node
+        k = int(w.shape[2])
+        try:
+            pads = _ints(node, "pads", [0, 0], 2)
+            strides = _ints(node, "strides", [1], 1)
+            dil = _ints(node, "dilations", [1], 1)
+        except GraphError as err:
+            raise GraphError(f"{self.source}: {err}") from None
+        if (
+            w.shape[:2] != (1, 1)
+            or pads != [k // 2] * 2
+            or strides != [1]
+            or dil != [1]
+            or _attr(node, "group", 1) != 1
+            or (len(node.input) > 2 and node.input[2])
+        ):
+            raise GraphError(f"{site.where}: a 1-d conv other than ECA's (1, 1, k), pad k // 2")
+        return Node("chconv", site.name, [node.input[0]], site.order, {"weight": w}, {"k": k})
+
+    def _sigmoid(self, site: _Site) -> Node:
+        return Node("sigmoid", site.name, [site.node.input[0]], site.order)
+
+    def _mul(self, site: _Site) -> Node:
+        """Attention's gate: the branch times the sigmoid of its squeeze (both computed)."""
+        if len(site.node.input) != 2 or any(
+            self._stored(self._alias(x)) in self.consts for x in site.node.input
+        ):
+            raise _unfit(site)
+        return Node("scale", site.name, list(site.node.input), site.order)
 
     def _bn(self, site: _Site) -> Node:
         node = site.node
@@ -275,12 +330,21 @@ class Canonical:
         return Node("gap", site.name, [site.node.input[0]], site.order)
 
     def _average_pool(self, site: _Site) -> Node:
-        """F.avg_pool2d(x, 8) over the last 8x8 map (akamaster's CIFAR ResNets)."""
+        """F.avg_pool2d(x, 8) over the last 8x8 map (akamaster's CIFAR ResNets), or ResNet-D's
+        shortcut pool (ceil mode, padding not counted)."""
         node = site.node
         try:
             k, pads = _ints(node, "kernel_shape", []), _ints(node, "pads", [0] * 4)
+            strides = _ints(node, "strides", [1, 1])
         except GraphError as err:
             raise GraphError(f"{self.source}: {err}") from None
+        if _attr(node, "ceil_mode", 0):
+            if len(set(k)) != 1 or len(set(strides)) != 1 or any(pads):
+                raise GraphError(f"{site.where}: kernel {k} strides {strides} pads {pads}")
+            if _attr(node, "count_include_pad", 0):
+                raise GraphError(f"{site.where}: counts padding (ResNet-D's pool does not)")
+            attrs = {"k": k[0], "s": strides[0]}
+            return Node("avgpool", site.name, [node.input[0]], site.order, attrs=attrs)
         if len(set(k)) != 1 or any(pads) or _attr(node, "ceil_mode", 0):
             raise GraphError(f"{site.where}: kernel {k} pads {pads}, not a global average")
         return Node("gap", site.name, [node.input[0]], site.order, attrs={"k": k[0]})

@@ -10,6 +10,13 @@ Three steps, each refusing with the first thing that does not fit:
 3. *Match* (`onnx_match`) the inferred plan against the canonical graph from the output back,
    pairing every plan op with a node, and read the weights off the pairs.
 
+Step 2 reads the paper's families (and Gluon's, akamaster's, fb.resnet.torch's) from the graph.
+The zoo variants (ResNeXt, Wide, deep stems, ResNet-D, SE/ECA, ResNet-V2) are recognised as the
+`graphgen build --arch` presets instead: where step 2 or 3 fails, each preset's network (with
+the graph's class count and image size) is matched; the first that pairs every op is the spec.
+A variant of another depth or width than the presets' is refused, naming the closest preset
+and where it differs.
+
 The caller then verifies the new graph against the source on onnxruntime.
 """
 
@@ -24,7 +31,7 @@ import onnx
 from onnx import numpy_helper
 
 from graphgen.blocks import find_block
-from graphgen.errors import GraphError
+from graphgen.errors import GraphError, SpecError
 from graphgen.flavors import flavor_of
 from graphgen.importers.common import FLOAT_TYPES, run_onnx
 from graphgen.importers.onnx_canonical import Canonical, Node
@@ -66,15 +73,24 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
         size = graph.image_size or image_size or 224
         if graph.image_size and image_size and image_size != graph.image_size:
             raise GraphError(f"{source} takes {graph.image_size}px images, not {image_size}")
-        spec = _infer(graph, size, source)
-        plan = expand(spec)  # shapes only: the caller checks sizes (graphgen.sizes)
-        weights, folded = Matcher(plan, graph, source).run()
+        try:
+            spec = _infer(graph, size, source)
+            plan = expand(spec)  # shapes only: the caller checks sizes (graphgen.sizes)
+            weights, folded = Matcher(plan, graph, source).run()
+            preset = None
+        except (GraphError, ValueError, TypeError, IndexError, KeyError) as err:
+            spec, weights, folded, preset = _preset(graph, size, source, err)
     except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as err:
         # A foreign graph shaped as no exporter makes one (a fuzzer's, a hand edit): refused in
         # one line, whatever corner of the walk it reached.
         raise GraphError(
             f"{source}: not a ResNet graph graphgen reads ({shown(typed_line(err), 160)})"
         ) from None
+    if preset is not None:
+        summary = f"{preset} (graphgen build --arch {preset}), {spec.classes} classes" + (
+            ", BN folded into the convs (unfolded exactly)" if folded else ""
+        )
+        return _found(model, spec, weights, summary, graph, files)
     flavor = flavor_of(spec) or "custom flavour"
     stride = f", stride on {spec.stride_at}" if spec.block_kind.branch.stride_at_matters else ""
     if spec.shortcut == "A":  # where the zeros go is read from the graph's Pads
@@ -83,11 +99,59 @@ def import_onnx(path: str | Path, *, image_size: int | None = None) -> OnnxImpor
     summary = f"resnet{spec.depth}, {flavor}, {spec.classes} classes{stride}" + (
         ", BN folded into the convs (unfolded exactly)" if folded else ""
     )
+    return _found(model, spec, weights, summary, graph, files)
+
+
+def _found(
+    model: onnx.ModelProto,
+    spec: Spec,
+    weights: Weights,
+    summary: str,
+    graph: Canonical,
+    files: list[str],
+) -> OnnxImport:
     data = model.SerializeToString()
     carried = {p.key: p.value for p in model.metadata_props if p.key in CARRIED_METADATA}
     return OnnxImport(
         spec, weights, summary, lambda x: run_onnx(data, x), carried, graph.batch, files
     )
+
+
+def _classes(graph: Canonical) -> int | None:
+    """The class count the output's fc (or conv head) makes, if the output comes from one."""
+    node = graph.nodes[graph.output]
+    if node.kind not in ("fc", "conv") or "weight" not in node.arrays:
+        return None
+    return int(node.arrays["weight"].shape[0])
+
+
+def _preset(
+    graph: Canonical, size: int, source: str, first: Exception
+) -> tuple[Spec, Weights, bool, str]:
+    """The --arch preset whose network (with the graph's classes and image size) pairs with
+    every node; else the first refusal, with the closest preset and where it differs."""
+    from graphgen.archs import ARCHS
+
+    classes = _classes(graph)
+    reason = str(first) if isinstance(first, GraphError) else shown(typed_line(first), 160)
+    if classes is None:
+        raise GraphError(reason)
+    closest: tuple[int, str, str] = (-1, "", "")
+    for name, preset in ARCHS.items():
+        try:
+            spec = preset.spec.replace(classes=classes, image_size=size)
+        except SpecError:
+            continue
+        matcher = Matcher(expand(spec), graph, source)
+        try:
+            weights, folded = matcher.run()
+        except GraphError:
+            if matcher.deepest > closest[0]:
+                closest = (matcher.deepest, name, matcher.failure)
+            continue
+        return spec, weights, folded, name
+    near = f"; nor is it an --arch preset's network (closest: {closest[1]}, {closest[2]})"
+    raise GraphError(reason + (near if closest[1] else ""))
 
 
 def check_importable(model: onnx.ModelProto, path: str | Path) -> None:

@@ -1,7 +1,7 @@
 """Step 3 of the ONNX import: match the inferred plan against the canonical graph from the
 output back, pairing every plan op with a node, and read the plan's weights off the pairs. A BN
 that an exporter folded into its conv (torchvision exports) is unfolded exactly (scale 1,
-shift = the conv's bias, mean 0, var 1 - eps).
+shift = the conv's bias or 0 where it has none, mean 0, var 1 - eps).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from graphgen.plan import (
     INPUT,
     OUTPUT,
     Add,
+    AvgPool,
     BatchNorm,
+    ChannelConv,
     Conv,
     GlobalAvgPool,
     Linear,
@@ -25,6 +27,8 @@ from graphgen.plan import (
     Op,
     Plan,
     Relu,
+    Scale,
+    Sigmoid,
     ZeroPadShortcut,
 )
 from graphgen.weights import Weights
@@ -40,6 +44,7 @@ class Matcher:
         self.trail: list[str] = []
         self.failure = ""
         self.failure_index = -1
+        self.deepest = 0  # the most ops paired at once: how near a failed match came
 
     def run(self) -> tuple[Weights, bool]:
         limit = sys.getrecursionlimit()
@@ -65,17 +70,20 @@ class Matcher:
         if ok:
             self.memo[pt] = ct
             self.trail.append(pt)
+            self.deepest = max(self.deepest, len(self.memo))
         return ok
 
     def match_op(self, op: Op, ct: str) -> bool:
         node = self.g.nodes[ct]
-        if isinstance(op, Add):
-            if node.kind != "add":
-                return self.fail(op, f"expected an addition, found a {node.kind} ({node.name})")
+        if isinstance(op, Add | Scale):
+            joint = "add" if isinstance(op, Add) else "scale"
+            if node.kind != joint:
+                return self.fail(op, f"expected a {joint}, found a {node.kind} ({node.name})")
             a, b = node.inputs
             for first, second in ((a, b), (b, a)):
                 mark = len(self.trail)
-                if self.match(op.a, first) and self.match(op.b, second):
+                left, right = (op.a, op.b) if isinstance(op, Add) else (op.x, op.gate)
+                if self.match(left, first) and self.match(right, second):
                     return True
                 for key in self.trail[mark:]:
                     del self.memo[key]
@@ -83,10 +91,14 @@ class Matcher:
             return False
         if isinstance(op, ZeroPadShortcut):
             return self.match_zero_pad(op, ct)
-        if isinstance(op, BatchNorm) and node.kind == "conv" and "bias" in node.arrays:
+        # A BN folded into its conv; an exporter may drop a shift of zeros (a BN whose scale
+        # and shift are 0, as timm's zero_init_last leaves the last of each unit).
+        if isinstance(op, BatchNorm) and node.kind == "conv":
             producer = self.producer.get(op.x)
             if isinstance(producer, Conv) and not producer.bias:
                 return self.match(op.x, ct)  # folded into the conv: unfolded in _weights
+        if isinstance(op, Linear) and op.conv:
+            return self.match_conv_head(op, node)
         kind = {
             Conv: "conv",
             BatchNorm: "bn",
@@ -94,20 +106,34 @@ class Matcher:
             MaxPool: "maxpool",
             GlobalAvgPool: "gap",
             Linear: "fc",
+            AvgPool: "avgpool",
+            Sigmoid: "sigmoid",
+            ChannelConv: "chconv",
         }.get(type(op))
         if node.kind != kind:
             return self.fail(op, f"expected a {kind}, found a {node.kind} ({node.name})")
         if isinstance(op, Conv):
             w = node.arrays["weight"]
-            want = (op.cout, op.cin, op.kernel, op.kernel)
+            want = (op.cout, op.cin // op.groups, op.kernel, op.kernel)
             if w.shape != want or node.attrs["s"] != op.stride:
                 return self.fail(
                     op, f"{node.name} is {w.shape}/{node.attrs['s']}, expected {want}/{op.stride}"
+                )
+            if node.attrs.get("g", 1) != op.groups:
+                return self.fail(
+                    op, f"{node.name} has {node.attrs.get('g')} groups, not {op.groups}"
                 )
             if op.bias and "bias" not in node.arrays:
                 return self.fail(op, f"{node.name} has no bias")
         elif isinstance(op, BatchNorm) and node.arrays["weight"].shape != (op.channels,):
             return self.fail(op, f"{node.name} has {node.arrays['weight'].shape[0]} channels")
+        elif isinstance(op, AvgPool) and (node.attrs["k"], node.attrs["s"]) != (
+            op.kernel,
+            op.stride,
+        ):
+            return self.fail(op, f"{node.name} pools {node.attrs}, not {op.kernel}/{op.stride}")
+        elif isinstance(op, ChannelConv) and node.attrs["k"] != op.kernel:
+            return self.fail(op, f"{node.name} has kernel {node.attrs['k']}, not {op.kernel}")
         elif isinstance(op, GlobalAvgPool) and node.attrs.get("k", op.in_hw[0]) != op.in_hw[0]:
             k = node.attrs["k"]
             return self.fail(op, f"{node.name} averages {k}x{k} windows of a {op.in_hw} map")
@@ -116,6 +142,14 @@ class Matcher:
             op.in_features,
         ):
             return self.fail(op, f"{node.name} is {node.arrays['weight'].shape}")
+        return self.match(op.x, node.inputs[0])
+
+    def match_conv_head(self, op: Linear, node: Node) -> bool:
+        """timm ResNetV2's classifier: a 1x1 conv on the pooled map (its bias may be dropped by
+        an exporter where it is all zeros, as timm initialises it)."""
+        want = (op.out_features, op.in_features, 1, 1)
+        if node.kind != "conv" or node.arrays["weight"].shape != want:
+            return self.fail(op, f"expected a 1x1 conv {want}, found {node.name}")
         return self.match(op.x, node.inputs[0])
 
     def match_zero_pad(self, op: ZeroPadShortcut, ct: str) -> bool:
@@ -146,11 +180,13 @@ class Matcher:
                 folded = True
                 c = op.channels
                 weights[f"{op.name}.weight"] = np.ones(c, np.float32)
-                weights[f"{op.name}.bias"] = node.arrays["bias"]
+                weights[f"{op.name}.bias"] = node.arrays.get("bias", np.zeros(c, np.float32))
                 weights[f"{op.name}.running_mean"] = np.zeros(c, np.float32)
                 weights[f"{op.name}.running_var"] = np.full(c, 1 - BN_EPS, np.float32)
             elif isinstance(op, BatchNorm):
                 weights.update(self._bn_weights(op, node))
+            elif isinstance(op, ChannelConv):
+                weights[f"{op.name}.weight"] = node.arrays["weight"]
             elif isinstance(op, Linear):
                 weights[f"{op.name}.weight"] = node.arrays["weight"]
                 bias = node.arrays.get("bias")
@@ -188,7 +224,7 @@ class Matcher:
             if node.kind == "conv" and "bias" in node.arrays:
                 used = any(
                     self.g.nodes[self.memo[op.out]] is node
-                    and (isinstance(op, BatchNorm) or (isinstance(op, Conv) and op.bias))
+                    and (isinstance(op, BatchNorm | Linear) or (isinstance(op, Conv) and op.bias))
                     for op in self.plan.ops
                 )
                 if not used:

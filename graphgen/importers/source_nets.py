@@ -6,12 +6,17 @@ max-pooled ResNets and the plain one) fit the same file. `--arch LIB:NAME` names
 library builds it (torchvision, timm, or MXNet Gluon's model zoo), the file's weights are loaded
 into it strictly, and it runs in float64 on the import's seeded inputs. Each library is imported
 only here and only when asked for; none is a dependency of graphgen.
+
+`--arch NAME` alone names a `graphgen build --arch` preset (graphgen.archs): the spec is the
+preset's, and the check runs against the first library that ships it and is installed; with none
+installed the import says plainly that only names and shapes were checked.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +35,8 @@ LIBRARIES = {"torchvision": "torchvision", "timm": "timm", "gluon": "mxnet"}
 class Arch:
     library: str  # a key of LIBRARIES
     name: str  # the library's own model name: resnet50, resnetaa50, resnet50_v2
+    preset: str | None = None  # the graphgen.archs preset it names, if any
+    required: bool = True  # False: `--arch NAME` alone, checked only where a library is here
 
     def __str__(self) -> str:
         return f"{self.library}:{self.name}"
@@ -47,14 +54,27 @@ class Arch:
 
 
 def parse_arch(text: str) -> Arch:
+    from graphgen.archs import ARCHS
+
     library, sep, name = text.partition(":")
+    if not sep and text in ARCHS:
+        ships = ARCHS[text].libraries
+        here = [lib for lib in ships if importlib.util.find_spec(LIBRARIES[lib]) is not None]
+        return Arch((here or list(ships))[0], text, preset=text, required=False)
     if not sep or not name or library not in LIBRARIES:
         raise UserError(
             f"--arch {text!r}: expected LIBRARY:MODEL with LIBRARY one of "
             f"{', '.join(LIBRARIES)} (e.g. torchvision:resnet50, timm:resnet50, "
-            "gluon:resnet50_v2)"
+            f"gluon:resnet50_v2), or a preset: {', '.join(ARCHS)}"
         )
-    return Arch(library, name)
+    preset = ARCHS.get(name)
+    shipped = preset is not None and library in preset.libraries
+    return Arch(library, name, preset=name if shipped else None)
+
+
+def available(arch: Arch) -> bool:
+    """Whether the library that builds `arch` is installed (imports nothing)."""
+    return importlib.util.find_spec(LIBRARIES[arch.library]) is not None
 
 
 def require_library(arch: Arch) -> ModuleType:

@@ -16,6 +16,7 @@ from graphgen.onnx_io import fixed_batch, metadata, opset_of, plan_of, weights_o
 from graphgen.plan import Plan, expand, fold_bn
 from graphgen.quantize.calibration_data import Calibration, seeded_calibration
 from graphgen.quantize.options import QuantOptions
+from graphgen.quantize.placement import kept_float
 from graphgen.quantize.qdq import insert_qdq
 from graphgen.quantize.ranges import calibrate
 from graphgen.quantize.verify import check_outputs, check_ranges, check_scales
@@ -126,6 +127,9 @@ def quantize(
             ),
         }
     )
+    float_ops = kept_float(plan)
+    if float_ops is not None:
+        props[f"{PROP}.kept_float"] = float_ops
     fp32 = emit_model(plan, dict(weights), batch=batch, opset=opset, metadata=props)
     reference = fp32.SerializeToString()  # insert_qdq rewrites the graph in place
     int8 = insert_qdq(fp32, plan, amax, options=options)

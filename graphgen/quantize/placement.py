@@ -10,6 +10,15 @@
   conv, its output pair takes the ReLU output's scale in uint8 with zero point 0, so the Q
   itself clamps at 0: the pair adds no error and onnxruntime drops the ReLU. An Add followed by
   a ReLU is left to the ReLU's Q, which onnxruntime folds into a QLinearAdd.
+
+The zoo variants: a grouped or depthwise conv (ResNeXt) is a Conv like any other, its int8
+weight scaled per output channel (axis 0 of its (cout, cin / groups, k, k) weight, which is what
+DequantizeLinear's axis 0 means for it). Attention (SE, ECA) keeps its gate in float: SE's two
+1x1 convs are Convs and quantized as such (in the ort placement the second's output passes a
+Q/DQ pair like every conv output), but the sigmoid, the multiply that scales the branch and
+ECA's 1-d conv across the channels compute in float, and nothing quantizes their outputs. The gate is a few
+multiplies per channel; its sigmoid output in [0, 1] quantized to 8 bits would scale every
+channel of the branch by a step of 1/255 and buys no speed on either engine.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from graphgen.plan import Add, Conv, Linear, MaxPool, Plan, Relu
+from graphgen.plan import Add, ChannelConv, Conv, Linear, MaxPool, Plan, Relu, Scale, Sigmoid
 from graphgen.plan import inputs as reads
 
 
@@ -71,3 +80,13 @@ def placement_for(plan: Plan, placement: str) -> Placement:
         if placement == "ort" and name in positive:
             unsigned.add(name)
     return Placement(inputs, outputs, scale_of, unsigned)
+
+
+def kept_float(plan: Plan) -> str | None:
+    """What of the graph stays float beyond the placement's rules (said by `graphgen quantize`
+    and recorded in the file), or None: attention's gates."""
+    kinds = {type(op) for op in plan.ops}
+    if not kinds & {Sigmoid, Scale, ChannelConv}:
+        return None
+    what = "sigmoid and multiply" + (", ECA's 1-d conv" if ChannelConv in kinds else "")
+    return f"attention gates ({plan.spec.attention}) kept float: {what}"
