@@ -166,7 +166,7 @@ FOREIGN: list[Case] = [
     Case("results-status-list", B, RESUME, "status", (results(_record(status=["ok"]) + "\n"),)),
     Case("results-nested-record", B, RESUME, "nested",
          (results(_record(extra=json.loads(h.deep(20))) + "\n"),)),
-    Case("render-only-wrong-types", B, ("render", "{d}/out"), "readable",
+    Case("render-only-wrong-types", B, ("render", "{d}/out"), "results.jsonl:1: result record has batch '1'",
          (results(_record(batch="1") + "\n"),)),
     # the sweep a folder records (environment.json), as --resume reads it
     Case("resume-env-sweep-batch-text", B, ("run", "--resume", *OUT), "batch",
