@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from reports.validate import ENVIRONMENT, LOADGEN_ROW, RecordError, check_record_fields, problem
-from resnet_common.documents import MAX_DEPTH, MAX_INT_DIGITS, DocumentError, read_capped
-from resnet_common.errors import UserError, shown
+from resnet_common.documents import MAX_DEPTH, DocumentError, read_capped, strict_json_loads
+from resnet_common.errors import UserError
 from resnet_common.records import (  # noqa: F401 (read_records: re-exported for callers)
     ENVIRONMENT_FILE,
     LOADGEN_FILE,
@@ -48,22 +48,6 @@ class ResultFolder:
         return str(self.environment.get("machine") or self.path.name)
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"key {shown(key, 40)} appears twice in one object")
-        out[key] = value
-    return out
-
-
-def _checked_int(digits: str) -> int:
-    count = len(digits.lstrip("+-"))
-    if count > MAX_INT_DIGITS:
-        raise ValueError(f"an integer of {count:,} digits (at most {MAX_INT_DIGITS})")
-    return int(digits)
-
-
 def _depth(value: object) -> int:
     """Levels of nesting, walked without recursion."""
     deepest, stack = 0, [(value, 0)]
@@ -84,7 +68,7 @@ def loads(text: str, *, where: str) -> object:
     caller decides); RecordError when it is JSON that no report can hold: an integer past
     MAX_INT_DIGITS digits, a key given twice, nesting past MAX_DEPTH levels."""
     try:
-        value = json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_checked_int)
+        value = strict_json_loads(text)
     except json.JSONDecodeError:
         raise
     except RecursionError:

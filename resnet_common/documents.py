@@ -86,10 +86,16 @@ def read_document(
     return parsed
 
 
+def strict_json_loads(text: str) -> object:
+    """json.loads refusing a key given twice and integers past MAX_INT_DIGITS digits (ValueError);
+    json.JSONDecodeError and RecursionError pass through for the caller to name."""
+    return json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_checked_int)
+
+
 def parse_json(text: str, source: str) -> object:
     """JSON with duplicated keys and overlong integers refused."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_checked_int)
+        return strict_json_loads(text)
     except json.JSONDecodeError as err:
         raise DocumentError(f"{source}: invalid JSON at line {err.lineno}: {err.msg}") from None
     except RecursionError:
