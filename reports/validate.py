@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from resnet_common.errors import shown
-from resnet_common.records import LATENCY_FIELDS, SchemaError
+from resnet_common.records import LATENCY_FIELDS, NUMBER_FIELDS, SchemaError
 
 # Past this a number is a typo or an attack, not a measurement (1e15 ms is 30,000 years; the
 # cost model refuses 1e12 MACs an image): matplotlib overflows on axes spanning 1e308.
@@ -178,17 +178,8 @@ RECORD = mapping(
                 }
             )
         ),
-        **dict.fromkeys(
-            (
-                "throughput_ips",
-                "gflops",
-                "load_time_s",
-                "first_inference_ms",
-                "peak_host_rss_mb",
-                "peak_device_mb",
-            ),
-            _OPT_AMOUNT,
-        ),  # fmt: skip
+        **dict.fromkeys(NUMBER_FIELDS, _OPT_AMOUNT),
+        "host_rss_load_mb": nullable(number()),  # a growth: the load may free more than it takes
         "peak": nullable(
             mapping({"gflops": _OPT_AMOUNT, "precision": _OPT_TEXT, "fraction": _OPT_AMOUNT})
         ),

@@ -285,21 +285,12 @@ def _from_path(
     if file_precision == "int8":
         if precision not in INT8_PRECISIONS:
             raise UserError(f"{path} is an int8 graph: pass --precision int8 (or int8-bf16)")
-        return ResolvedModel(
-            path,
-            str(path),
-            plan,
-            plan.macs,
-            precision,
-            size,
-            fixed_batch=fixed_batch(model),
-            reference_path=int8_source(path, meta),
-        )
-    if precision != file_precision:
+    elif precision != file_precision:
         raise UserError(
             f"{path} is an {file_precision} graph: pass --precision {file_precision}, or {rebuild}"
         )
-    if precision == "bf16":
+    if file_precision in ("int8", "bf16"):  # judged against the fp32 graph they came from
+        source_of = int8_source if file_precision == "int8" else bf16_source
         return ResolvedModel(
             path,
             str(path),
@@ -308,7 +299,7 @@ def _from_path(
             precision,
             size,
             fixed_batch=fixed_batch(model),
-            reference_path=bf16_source(path, meta),
+            reference_path=source_of(path, meta),
         )
     if image_size is not None and image_size != size:
         raise UserError(f"{path} takes {size}x{size} images, not {image_size}: {rebuild}")
